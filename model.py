@@ -1,0 +1,111 @@
+"""One small convolutional network for MNIST, with the normalisation chosen by a string.
+
+    from model import Net
+    net = Net(norm="G")          # "B" BatchNorm, "L" LayerNorm, "G" GroupNorm, "I" InstanceNorm
+
+Every variant has the same skeleton, so a comparison between them measures the normalisation alone.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+NORMS = {"b": "B", "batch": "B", "l": "L", "layer": "L", "g": "G", "group": "G", "i": "I", "instance": "I"}
+
+# (in, out) channels of the five 3x3 convolutions; max-pooling sits after the second.
+CHANNELS = ((1, 8), (8, 12), (12, 16), (16, 16), (16, 16))
+INPUT_SHAPE = (1, 28, 28)
+
+
+def canonical_norm(norm: str) -> str:
+    """Map "b", "batch", "B", ... to one of "B", "L", "G", "I"; raise ValueError on anything else."""
+    key = norm.lower() if isinstance(norm, str) else None
+    if key not in NORMS:
+        raise ValueError(f"norm must be one of {sorted(set(NORMS.values()))} or {sorted(k for k in NORMS if len(k) > 1)}, got {norm!r}")
+    return NORMS[key]
+
+
+def make_norm(norm: str, channels: int, groups: int = 4) -> nn.Module:
+    """The normalisation layer for `channels` feature maps; the one place a norm string becomes a layer.
+
+    LayerNorm is GroupNorm with one group: it normalises each sample over (C, H, W) and keeps a per-channel
+    affine (2*C parameters). nn.LayerNorm([C, H, W]) would learn 2*C*H*W parameters (over 40k here) and tie
+    the network to one input size.
+    """
+    norm = canonical_norm(norm)
+    if norm == "B":
+        return nn.BatchNorm2d(channels)
+    if norm == "G" and channels % groups:
+        raise ValueError(f"groups={groups} does not divide a layer's {channels} channels; use a divisor of {channels}")
+    num_groups = {"L": 1, "G": groups, "I": channels}[norm]
+    return nn.GroupNorm(num_groups, channels)
+
+
+class Net(nn.Module):
+    """Five 3x3 convolutions, each followed by norm, ReLU and dropout; global average pooling; a linear layer.
+
+    Shapes for an [N, 1, 28, 28] input (RF = receptive field in input pixels):
+        conv1  1 -> 8   [N, 8, 26, 26]   RF 3
+        conv2  8 -> 12  [N, 12, 24, 24]  RF 5
+        pool            [N, 12, 12, 12]  RF 6
+        conv3 12 -> 16  [N, 16, 10, 10]  RF 10
+        conv4 16 -> 16  [N, 16, 8, 8]    RF 14
+        conv5 16 -> 16  [N, 16, 6, 6]    RF 18
+        GAP, linear     [N, 10]          log-probabilities, for F.nll_loss
+    Only two convolutions run above 12x12, where most of a small net's multiply-accumulates are spent.
+
+    Args:
+        norm: "B" (BatchNorm), "L" (LayerNorm), "G" (GroupNorm) or "I" (InstanceNorm); case-insensitive,
+            or "batch", "layer", "group", "instance".
+        groups: GroupNorm's number of groups; must divide every layer's channels (8, 12, 16).
+        dropout: dropout probability after every block.
+    """
+
+    def __init__(self, norm: str = "B", groups: int = 4, dropout: float = 0.0):
+        super().__init__()
+        self.norm = canonical_norm(norm)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        # Convolutions carry no bias: the norm's shift that follows would cancel it.
+        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, 3, bias=False) for cin, cout in CHANNELS)
+        self.norms = nn.ModuleList(make_norm(self.norm, cout, groups) for _, cout in CHANNELS)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(CHANNELS[-1][1], 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or tuple(x.shape[1:]) != INPUT_SHAPE:
+            raise ValueError(f"expected input of shape [N, 1, 28, 28], got {list(x.shape)}")
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            x = self.dropout(F.relu(norm(conv(x))))
+            if i == 1:
+                x = F.max_pool2d(x, 2)
+        x = x.mean(dim=(2, 3))  # global average pooling: [N, 16]
+        return F.log_softmax(self.fc(x), dim=1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_macs(model: nn.Module) -> int:
+    """Multiply-accumulates of the convolutions and linear layers for one 1x28x28 image."""
+    macs = 0
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal macs
+        # each weight is used once per output position: H*W times for a convolution, once for a linear layer
+        macs += module.weight.numel() * (output[0, 0].numel() if isinstance(module, nn.Conv2d) else 1)
+
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in layers]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.inference_mode():
+            model(torch.zeros(1, *INPUT_SHAPE, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return macs

@@ -1,0 +1,136 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model import Net, count_macs, count_parameters, make_norm
+
+NORMS = ["B", "L", "G", "I"]
+# Pinned so that any change to the network is a deliberate one: 7,272 conv + 170 linear + 136 norm affine.
+EXPECTED_PARAMETERS = {"B": 7578, "L": 7578, "G": 7578, "I": 7578}
+
+# The worked example of the README: 3 images, 4 channels, 1x2 pixels.
+EXAMPLE = torch.tensor(
+    [
+        [[[2.0, 3]], [[5, 7]], [[11, 13]], [[17, 19]]],
+        [[[0.0, 1]], [[1, 2]], [[3, 5]], [[8, 13]]],
+        [[[1.0, 2]], [[3, 4]], [[5, 6]], [[7, 8]]],
+    ]
+)
+
+
+def batch(n=8, seed=0):
+    return torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_output_is_log_probabilities(norm):
+    out = Net(norm).eval()(batch())
+    assert out.shape == (8, 10)
+    torch.testing.assert_close(out.exp().sum(dim=1), torch.ones(8))
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_parameter_count_is_pinned_and_under_budget(norm):
+    net = Net(norm)
+    assert count_parameters(net) == EXPECTED_PARAMETERS[norm]
+    assert count_parameters(net) < 8000
+
+
+def test_macs_by_hand():
+    # conv: weights x output positions; 26x26, 24x24, then 10x10, 8x8, 6x6 after the pool; linear 16x10.
+    expected = 72 * 676 + 864 * 576 + 1728 * 100 + 2304 * 64 + 2304 * 36 + 160
+    assert count_macs(Net("G")) == expected
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_every_parameter_gets_a_gradient(norm):
+    torch.manual_seed(0)
+    net = Net(norm, dropout=0.1)
+    F.nll_loss(net(batch(16)), torch.arange(16) % 10).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_batch_independence(norm):
+    # In train mode, only BatchNorm mixes the samples of a batch.
+    torch.manual_seed(0)
+    net = Net(norm, dropout=0.0).train()
+    x = batch(8)
+    alone = net(x[:1])
+    together = net(torch.cat([x[:1], batch(7, seed=1)]))[:1]
+    if norm == "B":
+        assert not torch.allclose(alone, together, atol=1e-4)
+    else:
+        torch.testing.assert_close(alone, together, atol=1e-5, rtol=1e-5)
+
+
+def normalise(x, dims):
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, keepdim=True, unbiased=False)  # population variance, as the layers use
+    return (x - mean) / torch.sqrt(var + 1e-5)
+
+
+def test_batchnorm_normalises_each_channel_over_batch_and_pixels():
+    layer = make_norm("B", 4).train()
+    torch.testing.assert_close(layer(EXAMPLE), normalise(EXAMPLE, (0, 2, 3)))
+
+
+def test_layernorm_normalises_each_sample_over_all_channels_and_pixels():
+    layer = make_norm("L", 4)
+    torch.testing.assert_close(layer(EXAMPLE), normalise(EXAMPLE, (1, 2, 3)))
+
+
+def test_groupnorm_normalises_each_group_of_channels_per_sample():
+    layer = make_norm("G", 4, groups=2)
+    grouped = EXAMPLE.reshape(3, 2, 2, 1, 2)  # [N, groups, channels per group, H, W]
+    expected = normalise(grouped, (2, 3, 4)).reshape(EXAMPLE.shape)
+    torch.testing.assert_close(layer(EXAMPLE), expected)
+
+
+def test_instancenorm_normalises_each_channel_per_sample():
+    layer = make_norm("I", 4)
+    torch.testing.assert_close(layer(EXAMPLE), normalise(EXAMPLE, (2, 3)))
+
+
+def test_layernorm_parameters_do_not_depend_on_the_image_size():
+    assert sum(p.numel() for p in make_norm("L", 16).parameters()) == 32
+
+
+@pytest.mark.parametrize("alias,expected", [("b", "B"), ("Batch", "B"), ("layer", "L"), ("GROUP", "G"), ("instance", "I")])
+def test_norm_names(alias, expected):
+    assert Net(alias).norm == expected
+
+
+@pytest.mark.parametrize("bad", ["X", "", "batchnorm", None, 3])
+def test_unknown_norm_is_rejected(bad):
+    with pytest.raises(ValueError, match="norm must be one of"):
+        Net(bad)
+
+
+def test_groups_that_do_not_divide_a_layer_are_rejected():
+    with pytest.raises(ValueError, match="12 channels"):
+        Net("G", groups=8)
+    assert count_parameters(Net("G", groups=2)) == EXPECTED_PARAMETERS["G"]
+
+
+def test_bad_dropout_is_rejected():
+    with pytest.raises(ValueError, match="dropout"):
+        Net("B", dropout=1.5)
+
+
+@pytest.mark.parametrize("shape", [(8, 28, 28), (8, 3, 28, 28), (8, 1, 32, 32)])
+def test_bad_input_shape_is_rejected(shape):
+    with pytest.raises(ValueError, match=r"\[N, 1, 28, 28\]"):
+        Net("B")(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_channels_last_and_eval_determinism(norm):
+    torch.manual_seed(0)
+    net = Net(norm, dropout=0.1).eval()
+    x = batch()
+    out = net(x)
+    torch.testing.assert_close(net(x), out, rtol=0, atol=0)
+    net_cl = net.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(net_cl(x.contiguous(memory_format=torch.channels_last)), out, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,330 @@
+"""Everything around the model: data held in memory, augmentation, training, evaluation, plots and history.
+
+The whole of MNIST (about 190 MB as float32) lives as one tensor on the training device, normalised once, and
+augmentation runs on whole batches there: no PIL, no worker processes, no per-sample Python.
+"""
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchvision import datasets
+from tqdm.auto import tqdm
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel mean and standard deviation of the training set
+BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a black pixel after normalisation
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every GPU)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def get_device(name: str | None = None) -> torch.device:
+    """`name` if given, else cuda, then mps, then cpu."""
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load_mnist(
+    root: str | os.PathLike | None = None,
+    train: bool = True,
+    device: torch.device | str = "cpu",
+    limit: int | None = None,
+    download: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST as normalised float images [N, 1, 28, 28] and int64 labels [N], on `device`.
+
+    root: argument, else the environment variable MNIST_ROOT, else "./data"; torchvision looks for
+    root/MNIST/raw and downloads there when the files are missing. limit keeps the first `limit` samples.
+    """
+    root = Path(root or os.environ.get("MNIST_ROOT") or "data")
+    try:
+        dataset = datasets.MNIST(root, train=train, download=download)
+    except RuntimeError as error:
+        raise FileNotFoundError(
+            f"MNIST not found in {root.resolve() / 'MNIST' / 'raw'} and could not be downloaded ({error}). "
+            "Put the four original files there, or set MNIST_ROOT (or pass root=) to the folder that holds MNIST/raw."
+        ) from None
+    images = dataset.data[:limit].to(device).unsqueeze(1).float().div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)
+    return images, dataset.targets[:limit].to(device)
+
+
+def augment(
+    images: torch.Tensor,
+    generator: torch.Generator | None = None,
+    degrees: float = 10.0,
+    translate: float = 0.1,
+    scale: float = 0.1,
+) -> torch.Tensor:
+    """Random rotation (+-degrees), shift (+-translate of the image size) and zoom (1 +- scale), per sample.
+
+    One affine grid for the whole batch, sampled bilinearly on the batch's device; pixels that come from
+    outside the image are filled with the normalised background, not 0 (which is grey after normalisation).
+    """
+    n = images.shape[0]
+
+    def uniform(bound: float) -> torch.Tensor:
+        return (torch.rand(n, device=images.device, generator=generator) * 2 - 1) * bound
+
+    angle = uniform(math.radians(degrees))
+    zoom = 1 + uniform(scale)
+    # affine_grid maps output to input coordinates in [-1, 1]: a shift of t image widths is 2t there.
+    shift = torch.stack([uniform(2 * translate), uniform(2 * translate)], dim=1)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], dim=1)  # [N, 2, 2]
+    theta = torch.cat([theta, shift.unsqueeze(2)], dim=2).to(images.dtype)  # [N, 2, 3]
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images - BACKGROUND, grid, align_corners=False) + BACKGROUND
+
+
+class TensorLoader:
+    """Shuffled (images, labels) batches from tensors already on the device, every sample once per epoch.
+
+    With `augment_fn` each batch is augmented on the fly; `generator` drives the shuffling and augmentation.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = True,
+        augment_fn=None,
+        generator: torch.Generator | None = None,
+    ):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.augment_fn = batch_size, shuffle, augment_fn
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.images)
+        order = torch.randperm(n, device=self.images.device, generator=self.generator) if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                x, y = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+            else:
+                index = order[start : start + self.batch_size]
+                x, y = self.images[index], self.labels[index]
+            if self.augment_fn is not None:
+                x = self.augment_fn(x, self.generator)
+            yield x, y
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    """Sum of |w| over the weights of convolution and linear layers; norm layers' gamma and beta and biases stay out."""
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))]
+    return sum(w.abs().sum() for w in weights)
+
+
+def train(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    l1_lambda: float = 0.0,
+    epoch: int = 1,
+) -> tuple[float, float]:
+    """One epoch of training; returns (mean loss, accuracy in %), the loss including the L1 term.
+
+    Loss = NLL + l1_lambda * l1_penalty(model). The scheduler, if any, steps every batch (OneCycle).
+    Losses and counts stay on the device and are read once at the end of the epoch.
+    """
+    model.train()
+    batch_losses = torch.zeros(len(loader), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False)  # TQDM_DISABLE=1 silences it
+    for batch, (x, y) in enumerate(bar):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        output = model(x)
+        loss = F.nll_loss(output, y)
+        if l1_lambda:
+            loss = loss + l1_lambda * l1_penalty(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        batch_losses[batch] = loss.detach() * len(y)
+        correct += (output.argmax(dim=1) == y).sum()
+        seen += len(y)
+    bad = torch.nonzero(~torch.isfinite(batch_losses))
+    if len(bad):
+        raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {bad[0].item() + 1} of {len(loader)}")
+    mean_loss, accuracy = batch_losses.sum().item() / seen, 100.0 * correct.item() / seen
+    bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{accuracy:.2f}%")
+    bar.close()
+    return mean_loss, accuracy
+
+
+def test(model: nn.Module, loader: Iterable, device: torch.device) -> tuple[float, float]:
+    """Mean NLL loss and accuracy (%) over `loader`, in eval mode."""
+    model.eval()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    with torch.inference_mode():
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            output = model(x)
+            total_loss += F.nll_loss(output, y, reduction="sum")
+            correct += (output.argmax(dim=1) == y).sum()
+            seen += len(y)
+    return total_loss.item() / seen, 100.0 * correct.item() / seen
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    test_loader: Iterable,
+    device: torch.device,
+    epochs: int,
+    max_lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    l1_lambda: float = 0.0,
+    on_epoch=None,
+) -> list[dict]:
+    """Train `epochs` epochs with a fresh SGD (Nesterov) optimizer and a OneCycle schedule; test after each.
+
+    Returns one record per epoch (the history.json schema); `on_epoch(history)` is called after every epoch.
+    """
+    optimizer = torch.optim.SGD(model.parameters(), lr=max_lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=len(train_loader))
+    history = []
+    for epoch in range(1, epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        start = time.perf_counter()
+        train_loss, train_acc = train(model, train_loader, optimizer, device, scheduler, l1_lambda, epoch)
+        test_loss, test_acc = test(model, test_loader, device)
+        seconds = time.perf_counter() - start
+        history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
+                            test_acc=test_acc, lr=lr, seconds=seconds))
+        print(f"epoch {epoch:2d}  lr {lr:.4f}  train {train_loss:.4f} {train_acc:6.2f}%  "
+              f"test {test_loss:.4f} {test_acc:6.2f}%  {seconds:5.1f}s", flush=True)
+        if on_epoch is not None:
+            on_epoch(history)
+    return history
+
+
+def misclassified(
+    model: nn.Module, data: Iterable, device: torch.device, n: int = 10
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first `n` wrongly classified images of `data` (a loader of batches), as (images, predicted, true) on the CPU."""
+    model.eval()
+    images, predicted, true = [], [], []
+    found = 0
+    with torch.inference_mode():
+        for x, y in data:
+            x, y = x.to(device), y.to(device)
+            pred = model(x).argmax(dim=1)
+            wrong = pred != y
+            images.append(x[wrong].cpu())
+            predicted.append(pred[wrong].cpu())
+            true.append(y[wrong].cpu())
+            found += int(wrong.sum())
+            if found >= n:
+                break
+    return torch.cat(images)[:n], torch.cat(predicted)[:n], torch.cat(true)[:n]
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike | None) -> plt.Figure:
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    return fig
+
+
+def plot_metric(histories: dict[str, list[dict]], key: str, path: str | os.PathLike | None = None) -> plt.Figure:
+    """One curve per model of `key` ("test_loss", "test_acc", ...) against the epoch."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, history in histories.items():
+        ax.plot([r["epoch"] for r in history], [r[key] for r in history], marker="o", markersize=3, label=name)
+    label = key.replace("_", " ").replace("acc", "accuracy (%)")
+    ax.set(xlabel="epoch", ylabel=label, title=label[0].upper() + label[1:])
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_curves(name: str, history: list[dict], path: str | os.PathLike | None = None) -> plt.Figure:
+    """Train and test loss (left) and accuracy (right) of one model."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = [r["epoch"] for r in history]
+    for ax, metric, label in zip(axes, ("loss", "acc"), ("loss", "accuracy (%)")):
+        for split in ("train", "test"):
+            ax.plot(epochs, [r[f"{split}_{metric}"] for r in history], marker="o", markersize=3, label=split)
+        ax.set(xlabel="epoch", ylabel=label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{name}: train and test")
+    return _save(fig, path)
+
+
+def plot_misclassified(
+    images: torch.Tensor, predicted: torch.Tensor, true: torch.Tensor, title: str, path: str | os.PathLike | None = None
+) -> plt.Figure:
+    """Up to 10 digits in 5 rows by 2 columns, each titled with its predicted and true label."""
+    fig, axes = plt.subplots(5, 2, figsize=(4, 9))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow((images[i].squeeze(0).cpu() * MNIST_STD + MNIST_MEAN).numpy(), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_title(f"predicted {int(predicted[i])}, true {int(true[i])}", fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def print_summary(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -> None:
+    """torchsummary's table for `model`, computed on a CPU copy in eval mode so the model itself is untouched.
+
+    torchsummary runs a forward pass (in train mode it would update BatchNorm's running statistics) and defaults
+    to device="cuda", which fails on a CPU-only machine.
+    """
+    from torchsummary import summary
+
+    summary(copy.deepcopy(model).cpu().eval(), input_size, device="cpu")
+
+
+def load_history(path: str | os.PathLike) -> dict:
+    """The history file as a dict, {} if it does not exist yet."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_history(path: str | os.PathLike, name: str, entry: dict) -> None:
+    """Write `entry` under `name` in the history file, keeping the other models' entries; atomic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = load_history(path)
+    data[name] = entry
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
