@@ -149,10 +149,12 @@ def train(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     l1_lambda: float = 0.0,
     epoch: int = 1,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> tuple[float, float]:
     """One epoch of training; returns (mean loss, accuracy in %), the loss including the L1 term.
 
-    Loss = NLL + l1_lambda * l1_penalty(model). The scheduler, if any, steps every batch (OneCycle).
+    Loss = NLL + l1_lambda * l1_penalty(model). The scheduler, if any, steps every batch (OneCycle), and so
+    does `ema`, an exponential moving average of the weights.
     Losses and counts stay on the device and are read once at the end of the epoch.
     """
     model.train()
@@ -171,6 +173,8 @@ def train(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         batch_losses[batch] = loss.detach() * len(y)
         correct += (output.argmax(dim=1) == y).sum()
         seen += len(y)
@@ -209,20 +213,27 @@ def fit(
     momentum: float = 0.9,
     weight_decay: float = 0.0,
     l1_lambda: float = 0.0,
+    ema_decay: float | None = None,
     on_epoch=None,
 ) -> list[dict]:
     """Train `epochs` epochs with a fresh SGD (Nesterov) optimizer and a OneCycle schedule; test after each.
 
+    With `ema_decay`, an exponential moving average of the weights (and of BatchNorm's statistics) is kept every
+    step; it is what is tested after each epoch, and its weights are copied into `model` at the end.
     Returns one record per epoch (the history.json schema); `on_epoch(history)` is called after every epoch.
     """
     optimizer = torch.optim.SGD(model.parameters(), lr=max_lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=len(train_loader))
+    ema = None
+    if ema_decay:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay), use_buffers=True)
     history = []
     for epoch in range(1, epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
-        train_loss, train_acc = train(model, train_loader, optimizer, device, scheduler, l1_lambda, epoch)
-        test_loss, test_acc = test(model, test_loader, device)
+        train_loss, train_acc = train(model, train_loader, optimizer, device, scheduler, l1_lambda, epoch, ema)
+        test_loss, test_acc = test(model if ema is None else ema.module, test_loader, device)
         seconds = time.perf_counter() - start
         history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
                             test_acc=test_acc, lr=lr, seconds=seconds))
@@ -230,6 +241,8 @@ def fit(
               f"test {test_loss:.4f} {test_acc:6.2f}%  {seconds:5.1f}s", flush=True)
         if on_epoch is not None:
             on_epoch(history)
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
     return history
 
 
@@ -328,3 +341,78 @@ def save_history(path: str | os.PathLike, name: str, entry: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     tmp.replace(path)
+
+
+def mnist_loaders(
+    root: str | os.PathLike | None,
+    device: torch.device,
+    batch_size: int,
+    test_batch_size: int,
+    seed: int,
+    augmentation: dict | None = None,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+) -> tuple[TensorLoader, TensorLoader]:
+    """Training loader (shuffled, augmented with `augment(**augmentation)`) and test loader, both on `device`.
+
+    Reseed `train_loader.generator` to replay the same shuffling and augmentation for another model.
+    """
+    augmentation = augmentation or {}
+    generator = torch.Generator(device=device).manual_seed(seed)
+    train_images, train_labels = load_mnist(root, True, device, train_limit)
+    test_images, test_labels = load_mnist(root, False, device, test_limit)
+    train_loader = TensorLoader(train_images, train_labels, batch_size, True,
+                                lambda x, g: augment(x, g, **augmentation), generator)
+    return train_loader, TensorLoader(test_images, test_labels, test_batch_size, shuffle=False)
+
+
+def results_table(runs: dict) -> str:
+    """Markdown table of final and best test accuracy per model, from the history file's dict."""
+    lines = ["| model | parameters | L1 lambda | final test acc (%) | best test acc (%) | best epoch | "
+             "min test acc, epochs 12-20 (%) | seconds / epoch | device |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, run in runs.items():
+        history = run["history"]
+        best = max(history, key=lambda r: r["test_acc"])
+        late = [r["test_acc"] for r in history if 12 <= r["epoch"] <= 20]
+        seconds = sorted(r["seconds"] for r in history)[len(history) // 2]
+        lines.append(f"| {name} | {run['params']:,} | {run['l1_lambda']:g} | {history[-1]['test_acc']:.2f} | "
+                     f"{best['test_acc']:.2f} | {best['epoch']} | {min(late) if late else float('nan'):.2f} | "
+                     f"{seconds:.1f} | {run['device']} |")
+    return "\n".join(lines)
+
+
+# The README's worked example: 3 images of 4 channels of 1x2 pixels, [N=3, C=4, H=1, W=2].
+WORKED_EXAMPLE = torch.tensor(
+    [
+        [[[2.0, 3]], [[5, 7]], [[11, 13]], [[17, 19]]],
+        [[[0.0, 1]], [[1, 2]], [[3, 5]], [[8, 13]]],
+        [[[1.0, 2]], [[3, 4]], [[5, 6]], [[7, 8]]],
+    ]
+)
+
+
+def worked_example_table(x: torch.Tensor = WORKED_EXAMPLE, groups: int = 2) -> str:
+    """Markdown table of the means and population standard deviations each normalisation computes on x [N, C, H, W].
+
+    BN: one pair per channel, over the batch and pixels; LN: one per image, over channels and pixels;
+    GN: one per image and group of C/groups channels; IN: one per image and channel, over its pixels.
+    """
+    n, c = x.shape[:2]
+
+    def stats(values: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        return values.mean(dim=dims).flatten(), values.std(dim=dims, unbiased=False).flatten()
+
+    grouped = x.reshape(n, groups, c // groups, *x.shape[2:])
+    rows = [
+        ("BatchNorm", "per channel, over 3 images x 2 pixels", stats(x, (0, 2, 3))),
+        ("LayerNorm", "per image, over 4 channels x 2 pixels", stats(x, (1, 2, 3))),
+        (f"GroupNorm ({groups} groups)", f"per image and group, over {c // groups} channels x 2 pixels",
+         stats(grouped, (2, 3, 4))),
+        ("InstanceNorm", "per image and channel, over 2 pixels", stats(x, (2, 3))),
+    ]
+    lines = ["| norm | statistics | count | means | standard deviations |", "|---|---|---|---|---|"]
+    for name, over, (mean, std) in rows:
+        fmt = lambda t: ", ".join(f"{v:.3f}" for v in t.tolist())
+        lines.append(f"| {name} | {over} | {len(mean)} | {fmt(mean)} | {fmt(std)} |")
+    return "\n".join(lines)
