@@ -141,6 +141,30 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(w.abs().sum() for w in weights)
 
 
+class WeightEMA:
+    """Exponential moving average of a model's weights and float buffers (BatchNorm's running statistics).
+
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so the average is not anchored to the
+    random initial weights. Updates stay on the device and never wait for the host.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay, self.updates = decay, 0
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, current in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if average.is_floating_point():
+                average.lerp_(current, 1 - decay)
+            else:
+                average.copy_(current)
+
+
 def train(
     model: nn.Module,
     loader: Iterable,
@@ -149,7 +173,7 @@ def train(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     l1_lambda: float = 0.0,
     epoch: int = 1,
-    ema: torch.optim.swa_utils.AveragedModel | None = None,
+    ema: WeightEMA | None = None,
 ) -> tuple[float, float]:
     """One epoch of training; returns (mean loss, accuracy in %), the loss including the L1 term.
 
@@ -174,7 +198,7 @@ def train(
         if scheduler is not None:
             scheduler.step()
         if ema is not None:
-            ema.update_parameters(model)
+            ema.update(model)
         batch_losses[batch] = loss.detach() * len(y)
         correct += (output.argmax(dim=1) == y).sum()
         seen += len(y)
@@ -210,24 +234,20 @@ def fit(
     device: torch.device,
     epochs: int,
     max_lr: float,
-    momentum: float = 0.9,
     weight_decay: float = 0.0,
     l1_lambda: float = 0.0,
     ema_decay: float | None = None,
     on_epoch=None,
 ) -> list[dict]:
-    """Train `epochs` epochs with a fresh SGD (Nesterov) optimizer and a OneCycle schedule; test after each.
+    """Train `epochs` epochs with a fresh AdamW optimizer and a OneCycle schedule (peak `max_lr`); test after each.
 
     With `ema_decay`, an exponential moving average of the weights (and of BatchNorm's statistics) is kept every
     step; it is what is tested after each epoch, and its weights are copied into `model` at the end.
     Returns one record per epoch (the history.json schema); `on_epoch(history)` is called after every epoch.
     """
-    optimizer = torch.optim.SGD(model.parameters(), lr=max_lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=len(train_loader))
-    ema = None
-    if ema_decay:
-        ema = torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+    ema = WeightEMA(model, ema_decay) if ema_decay else None
     history = []
     for epoch in range(1, epochs + 1):
         lr = optimizer.param_groups[0]["lr"]

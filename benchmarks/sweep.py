@@ -9,6 +9,7 @@ notebooks at once with one CPU thread each. The summary is printed as a Markdown
 """
 
 import argparse
+import ast
 import json
 import os
 import statistics
@@ -40,6 +41,17 @@ def final_accuracy(runs: dict) -> dict[str, float]:
     return {name: run["history"][-1]["test_acc"] for name, run in runs.items()}
 
 
+def table(results: dict[str, dict[str, float]], with_mean: bool) -> str:
+    """Markdown table, a row per run and a column per variant; with_mean adds the mean and sample std."""
+    variants = list(next(iter(results.values())))
+    lines = [f"| run | {' | '.join(variants)} |", f"|---|{'---|' * len(variants)}"]
+    lines += [f"| {label} | {' | '.join(f'{acc[v]:.2f}' for v in variants)} |" for label, acc in results.items()]
+    if with_mean and len(results) > 1:
+        columns = [[acc[v] for acc in results.values()] for v in variants]
+        lines.append(f"| mean +- std | {' | '.join(f'{statistics.mean(c):.2f} +- {statistics.stdev(c):.2f}' for c in columns)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=["seeds", "l1"])
@@ -51,7 +63,7 @@ def main() -> None:
                         help="further notebook settings, e.g. EPOCHS=1 TRAIN_LIMIT=512 (Python literals)")
     args = parser.parse_args()
 
-    extra = {k: eval(v, {}) for k, v in (item.split("=", 1) for item in args.set)}  # literals from the command line
+    extra = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
     if args.kind == "seeds":
         runs = {f"seed {s}": {**extra, "SEED": s} for s in args.seeds}
     else:
@@ -64,16 +76,10 @@ def main() -> None:
                    for i, (label, overrides) in enumerate(runs.items())}
         results = {label: final_accuracy(future.result()) for label, future in futures.items()}
 
-    variants = list(next(iter(results.values())))
-    print(f"| run | {' | '.join(variants)} |\n|---|{'---|' * len(variants)}")
-    for label, accuracies in results.items():
-        print(f"| {label} | {' | '.join(f'{accuracies[v]:.2f}' for v in variants)} |")
-    if len(results) > 1 and args.kind == "seeds":
-        columns = {v: [acc[v] for acc in results.values()] for v in variants}
-        print(f"| mean +- std | {' | '.join(f'{statistics.mean(c):.2f} +- {statistics.stdev(c):.2f}' for c in columns.values())} |")
+    print(table(results, with_mean=args.kind == "seeds"))
     out = args.out or ROOT / "results" / f"{args.kind}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": extra, "final_test_acc": results}, indent=1) + "\n")
+    out.write_text(json.dumps({"kind": args.kind, "settings": extra, "final_test_acc": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 import utils
-from model import Net
+from model import Net, count_parameters
 
 MNIST_ROOT = os.environ.get("MNIST_ROOT", "../shared/data")
 needs_mnist = pytest.mark.skipif(
@@ -113,7 +113,7 @@ def test_short_training_learns():
     loader = utils.TensorLoader(images, labels, 16, generator=torch.Generator().manual_seed(0))
     net = Net("G")
     history = utils.fit(net, loader, utils.TensorLoader(images, labels, 256, shuffle=False), torch.device("cpu"),
-                        epochs=10, max_lr=0.05)
+                        epochs=10, max_lr=0.01)
     assert history[-1]["train_loss"] < history[0]["train_loss"] / 4
     assert history[-1]["test_acc"] > 90
     assert [r["epoch"] for r in history] == list(range(1, 11))
@@ -127,7 +127,7 @@ def train_twice(seed):
         g = torch.Generator().manual_seed(seed)
         loader = utils.TensorLoader(x, y, 16, augment_fn=utils.augment, generator=g)
         net = Net("B")
-        history = utils.fit(net, loader, loader, torch.device("cpu"), epochs=2, max_lr=0.05, l1_lambda=1e-4)
+        history = utils.fit(net, loader, loader, torch.device("cpu"), epochs=2, max_lr=0.01, l1_lambda=1e-4)
         runs.append([(r["train_loss"], r["test_loss"], r["test_acc"]) for r in history])
     return runs
 
@@ -188,7 +188,7 @@ def test_summary_leaves_the_model_untouched(capsys):
     net = Net("B").train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     utils.print_summary(net)
-    assert "Total params: 7,578" in capsys.readouterr().out
+    assert f"Total params: {count_parameters(net):,}" in capsys.readouterr().out
     assert net.training
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -196,7 +196,7 @@ def test_summary_leaves_the_model_untouched(capsys):
 
 def test_history_round_trip(tmp_path):
     path = tmp_path / "results" / "history.json"
-    entry = {"norm": "B", "l1_lambda": 1e-05, "params": 7578,
+    entry = {"norm": "B", "l1_lambda": 1e-05, "params": 7234,
              "history": [dict(epoch=1, train_loss=0.5, train_acc=88.25, test_loss=0.1, test_acc=97.5, lr=0.004, seconds=5.0)]}
     utils.save_history(path, "BN", entry)
     utils.save_history(path, "GN", {**entry, "norm": "G"})
@@ -209,3 +209,37 @@ def test_history_round_trip(tmp_path):
 def test_get_device():
     assert utils.get_device("cpu") == torch.device("cpu")
     assert utils.get_device().type in {"cpu", "cuda", "mps"}
+
+
+def test_weight_ema_ramps_up_and_tracks_buffers():
+    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    ema = utils.WeightEMA(net, decay=0.99)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0)
+        start = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    net[1].num_batches_tracked += 5
+    ema.update(net)  # first update: decay min(0.99, 2 / 11)
+    weight = 2 / 11 * start["0.weight"] + 9 / 11
+    torch.testing.assert_close(ema.module[0].weight, weight)
+    assert ema.module[1].num_batches_tracked.item() == 5  # integer buffers are copied
+    for _ in range(1000):
+        ema.update(net)
+    torch.testing.assert_close(ema.module[0].weight, torch.ones(2, 2))
+    assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_weight_ema_rejects_bad_decay():
+    with pytest.raises(ValueError, match="decay"):
+        utils.WeightEMA(nn.Linear(1, 1), decay=1.0)
+
+
+def test_fit_with_ema_tests_and_returns_the_average():
+    utils.set_seed(0)
+    x, y = torch.randn(64, 1, 28, 28), torch.arange(64) % 10
+    loader = utils.TensorLoader(x, y, 16, generator=torch.Generator().manual_seed(0))
+    net = Net("B")
+    history = utils.fit(net, loader, utils.TensorLoader(x, y, 64, shuffle=False), torch.device("cpu"),
+                        epochs=2, max_lr=0.01, ema_decay=0.9)
+    assert utils.test(net, utils.TensorLoader(x, y, 64, shuffle=False), torch.device("cpu")) == (
+        history[-1]["test_loss"], history[-1]["test_acc"])

@@ -1,0 +1,32 @@
+"""The benchmarks run (on a subset); their timings are not asserted."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from test_utils import MNIST_ROOT, needs_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@needs_mnist
+def test_speed_benchmark_runs_on_a_subset():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--root", MNIST_ROOT, "--limit", "512", "--repeats", "1"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    table = result.stdout.split("| pipeline |")[1]
+    assert table.count("\n| ") == 5  # the separator and the four configurations
+    assert "| standard | typical |" in table and "| project | project |" in table
+
+
+@needs_mnist
+def test_sweep_runs_the_notebook(tmp_path):
+    out = tmp_path / "seeds.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sweep.py"), "seeds", "--seeds", "1", "2", "--out", str(out),
+         "--set", "EPOCHS=1", "TRAIN_LIMIT=256", "TEST_LIMIT=200", f"DATA_ROOT={MNIST_ROOT!r}", "VARIANTS={'GN': 'G'}"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    assert "| seed 1 |" in result.stdout and "| mean +- std |" in result.stdout
+    assert out.exists()
