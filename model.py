@@ -30,13 +30,13 @@ def make_norm(norm: str, channels: int, groups: int = 2) -> nn.Module:
     """The normalisation layer for `channels` feature maps; the one place a norm string becomes a layer.
 
     LayerNorm is GroupNorm with one group: it normalises each sample over (C, H, W) and keeps a per-channel
-    affine (2*C parameters). nn.LayerNorm([C, H, W]) would learn 2*C*H*W parameters (over 40k here) and tie
-    the network to one input size.
+    affine (2*C parameters). nn.LayerNorm([C, H, W]) would learn 2*C*H*W parameters (45,248 over this network's
+    five layers) and tie the network to one input size.
     """
     norm = canonical_norm(norm)
     if norm == "B":
         return nn.BatchNorm2d(channels)
-    if norm == "G" and channels % groups:
+    if norm == "G" and (groups < 1 or channels % groups):
         raise ValueError(f"groups={groups} does not divide a layer's {channels} channels; use a divisor of {channels}")
     num_groups = {"L": 1, "G": groups, "I": channels}[norm]
     return nn.GroupNorm(num_groups, channels)

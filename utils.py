@@ -9,17 +9,24 @@ import json
 import math
 import os
 import random
+import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision import datasets
-from tqdm.auto import tqdm
+from tqdm import TqdmWarning
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", TqdmWarning)  # a notebook without ipywidgets gets tqdm's text bar, silently
+    from tqdm.auto import tqdm
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel mean and standard deviation of the training set
 BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a black pixel after normalisation
@@ -30,6 +37,16 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far, in MB (NaN where the OS does not say, as on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def get_device(name: str | None = None) -> torch.device:
@@ -107,7 +124,7 @@ class TensorLoader:
         labels: torch.Tensor,
         batch_size: int,
         shuffle: bool = True,
-        augment_fn=None,
+        augment_fn: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
     ):
         if len(images) != len(labels):
@@ -237,7 +254,7 @@ def fit(
     weight_decay: float = 0.0,
     l1_lambda: float = 0.0,
     ema_decay: float | None = None,
-    on_epoch=None,
+    on_epoch: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
     """Train `epochs` epochs with a fresh AdamW optimizer and a OneCycle schedule (peak `max_lr`); test after each.
 
@@ -245,6 +262,8 @@ def fit(
     step; it is what is tested after each epoch, and its weights are copied into `model` at the end.
     Returns one record per epoch (the history.json schema); `on_epoch(history)` is called after every epoch.
     """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
     optimizer = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=len(train_loader))
     ema = WeightEMA(model, ema_decay) if ema_decay else None
@@ -295,12 +314,22 @@ def _save(fig: plt.Figure, path: str | os.PathLike | None) -> plt.Figure:
 
 
 def plot_metric(histories: dict[str, list[dict]], key: str, path: str | os.PathLike | None = None) -> plt.Figure:
-    """One curve per model of `key` ("test_loss", "test_acc", ...) against the epoch."""
+    """One curve per model of `key` ("test_loss", "test_acc", ...) against the epoch.
+
+    Accuracy axes start just below the lowest value after the first quarter of the epochs, so that the differences
+    at the top stay visible; the early epochs may fall below the axis.
+    """
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, history in histories.items():
         ax.plot([r["epoch"] for r in history], [r[key] for r in history], marker="o", markersize=3, label=name)
     label = key.replace("_", " ").replace("acc", "accuracy (%)")
-    ax.set(xlabel="epoch", ylabel=label, title=label[0].upper() + label[1:])
+    title = label[0].upper() + label[1:]
+    if key.endswith("acc"):
+        later = [r[key] for h in histories.values() for r in h[len(h) // 4 :]]
+        ax.set_ylim(min(later) - 0.1, min(100.0, max(later) + 0.1))
+        title += " (zoomed: early epochs may lie below)"
+    ax.set(xlabel="epoch", ylabel=label, title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
@@ -314,6 +343,7 @@ def plot_curves(name: str, history: list[dict], path: str | os.PathLike | None =
         for split in ("train", "test"):
             ax.plot(epochs, [r[f"{split}_{metric}"] for r in history], marker="o", markersize=3, label=split)
         ax.set(xlabel="epoch", ylabel=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{name}: train and test")

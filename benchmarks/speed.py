@@ -1,6 +1,6 @@
 """Seconds per epoch (one training epoch + one test pass) of the standard pipeline against this project's.
 
-    python benchmarks/speed.py                 # full MNIST, 3 repeats, the table for the README
+    python benchmarks/speed.py --out results/speed.json   # full MNIST, 3 repeats: the README's table
     python benchmarks/speed.py --limit 2048    # a quick check on a subset
 
 Pipelines: "standard" is torchvision MNIST with per-sample RandomRotation + ToTensor + Normalize and
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--root", default=os.environ.get("MNIST_ROOT", "data"), help="folder holding MNIST/raw")
     parser.add_argument("--limit", type=int, default=None, help="first N training digits (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="also save the summary as JSON (results/speed.json)")
     parser.add_argument("--child", nargs=2, metavar=("PIPELINE", "NETWORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -111,16 +112,28 @@ def main() -> None:
             results[(pipeline, network)].append({**run, "peak_mb": usage.ru_maxrss / 1024})
             print(f"repeat {repeat + 1}: {pipeline:8s} pipeline, {network:7s} network: {run['seconds']:6.1f} s", flush=True)
 
-    baseline = statistics.median(r["seconds"] for r in results[CONFIGS[0]])
     first = results[CONFIGS[0]][0]
-    print(f"\ndevice {first['device']}, {first['threads']} threads, {args.limit or 60000} training digits, "
-          f"median of {args.repeats}")
-    print("| pipeline | network | seconds / epoch (train + test) | speed-up vs standard + typical | peak memory (MB) |")
-    print("|---|---|---|---|---|")
-    for (pipeline, network), runs in results.items():
-        seconds = statistics.median(r["seconds"] for r in runs)
-        peak = max(r["peak_mb"] for r in runs)
-        print(f"| {pipeline} | {network} | {seconds:.1f} | {baseline / seconds:.2f}x | {peak:.0f} |")
+    summary = {"device": first["device"], "threads": first["threads"], "train_digits": args.limit or 60000,
+               "repeats": args.repeats, "rows": [
+                   {"pipeline": pipeline, "network": network,
+                    "seconds": statistics.median(r["seconds"] for r in runs),
+                    "peak_mb": max(r["peak_mb"] for r in runs)}
+                   for (pipeline, network), runs in results.items()]}
+    print("\n" + table(summary))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def table(summary: dict) -> str:
+    """Markdown table of the medians, with the speed-up over the first row (standard pipeline, typical network)."""
+    baseline = summary["rows"][0]["seconds"]
+    lines = [f"Device {summary['device']}, {summary['threads']} threads, {summary['train_digits']:,} training digits, "
+             f"median of {summary['repeats']} runs.", "",
+             "| pipeline | network | seconds / epoch (train + test) | speed-up | peak memory (MB) |", "|---|---|---|---|---|"]
+    lines += [f"| {r['pipeline']} | {r['network']} | {r['seconds']:.1f} | {baseline / r['seconds']:.2f}x | {r['peak_mb']:.0f} |"
+              for r in summary["rows"]]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ def test_speed_benchmark_runs_on_a_subset():
         capture_output=True, text=True, timeout=600, check=True,
     )
     table = result.stdout.split("| pipeline |")[1]
+    assert "512 training digits, median of 1 runs" in result.stdout
     assert table.count("\n| ") == 5  # the separator and the four configurations
     assert "| standard | typical |" in table and "| project | project |" in table
 

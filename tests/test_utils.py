@@ -206,9 +206,15 @@ def test_history_round_trip(tmp_path):
     assert utils.load_history(tmp_path / "absent.json") == {}
 
 
-def test_get_device():
+def test_get_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     assert utils.get_device("cpu") == torch.device("cpu")
-    assert utils.get_device().type in {"cpu", "cuda", "mps"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert utils.get_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert utils.get_device() == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert utils.get_device() == torch.device("cuda")
 
 
 def test_weight_ema_ramps_up_and_tracks_buffers():
@@ -243,3 +249,10 @@ def test_fit_with_ema_tests_and_returns_the_average():
                         epochs=2, max_lr=0.01, ema_decay=0.9)
     assert utils.test(net, utils.TensorLoader(x, y, 64, shuffle=False), torch.device("cpu")) == (
         history[-1]["test_loss"], history[-1]["test_acc"])
+
+
+def test_peak_memory_counts_a_large_allocation():
+    before = utils.peak_memory_mb()
+    block = torch.ones(int((before + 200) * 2**20) // 4)  # larger than the whole peak so far, every page touched
+    assert utils.peak_memory_mb() >= before + 200
+    del block
