@@ -31,6 +31,8 @@ def test_notebook_runs_end_to_end(tmp_path):
     notebook.cells.insert(parameters_index(notebook) + 1, nbformat.v4.new_code_cell(overrides))
     NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
 
+    shown = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(shown) == len(FIGURES)  # every figure is also in the notebook itself, whatever MPLBACKEND says
     for figure in FIGURES:
         assert (tmp_path / "Images" / f"{figure}.png").stat().st_size > 0, figure
     runs = json.loads((tmp_path / "results" / "history.json").read_text())

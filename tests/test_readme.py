@@ -52,3 +52,13 @@ def test_notebook_time_and_memory_match_its_output():
     seconds, peak = re.search(r"notebook finished in (\d+) s, peak memory (\d+) MB", text).groups()
     assert f"took {seconds} s" in README
     assert f"peak memory {peak} MB" in README
+
+
+def test_committed_notebook_shows_its_run():
+    notebook = json.loads((ROOT / "S6_Normalization.ipynb").read_text())
+    outputs = [o for c in notebook["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 8  # 2 comparisons, 3 curves, 3 grids
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    assert not any(o.get("name") == "stderr" for o in outputs)
+    assert utils.results_table(utils.load_history(ROOT / "results" / "history.json")) in "".join(
+        "".join(o["data"]["text/markdown"]) for o in outputs if "text/markdown" in o.get("data", {}))
