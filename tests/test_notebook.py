@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from test_utils import MNIST_ROOT, needs_mnist

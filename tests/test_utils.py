@@ -11,7 +11,7 @@ import torch.nn as nn
 import utils
 from model import Net, count_parameters
 
-MNIST_ROOT = os.environ.get("MNIST_ROOT", "../shared/data")
+MNIST_ROOT = os.environ.get("MNIST_ROOT", "data")  # as utils.load_mnist: the folder that holds MNIST/raw
 needs_mnist = pytest.mark.skipif(
     not (Path(MNIST_ROOT) / "MNIST" / "raw").is_dir(), reason="real MNIST not found; set MNIST_ROOT"
 )
