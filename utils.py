@@ -448,18 +448,19 @@ def worked_example_table(x: torch.Tensor = WORKED_EXAMPLE, groups: int = 2) -> s
     BN: one pair per channel, over the batch and pixels; LN: one per image, over channels and pixels;
     GN: one per image and group of C/groups channels; IN: one per image and channel, over its pixels.
     """
-    n, c = x.shape[:2]
+    n, c, h, w = x.shape
+    pixels = f"{h * w} pixels"
 
     def stats(values: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         return values.mean(dim=dims).flatten(), values.std(dim=dims, unbiased=False).flatten()
 
-    grouped = x.reshape(n, groups, c // groups, *x.shape[2:])
+    grouped = x.reshape(n, groups, c // groups, h, w)
     rows = [
-        ("BatchNorm", "per channel, over 3 images x 2 pixels", stats(x, (0, 2, 3))),
-        ("LayerNorm", "per image, over 4 channels x 2 pixels", stats(x, (1, 2, 3))),
-        (f"GroupNorm ({groups} groups)", f"per image and group, over {c // groups} channels x 2 pixels",
+        ("BatchNorm", f"per channel, over {n} images x {pixels}", stats(x, (0, 2, 3))),
+        ("LayerNorm", f"per image, over {c} channels x {pixels}", stats(x, (1, 2, 3))),
+        (f"GroupNorm ({groups} groups)", f"per image and group, over {c // groups} channels x {pixels}",
          stats(grouped, (2, 3, 4))),
-        ("InstanceNorm", "per image and channel, over 2 pixels", stats(x, (2, 3))),
+        ("InstanceNorm", f"per image and channel, over {pixels}", stats(x, (2, 3))),
     ]
     lines = ["| norm | statistics | count | means | standard deviations |", "|---|---|---|---|---|"]
     for name, over, (mean, std) in rows:

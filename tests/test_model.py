@@ -3,19 +3,13 @@ import torch
 import torch.nn.functional as F
 
 from model import Net, count_macs, count_parameters, make_norm
+from utils import WORKED_EXAMPLE
 
 NORMS = ["B", "L", "G", "I"]
 # Pinned so that any change to the network is a deliberate one: 6,440 conv + 490 linear + 2 * 152 norm affine.
 EXPECTED_PARAMETERS = {"B": 7234, "L": 7234, "G": 7234, "I": 7234}
 
-# The worked example of the README: 3 images, 4 channels, 1x2 pixels.
-EXAMPLE = torch.tensor(
-    [
-        [[[2.0, 3]], [[5, 7]], [[11, 13]], [[17, 19]]],
-        [[[0.0, 1]], [[1, 2]], [[3, 5]], [[8, 13]]],
-        [[[1.0, 2]], [[3, 4]], [[5, 6]], [[7, 8]]],
-    ]
-)
+EXAMPLE = WORKED_EXAMPLE  # the README's worked example: 3 images, 4 channels, 1x2 pixels
 
 
 def batch(n=8, seed=0):
