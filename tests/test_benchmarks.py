@@ -31,3 +31,15 @@ def test_sweep_runs_the_notebook(tmp_path):
     )
     assert "| seed 1 |" in result.stdout and "| mean +- std |" in result.stdout
     assert out.exists()
+
+
+def test_step_benchmark_runs(tmp_path):
+    out = tmp_path / "step.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "step.py"), "--norms", "BL", "--batch-size", "16", "--rounds", "1",
+         "--steps", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    assert result.stdout.count("\n| B | ") == 4 and result.stdout.count("\n| L | ") == 4  # 2 layouts x 2 precisions
+    assert "| B | nchw | fp32 |" in result.stdout and "| 1.00x |" in result.stdout
+    assert out.exists()

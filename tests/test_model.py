@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -126,8 +128,11 @@ def test_bad_input_shape_is_rejected(shape):
 def test_channels_last_and_eval_determinism(norm):
     torch.manual_seed(0)
     net = Net(norm, dropout=0.1).eval()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     x = batch()
     out = net(x)
     torch.testing.assert_close(net(x), out, rtol=0, atol=0)
-    net_cl = net.to(memory_format=torch.channels_last)
-    torch.testing.assert_close(net_cl(x.contiguous(memory_format=torch.channels_last)), out, atol=1e-5, rtol=1e-5)
+    nchw = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    assert not convs[1].weight.is_contiguous() and nchw.convs[1].weight.is_contiguous()
+    torch.testing.assert_close(nchw(x), out, atol=1e-5, rtol=1e-5)
