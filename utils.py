@@ -416,20 +416,25 @@ def mnist_loaders(
     return train_loader, TensorLoader(test_images, test_labels, test_batch_size, shuffle=False)
 
 
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table: the header row, a separator, then each row's cells as str() prints them."""
+    line = lambda cells: "| " + " | ".join(str(cell) for cell in cells) + " |"
+    return "\n".join([line(header), "|" + "---|" * len(header)] + [line(row) for row in rows])
+
+
 def results_table(runs: dict) -> str:
     """Markdown table of final and best test accuracy per model, from the history file's dict."""
-    lines = ["| model | parameters | L1 lambda | final test acc (%) | best test acc (%) | best epoch | "
-             "min test acc, epochs 12-20 (%) | seconds / epoch | device |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for name, run in runs.items():
         history = run["history"]
         best = max(history, key=lambda r: r["test_acc"])
         late = [r["test_acc"] for r in history if 12 <= r["epoch"] <= 20]
         seconds = sorted(r["seconds"] for r in history)[len(history) // 2]
-        lines.append(f"| {name} | {run['params']:,} | {run['l1_lambda']:g} | {history[-1]['test_acc']:.2f} | "
-                     f"{best['test_acc']:.2f} | {best['epoch']} | {min(late) if late else float('nan'):.2f} | "
-                     f"{seconds:.1f} | {run['device']} |")
-    return "\n".join(lines)
+        rows.append([name, f"{run['params']:,}", f"{run['l1_lambda']:g}", f"{history[-1]['test_acc']:.2f}",
+                     f"{best['test_acc']:.2f}", best["epoch"], f"{min(late) if late else float('nan'):.2f}",
+                     f"{seconds:.1f}", run["device"]])
+    return markdown_table(["model", "parameters", "L1 lambda", "final test acc (%)", "best test acc (%)", "best epoch",
+                           "min test acc, epochs 12-20 (%)", "seconds / epoch", "device"], rows)
 
 
 # The README's worked example: 3 images of 4 channels of 1x2 pixels, [N=3, C=4, H=1, W=2].
@@ -462,8 +467,6 @@ def worked_example_table(x: torch.Tensor = WORKED_EXAMPLE, groups: int = 2) -> s
          stats(grouped, (2, 3, 4))),
         ("InstanceNorm", f"per image and channel, over {pixels}", stats(x, (2, 3))),
     ]
-    lines = ["| norm | statistics | count | means | standard deviations |", "|---|---|---|---|---|"]
-    for name, over, (mean, std) in rows:
-        fmt = lambda t: ", ".join(f"{v:.3f}" for v in t.tolist())
-        lines.append(f"| {name} | {over} | {len(mean)} | {fmt(mean)} | {fmt(std)} |")
-    return "\n".join(lines)
+    numbers = lambda t: ", ".join(f"{v:.3f}" for v in t.tolist())
+    return markdown_table(["norm", "statistics", "count", "means", "standard deviations"],
+                          [[name, over, len(mean), numbers(mean), numbers(std)] for name, over, (mean, std) in rows])

@@ -127,13 +127,14 @@ def main() -> None:
 
 def table(summary: dict) -> str:
     """Markdown table of the medians, with the speed-up over the first row (standard pipeline, typical network)."""
+    import utils
+
     baseline = summary["rows"][0]["seconds"]
-    lines = [f"Device {summary['device']}, {summary['threads']} threads, {summary['train_digits']:,} training digits, "
-             f"median of {summary['repeats']} runs.", "",
-             "| pipeline | network | seconds / epoch (train + test) | speed-up | peak memory (MB) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['pipeline']} | {r['network']} | {r['seconds']:.1f} | {baseline / r['seconds']:.2f}x | {r['peak_mb']:.0f} |"
-              for r in summary["rows"]]
-    return "\n".join(lines)
+    rows = [[r["pipeline"], r["network"], f"{r['seconds']:.1f}", f"{baseline / r['seconds']:.2f}x", f"{r['peak_mb']:.0f}"]
+            for r in summary["rows"]]
+    return (f"Device {summary['device']}, {summary['threads']} threads, {summary['train_digits']:,} training digits, "
+            f"median of {summary['repeats']} runs.\n\n"
+            + utils.markdown_table(["pipeline", "network", "seconds / epoch (train + test)", "speed-up", "peak memory (MB)"], rows))
 
 
 if __name__ == "__main__":

@@ -83,12 +83,11 @@ def main() -> None:
 def table(summary: dict) -> str:
     """Markdown table of the medians, each row's speed-up over its norm's nchw fp32 step."""
     base = {r["norm"]: r["ms"] for r in summary["rows"] if (r["layout"], r["precision"]) == ("nchw", "fp32")}
-    lines = [f"Device {summary['device']}, {summary['threads']} threads, batch {summary['batch_size']}, median of "
-             f"{summary['rounds']} rounds of {summary['steps']} steps.", "",
-             "| norm | layout | precision | ms / step | speed-up |", "|---|---|---|---|---|"]
-    lines += [f"| {r['norm']} | {r['layout']} | {r['precision']} | {r['ms']:.1f} | {base[r['norm']] / r['ms']:.2f}x |"
-              for r in summary["rows"]]
-    return "\n".join(lines)
+    rows = [[r["norm"], r["layout"], r["precision"], f"{r['ms']:.1f}", f"{base[r['norm']] / r['ms']:.2f}x"]
+            for r in summary["rows"]]
+    return (f"Device {summary['device']}, {summary['threads']} threads, batch {summary['batch_size']}, median of "
+            f"{summary['rounds']} rounds of {summary['steps']} steps.\n\n"
+            + utils.markdown_table(["norm", "layout", "precision", "ms / step", "speed-up"], rows))
 
 
 if __name__ == "__main__":

@@ -44,12 +44,11 @@ def final_accuracy(runs: dict) -> dict[str, float]:
 def table(results: dict[str, dict[str, float]], with_mean: bool) -> str:
     """Markdown table, a row per run and a column per variant; with_mean adds the mean and sample std."""
     variants = list(next(iter(results.values())))
-    lines = [f"| run | {' | '.join(variants)} |", f"|---|{'---|' * len(variants)}"]
-    lines += [f"| {label} | {' | '.join(f'{acc[v]:.2f}' for v in variants)} |" for label, acc in results.items()]
+    rows = [[label] + [f"{acc[v]:.2f}" for v in variants] for label, acc in results.items()]
     if with_mean and len(results) > 1:
         columns = [[acc[v] for acc in results.values()] for v in variants]
-        lines.append(f"| mean +- std | {' | '.join(f'{statistics.mean(c):.2f} +- {statistics.stdev(c):.2f}' for c in columns)} |")
-    return "\n".join(lines)
+        rows.append(["mean +- std"] + [f"{statistics.mean(c):.2f} +- {statistics.stdev(c):.2f}" for c in columns])
+    return utils.markdown_table(["run"] + variants, rows)
 
 
 def main() -> None:
