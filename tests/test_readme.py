@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import speed  # noqa: E402
+import step  # noqa: E402
 import sweep  # noqa: E402
 
 
@@ -42,8 +43,9 @@ def test_sweep_tables_match_their_json(kind):
     assert sweep.table(saved["final_test_acc"], with_mean=kind == "seeds") in README
 
 
-def test_speed_table_matches_its_json():
-    assert speed.table(json.loads((ROOT / "results" / "speed.json").read_text())) in README
+@pytest.mark.parametrize("script", [speed, step], ids=["speed", "step"])
+def test_benchmark_tables_match_their_json(script):
+    assert script.table(json.loads((ROOT / "results" / f"{script.__name__}.json").read_text())) in README
 
 
 def test_notebook_time_and_memory_match_its_output():
