@@ -30,8 +30,8 @@ def make_norm(norm: str, channels: int, groups: int = 2) -> nn.Module:
     """The normalisation layer for `channels` feature maps; the one place a norm string becomes a layer.
 
     LayerNorm is GroupNorm with one group: it normalises each sample over (C, H, W) and keeps a per-channel
-    affine (2*C parameters). nn.LayerNorm([C, H, W]) would learn 2*C*H*W parameters (45,248 over this network's
-    five layers) and tie the network to one input size.
+    affine (2*C parameters). nn.LayerNorm([C, H, W]) would learn 2*C*H*W parameters (over four times this whole
+    network, counted over its five norms) and tie the network to one input size.
     """
     norm = canonical_norm(norm)
     if norm == "B":

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import utils
 from model import Net, count_macs, count_parameters
@@ -34,6 +35,15 @@ def test_worked_example_matches_code():
 def test_model_section_numbers(norm):
     net = Net(norm)
     assert f"| {norm} | {count_parameters(net):,} | {count_macs(net):,} |" in README
+
+
+def test_full_layernorm_parameter_count_matches_the_network():
+    # nn.LayerNorm([C, H, W]) would learn a scale and a shift per activation that each norm sees
+    net, activations = Net("L"), []
+    for norm in net.norms:
+        norm.register_forward_hook(lambda module, inputs, output: activations.append(inputs[0][0].numel()))
+    net(torch.zeros(1, 1, 28, 28))
+    assert f"per activation: {2 * sum(activations):,} parameters" in README
 
 
 @pytest.mark.parametrize("kind", ["seeds", "l1"])
