@@ -26,17 +26,68 @@ def canonical_norm(norm: str) -> str:
     return NORMS[key]
 
 
-def make_norm(norm: str, channels: int, groups: int = 2) -> nn.Module:
+def _whole(name: str, value, allowed: str) -> int:
+    """`value` if it is a whole number >= 1 (bool is not one), else a ValueError naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return value
+
+
+class GhostBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose training statistics come from groups of `norm_batch` images within the batch (ghost batches).
+
+    As with k images per GPU in the GroupNorm paper: the optimiser's batch stays what it is, and only the number of
+    images that share a mean and a variance changes. A batch that `norm_batch` does not divide ends with one smaller
+    group. The running statistics are updated once per batch with the average over its groups of their means and
+    of their unbiased variances, so with one group (norm_batch >= the batch) this is nn.BatchNorm2d. Note what that
+    average leaves out: the spread of the group means. With small groups the running variance is smaller than the
+    variance the layer sees across the data set, which is one source of BatchNorm's train/test gap at small batches.
+    In eval mode: the running statistics, as nn.BatchNorm2d.
+    """
+
+    def __init__(self, channels: int, norm_batch: int):
+        super().__init__(channels)
+        self.norm_batch = _whole("norm_batch", norm_batch, "a whole number of images >= 1")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        n, c, h, w = x.shape
+        k = min(self.norm_batch, n)
+        whole = n - n % k
+        if whole < n:
+            x = x.contiguous()  # slicing a channels-last batch before the view below gives wrong gradients (torch 2.14)
+        outputs, mean, var = [], 0.0, 0.0
+        for part in (x[:whole], x[whole:]) if whole < n else (x,):
+            size = min(k, len(part))
+            g = len(part) // size
+            # [G*k, C, H, W] -> [k, G*C, H, W]: each (group, channel) becomes a channel of one plain batch norm,
+            # PyTorch's own kernel; with momentum 1 its "running" buffers receive each group's mean and unbiased var.
+            stacked = part.view(g, size, c, h, w).transpose(0, 1).reshape(size, g * c, h, w)
+            group_mean, group_var = x.new_zeros(g * c), x.new_ones(g * c)
+            y = F.batch_norm(stacked, group_mean, group_var, self.weight.repeat(g), self.bias.repeat(g), True, 1.0, self.eps)
+            outputs.append(y.view(size, g, c, h, w).transpose(0, 1).reshape(part.shape))
+            mean = mean + group_mean.view(g, c).sum(0) * size / n  # weighted by images, over all groups
+            var = var + group_var.view(g, c).sum(0) * size / n
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            momentum = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked.item()
+            self.running_mean.lerp_(mean, momentum)
+            self.running_var.lerp_(var, momentum)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+
+def make_norm(norm: str, channels: int, groups: int = 2, norm_batch: int | None = None) -> nn.Module:
     """The normalisation layer for `channels` feature maps; the one place a norm string becomes a layer.
 
     LayerNorm is GroupNorm with one group: it normalises each sample over (C, H, W) and keeps a per-channel
     affine (2*C parameters). nn.LayerNorm([C, H, W]) would learn 2*C*H*W parameters (over four times this whole
-    network, counted over its five norms) and tie the network to one input size.
+    network, counted over its five norms). `norm_batch` (BatchNorm only) makes ghost batches of that many images.
     """
     norm = canonical_norm(norm)
     if norm == "B":
-        return nn.BatchNorm2d(channels)
-    if norm == "G" and (groups < 1 or channels % groups):
+        return nn.BatchNorm2d(channels) if norm_batch is None else GhostBatchNorm2d(channels, norm_batch)
+    if norm == "G" and channels % _whole("groups", groups, "a whole number >= 1 that divides every layer's channels"):
         raise ValueError(f"groups={groups} does not divide a layer's {channels} channels; use a divisor of {channels}")
     num_groups = {"L": 1, "G": groups, "I": channels}[norm]
     return nn.GroupNorm(num_groups, channels)
@@ -68,20 +119,24 @@ class Net(nn.Module):
             or "batch", "layer", "group", "instance".
         groups: GroupNorm's number of groups; must divide every layer's channels (8, 16, 32, 48).
         dropout: dropout probability after every block.
+        norm_batch: BatchNorm only: in training, normalise over groups of this many images of the batch
+            (ghost batches, GhostBatchNorm2d); None for the whole batch (nn.BatchNorm2d).
     """
 
-    def __init__(self, norm: str = "B", groups: int = 2, dropout: float = 0.0):
+    def __init__(self, norm: str = "B", groups: int = 2, dropout: float = 0.0, norm_batch: int | None = None):
         super().__init__()
         self.norm = canonical_norm(norm)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if norm_batch is not None and self.norm != "B":
+            raise ValueError(f"norm_batch is BatchNorm's setting; norm {norm!r} normalises each image alone")
         w = WIDTHS
         # Convolutions carry no bias: the norm's shift that follows would cancel it.
         self.convs = nn.ModuleList(
             [nn.Conv2d(1, w[0], 3, bias=False), nn.Conv2d(w[0], w[1], 3, bias=False)]
             + [separable(cin, cout) for cin, cout in zip(w[1:-1], w[2:])]
         )
-        self.norms = nn.ModuleList(make_norm(self.norm, c, groups) for c in w)
+        self.norms = nn.ModuleList(make_norm(self.norm, c, groups, norm_batch) for c in w)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(w[-1], 10)
         self.to(memory_format=torch.channels_last)  # outputs equal to NCHW's, steps faster: benchmarks/step.py
@@ -89,6 +144,9 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or tuple(x.shape[1:]) != INPUT_SHAPE:
             raise ValueError(f"expected input of shape [N, 1, 28, 28], got {list(x.shape)}")
+        if x.dtype != self.fc.weight.dtype:
+            raise ValueError(f"expected {self.fc.weight.dtype} images (the model's dtype), got {x.dtype}: "
+                             "convert with x.float() and normalise as utils.load_mnist does")
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             x = conv(x)
             if i == 1:

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_utils import MNIST_ROOT, needs_mnist
+from conftest import MNIST_ROOT, needs_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 

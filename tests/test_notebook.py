@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from test_utils import MNIST_ROOT, needs_mnist
+from conftest import MNIST_ROOT, needs_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in ("BN", "LN", "GN")]

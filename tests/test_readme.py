@@ -10,7 +10,7 @@ import pytest
 
 import utils
 from model import Net, count_macs, count_parameters
-from test_model import norm_input_shapes
+from conftest import norm_input_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -1,7 +1,4 @@
 import json
-import os
-import struct
-from pathlib import Path
 
 import matplotlib
 import pytest
@@ -9,30 +6,8 @@ import torch
 import torch.nn as nn
 
 import utils
+from conftest import MNIST_ROOT, needs_mnist
 from model import Net, count_parameters
-
-MNIST_ROOT = os.environ.get("MNIST_ROOT", "data")  # as utils.load_mnist: the folder that holds MNIST/raw
-needs_mnist = pytest.mark.skipif(
-    not (Path(MNIST_ROOT) / "MNIST" / "raw").is_dir(), reason="real MNIST not found; set MNIST_ROOT"
-)
-
-
-def write_idx(folder: Path, prefix: str, images: torch.Tensor, labels: torch.Tensor) -> None:
-    """MNIST's IDX format: a big-endian header, then raw uint8."""
-    n = len(images)
-    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + images.numpy().tobytes())
-    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.numpy().tobytes())
-
-
-@pytest.fixture
-def tiny_mnist(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    g = torch.Generator().manual_seed(0)
-    for prefix, n in (("train", 20), ("t10k", 10)):
-        images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
-        write_idx(raw, prefix, images, torch.arange(n, dtype=torch.uint8) % 10)
-    return tmp_path
 
 
 def test_load_mnist_normalises_and_shapes(tiny_mnist):

@@ -1,0 +1,45 @@
+"""Helpers shared by the test modules: where real MNIST is, a tiny fake MNIST, and the norms' input shapes."""
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository
+MNIST_ROOT = os.environ.get("MNIST_ROOT", "data")  # as utils.load_mnist: the folder that holds MNIST/raw
+needs_mnist = pytest.mark.skipif(
+    not (Path(MNIST_ROOT) / "MNIST" / "raw").is_dir(), reason="real MNIST not found; set MNIST_ROOT"
+)
+
+
+def write_idx(folder: Path, prefix: str, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """MNIST's IDX format: a big-endian header, then raw uint8."""
+    n = len(images)
+    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + images.numpy().tobytes())
+    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.numpy().tobytes())
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    """A root folder holding MNIST/raw with 20 training and 10 test digits of random pixels, labels 0-9 in turn."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
+        write_idx(raw, prefix, images, torch.arange(n, dtype=torch.uint8) % 10)
+    return tmp_path
+
+
+def norm_input_shapes(net) -> list[tuple[int, ...]]:
+    """The [C, H, W] shape of the activation each of net's norms sees for one 28x28 image."""
+    shapes = []
+    hooks = [m.register_forward_hook(lambda m, inputs, out: shapes.append(tuple(inputs[0].shape[1:]))) for m in net.norms]
+    try:
+        net(torch.zeros(1, 1, 28, 28))
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
