@@ -51,6 +51,13 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def reseed(seed: int, train_loader: "TensorLoader") -> None:
+    """Start a model: seed every generator and rewind the loader's own, so that every model trained after this call
+    starts from the same initial draw and sees the same batches, in the same order, with the same augmentation."""
+    set_seed(seed)
+    train_loader.generator.manual_seed(seed)
+
+
 def get_device(name: str | None = None) -> torch.device:
     """`name` if given, else cuda, then mps, then cpu."""
     if name:
