@@ -11,12 +11,14 @@ augmentation runs on whole batches there: no PIL, no worker processes, no per-sa
 """
 
 import copy
+import hashlib
 import json
 import math
 import os
 import platform
 import random
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -32,6 +34,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision import datasets
 from tqdm import TqdmWarning
+
+from model import _whole
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)  # a notebook without ipywidgets gets tqdm's text bar, silently
@@ -58,15 +62,27 @@ def reseed(seed: int, train_loader: "TensorLoader") -> None:
     train_loader.generator.manual_seed(seed)
 
 
+def _available_devices() -> list[str]:
+    """The device names this machine can run on: "cpu", then "cuda" and "cuda:0", ... and "mps" where present."""
+    gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return ["cpu"] + (["cuda"] + gpus if gpus else []) + (["mps"] if torch.backends.mps.is_available() else [])
+
+
 def get_device(name: str | None = None) -> torch.device:
-    """`name` if given, else cuda, then mps, then cpu."""
-    if name:
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """`name` ("cpu", "cuda", "cuda:1", "mps") if given, else cuda, then mps, then cpu.
+
+    A name this machine has no device for is a ValueError that lists the available ones.
+    """
+    if name is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    available = _available_devices()
+    if str(name) not in available:
+        raise ValueError(f"device {name!r} is not available on this machine; use one of {available}, or None to choose")
+    return torch.device(name)
 
 
 def peak_memory_mb() -> float:
@@ -108,19 +124,88 @@ def load_mnist(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST as normalised float images [N, 1, 28, 28] and int64 labels [N], on `device`.
 
-    root: argument, else the environment variable MNIST_ROOT, else "./data"; torchvision looks for
-    root/MNIST/raw and downloads there when the files are missing. limit keeps the first `limit` samples.
+    root: argument, else the environment variable MNIST_ROOT, else "./data"; the split's two files are read from
+    root/MNIST/raw, where torchvision downloads the four when one is missing. limit keeps the first `limit` samples.
+    Each file's size and magic number are checked against its IDX header, and its SHA-256 against root/SHA256SUMS
+    where that file exists and lists it: a bad file is a ValueError that names it.
     """
+    _check_limit("limit", limit)
     root = Path(root or os.environ.get("MNIST_ROOT") or "data")
-    try:
-        dataset = datasets.MNIST(root, train=train, download=download)
-    except RuntimeError as error:
-        raise FileNotFoundError(
-            f"MNIST not found in {root.resolve() / 'MNIST' / 'raw'} and could not be downloaded ({error}). "
-            "Put the four original files there, or set MNIST_ROOT (or pass root=) to the folder that holds MNIST/raw."
-        ) from None
-    images = dataset.data[:limit].to(device).unsqueeze(1).float().div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)
-    return images, dataset.targets[:limit].to(device)
+    prefix = "train" if train else "t10k"
+    image_file, label_file = (root / "MNIST" / "raw" / f"{prefix}-{kind}-ubyte" for kind in ("images-idx3", "labels-idx1"))
+    _fetch_mnist(root, [image_file, label_file], download)
+    sums = _sha256sums(root)
+    images = _read_idx(image_file, 2051, (28, 28), sums.get(f"MNIST/raw/{image_file.name}"))
+    labels = _read_idx(label_file, 2049, (), sums.get(f"MNIST/raw/{label_file.name}"))
+    if len(images) != len(labels):
+        raise ValueError(f"{image_file} holds {len(images):,} digits but {label_file} {len(labels):,} labels: "
+                         "they belong to different versions; replace both with the original files")
+    images = images[:limit].to(device).unsqueeze(1).float().div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)
+    return images, labels[:limit].long().to(device)
+
+
+def _check_limit(name: str, limit: int | None) -> None:
+    """A ValueError naming the setting unless `limit` is None (every digit) or a whole number >= 1."""
+    if limit is not None:
+        _whole(name, limit, "None (every digit) or a whole number of digits >= 1")
+
+
+def _fetch_mnist(root: Path, files: list[Path], download: bool) -> None:
+    """Download MNIST with torchvision when one of `files` is missing; FileNotFoundError where that cannot be done."""
+    missing = [file.name for file in files if not file.is_file()]
+    if not missing:
+        return
+    reason = "download=False"
+    if download:
+        try:
+            datasets.MNIST(root, download=True)
+            return
+        except (RuntimeError, OSError) as error:
+            reason = f"the download failed: {error}"
+    raise FileNotFoundError(
+        f"MNIST not found: {', '.join(missing)} missing in {files[0].parent.resolve()} ({reason}). "
+        "Put the four original files there, or set MNIST_ROOT (or pass root=) to the folder that holds MNIST/raw."
+    )
+
+
+def _sha256sums(root: Path) -> dict[str, str]:
+    """root/SHA256SUMS (sha256sum's format, "<sha256>  <path from root>" a line) as {path: sha256}; {} without it."""
+    path = root / "SHA256SUMS"
+    if not path.is_file():
+        return {}
+    sums = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.split(maxsplit=1)
+        if len(fields) == 2 and len(fields[0]) == 64:
+            sums[Path(fields[1].lstrip("*")).as_posix()] = fields[0].lower()
+        elif fields:
+            raise ValueError(f"{path}, line {number}: expected '<sha256>  <file>', got {line!r}")
+    return sums
+
+
+def _read_idx(path: Path, magic: int, shape: tuple[int, ...], sha256: str | None) -> torch.Tensor:
+    """The uint8 tensor [n, *shape] of an MNIST IDX file, after checking it against its header and `sha256`, if any.
+
+    The header is the magic number (2051 for images, 2049 for labels), n, and for images 28, 28: 4 bytes each.
+    """
+    data = bytearray(path.read_bytes())
+    header = 8 + 4 * len(shape)
+    replace = "replace it with the original MNIST file"
+    if len(data) < header:
+        raise ValueError(f"{path} is {len(data)} bytes, shorter than its {header}-byte header: it is truncated; {replace}")
+    found, n = struct.unpack_from(">II", data)
+    if found != magic:
+        raise ValueError(f"{path} starts with magic number {found}, expected {magic}: it is not this MNIST file; {replace}")
+    expected = header + n * math.prod(shape)
+    if len(data) != expected:
+        raise ValueError(f"{path} is {len(data):,} bytes, expected {expected:,} ({header} + {n:,} x {math.prod(shape)}) "
+                         f"for the {n:,} digits its header announces: it is truncated or corrupt; {replace}")
+    if n == 0:
+        raise ValueError(f"{path} holds no digits (its header says 0); {replace}")
+    if sha256 is not None and (digest := hashlib.sha256(data).hexdigest()) != sha256:
+        raise ValueError(f"{path} has SHA-256 {digest}, but SHA256SUMS lists {sha256}: "
+                         f"it is corrupt or another version; {replace}")
+    return torch.frombuffer(data, dtype=torch.uint8, offset=header).view(n, *shape)
 
 
 def augment(
@@ -168,10 +253,11 @@ class TensorLoader:
     ):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if len(images) == 0:
+            raise ValueError("no images: a loader needs at least one")
         self.images, self.labels = images, labels
-        self.batch_size, self.shuffle, self.augment_fn = batch_size, shuffle, augment_fn
+        self.batch_size = _whole("batch_size", batch_size, "a whole number of images >= 1")
+        self.shuffle, self.augment_fn = shuffle, augment_fn
         self.generator = generator
 
     def __len__(self) -> int:
@@ -204,10 +290,18 @@ def mnist_loaders(
     """Training loader (shuffled, augmented with `augment(**augmentation)`) and test loader, both on `device`.
 
     Reseed `train_loader.generator` to replay the same shuffling and augmentation for another model.
+    Training needs at least one full batch: fewer than `batch_size` training digits is a ValueError.
     """
+    _whole("batch_size", batch_size, "a whole number of images >= 1")
+    _whole("test_batch_size", test_batch_size, "a whole number of images >= 1")
+    _check_limit("train_limit", train_limit)
+    _check_limit("test_limit", test_limit)
     augmentation = augmentation or {}
     generator = torch.Generator(device=device).manual_seed(seed)
     train_images, train_labels = load_mnist(root, True, device, train_limit)
+    if len(train_images) < batch_size:
+        raise ValueError(f"{len(train_images)} training digits (train_limit={train_limit}) but batch_size={batch_size}: "
+                         "training needs at least one full batch; raise train_limit or lower batch_size")
     test_images, test_labels = load_mnist(root, False, device, test_limit)
     train_loader = TensorLoader(train_images, train_labels, batch_size, True,
                                 lambda x, g: augment(x, g, **augmentation), generator)
@@ -418,7 +512,11 @@ def predict(model: nn.Module, loader: Loader, device: torch.device) -> torch.Ten
 def misclassified(
     model: nn.Module, data: Iterable, device: torch.device, n: int = 10
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The first `n` wrongly classified images of `data` (a loader of batches), as (images, predicted, true) on the CPU."""
+    """The first `n` wrongly classified images of `data` (a loader of batches), as (images, predicted, true) on the CPU.
+
+    Fewer than `n` where fewer are wrong, possibly none (zero rows); an empty `data` is a ValueError.
+    """
+    _whole("n", n, "a whole number of digits >= 1")
     model.eval()
     images, predicted, true = [], [], []
     found = 0
@@ -433,6 +531,8 @@ def misclassified(
             found += int(wrong.sum())
             if found >= n:
                 break
+    if not images:
+        raise ValueError("the loader is empty: it yields no images")
     return torch.cat(images)[:n], torch.cat(predicted)[:n], torch.cat(true)[:n]
 
 
@@ -517,9 +617,19 @@ def print_summary(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -
 # ---- Records: the history file, tables, the worked example -------------------------------------------------
 
 def load_history(path: str | os.PathLike) -> dict:
-    """The history file as a dict, {} if it does not exist yet."""
+    """The history file as a dict, {} if it does not exist yet; ValueError if it is not a JSON object."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}): "
+                         "fix it, or delete it to start a new history") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds {json.dumps(data)[:40]}, not a JSON object of {{model name: entry}}: "
+                         "fix it, or delete it to start a new history")
+    return data
 
 
 def save_history(path: str | os.PathLike, name: str, entry: dict) -> None:

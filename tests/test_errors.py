@@ -1,0 +1,213 @@
+"""The data side's errors: each bad setting, file or device is refused with a message that names it and its value."""
+
+import hashlib
+import re
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import utils
+from conftest import MNIST_ROOT, needs_mnist
+
+CPU = torch.device("cpu")
+TRAIN_FILES = ["MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte"]
+TEST_FILES = ["MNIST/raw/t10k-images-idx3-ubyte", "MNIST/raw/t10k-labels-idx1-ubyte"]
+BAD_COUNTS = [0, -1, True, 2.5, "10"]  # each refused where a whole number >= 1 is needed
+
+
+def raises(error: type[Exception], *parts: str):
+    """pytest.raises that also checks that the message contains every one of `parts`, in any order."""
+    return pytest.raises(error, match="(?s)" + "".join(f"(?=.*{re.escape(part)})" for part in parts))
+
+
+# ---- load_mnist: limit, missing, truncated and corrupt files, checksums -----------------------------------------
+
+@pytest.mark.parametrize("limit", BAD_COUNTS)
+def test_load_mnist_rejects_bad_limit(tiny_mnist, limit):
+    with raises(ValueError, "limit", repr(limit), ">= 1"):
+        utils.load_mnist(tiny_mnist, limit=limit, download=False)
+
+
+def test_missing_file_is_named_and_only_the_split_is_needed(tiny_mnist):
+    for name in TEST_FILES:
+        (tiny_mnist / name).unlink()
+    assert len(utils.load_mnist(tiny_mnist, train=True, download=False)[0]) == 20  # the test files are not needed
+    with raises(FileNotFoundError, "t10k-images-idx3-ubyte", str(tiny_mnist / "MNIST" / "raw"), "MNIST_ROOT"):
+        utils.load_mnist(tiny_mnist, train=False, download=False)
+
+
+IMAGES, LABELS = TRAIN_FILES
+# 20 training digits: images 16 + 20 * 784 = 15,696 bytes, labels 8 + 20 = 28 bytes.
+FILE_FAULTS = {
+    "images cut short": (IMAGES, lambda b: b[:-100], ["15,596 bytes", "expected 15,696"]),
+    "labels cut short": (LABELS, lambda b: b[:-1], ["27 bytes", "expected 28"]),
+    "images too long": (IMAGES, lambda b: b + b"\0", ["15,697 bytes", "expected 15,696"]),
+    "shorter than header": (IMAGES, lambda b: b[:10], ["10 bytes", "16-byte header"]),
+    "empty labels": (LABELS, lambda b: b"", ["0 bytes", "8-byte header"]),
+    "labels as images": (IMAGES, lambda b: struct.pack(">I", 2049) + b[4:], ["magic number 2049", "expected 2051"]),
+    "zero magic": (LABELS, lambda b: bytes(4) + b[4:], ["magic number 0", "expected 2049"]),
+    "no digits": (IMAGES, lambda b: struct.pack(">IIII", 2051, 0, 28, 28), ["no digits"]),
+}
+
+
+@pytest.mark.parametrize("fault", FILE_FAULTS)
+def test_corrupt_file_is_named_with_its_size_or_header(tiny_mnist, fault):
+    name, corrupt, parts = FILE_FAULTS[fault]
+    path = tiny_mnist / name
+    path.write_bytes(corrupt(path.read_bytes()))
+    with raises(ValueError, str(path), *parts):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
+def test_images_and_labels_of_different_counts(tiny_mnist):
+    (tiny_mnist / LABELS).write_bytes(struct.pack(">II", 2049, 19) + bytes(19))
+    with raises(ValueError, "train-images-idx3-ubyte holds 20 digits", "train-labels-idx1-ubyte 19 labels"):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
+def write_sums(root: Path, wrong: set[str] = frozenset()) -> dict[str, str]:
+    """root/SHA256SUMS for the four files, with a made-up sum for those in `wrong`; returns {file: listed sum}."""
+    sums = {name: "0" * 64 if name in wrong else hashlib.sha256((root / name).read_bytes()).hexdigest()
+            for name in TRAIN_FILES + TEST_FILES}
+    (root / "SHA256SUMS").write_text("".join(f"{digest}  {name}\n" for name, digest in sums.items()))
+    return sums
+
+
+def test_checksum_mismatch_names_file_and_both_sums(tiny_mnist):
+    path = tiny_mnist / IMAGES
+    good = write_sums(tiny_mnist)[IMAGES]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # one pixel changed: the size is right, only the checksum sees it
+    path.write_bytes(data)
+    found = hashlib.sha256(data).hexdigest()
+    with raises(ValueError, str(path), f"SHA-256 {found}", f"SHA256SUMS lists {good}"):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
+def test_checksums_only_of_the_requested_split(tiny_mnist):
+    write_sums(tiny_mnist, wrong=set(TEST_FILES))
+    assert len(utils.load_mnist(tiny_mnist, train=True, download=False)[0]) == 20
+    with raises(ValueError, "t10k-images-idx3-ubyte", "SHA256SUMS lists " + "0" * 64):
+        utils.load_mnist(tiny_mnist, train=False, download=False)
+
+
+def test_malformed_checksum_line(tiny_mnist):
+    (tiny_mnist / "SHA256SUMS").write_text("\nnot-a-sum MNIST/raw/train-images-idx3-ubyte\n")
+    with raises(ValueError, "SHA256SUMS, line 2", "'not-a-sum MNIST/raw/train-images-idx3-ubyte'"):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
+@needs_mnist
+def test_real_mnist_passes_its_checksums():
+    sums = Path(MNIST_ROOT) / "SHA256SUMS"
+    if not sums.is_file():
+        pytest.skip(f"no {sums}")
+    assert set(TRAIN_FILES + TEST_FILES) <= set(utils._sha256sums(Path(MNIST_ROOT)))  # every file is verified
+    for train in (True, False):
+        images, labels = utils.load_mnist(MNIST_ROOT, train=train, limit=1, download=False)
+        assert images.shape == (1, 1, 28, 28) and labels.tolist() == [5 if train else 7]
+
+
+# ---- TensorLoader and mnist_loaders --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch_size", BAD_COUNTS)
+def test_loader_rejects_bad_batch_size(batch_size):
+    with raises(ValueError, "batch_size", repr(batch_size), ">= 1"):
+        utils.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(3), batch_size=batch_size)
+
+
+def test_loader_rejects_no_images():
+    with raises(ValueError, "no images"):
+        utils.TensorLoader(torch.zeros(0, 1, 28, 28), torch.zeros(0), batch_size=2)
+
+
+@pytest.mark.parametrize("setting, value", [("batch_size", "4"), ("test_batch_size", 2.5), ("train_limit", -1),
+                                            ("test_limit", "5"), ("test_limit", False)])
+def test_mnist_loaders_name_the_bad_setting(tiny_mnist, setting, value):
+    settings = dict(batch_size=4, test_batch_size=10, train_limit=None, test_limit=None) | {setting: value}
+    with raises(ValueError, f"{setting} must be", repr(value)):
+        utils.mnist_loaders(tiny_mnist, CPU, seed=0, **settings)
+
+
+@pytest.mark.parametrize("train_limit, batch_size", [(5, 8), (None, 32)])
+def test_mnist_loaders_need_one_full_training_batch(tiny_mnist, train_limit, batch_size):
+    digits = train_limit or 20
+    with raises(ValueError, f"{digits} training digits", f"train_limit={train_limit}", f"batch_size={batch_size}",
+                "at least one full batch"):
+        utils.mnist_loaders(tiny_mnist, CPU, batch_size, 10, 0, train_limit=train_limit)
+    train_loader, _ = utils.mnist_loaders(tiny_mnist, CPU, digits, 10, 0, train_limit=train_limit)  # one batch: fine
+    assert len(train_loader) == 1
+
+
+# ---- get_device ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", "mps", "gpu", "", "CPU"])
+def test_get_device_rejects_what_this_machine_lacks(monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with raises(ValueError, f"device {name!r}", "['cpu']"):
+        utils.get_device(name)
+    assert utils.get_device("cpu") == CPU and utils.get_device(None) == CPU
+
+
+def test_get_device_rejects_a_gpu_index_beyond_the_count(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with raises(ValueError, "device 'cuda:1'", "['cpu', 'cuda', 'cuda:0']"):
+        utils.get_device("cuda:1")
+    assert utils.get_device("cuda:0") == torch.device("cuda:0")
+
+
+# ---- misclassified ------------------------------------------------------------------------------------------
+
+class Oracle(nn.Module):
+    """Predicts the label written into each image's first pixel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(x.flatten(1)[:, 0].long(), 10).float().log_softmax(dim=1)
+
+
+def digits(labels: list[int], written: list[int]) -> utils.TensorLoader:
+    """A loader of images whose first pixel holds `written` (what Oracle predicts), labelled `labels`."""
+    images = torch.zeros(len(written), 1, 28, 28)
+    images[:, 0, 0, 0] = torch.tensor(written, dtype=torch.float)
+    return utils.TensorLoader(images, torch.tensor(labels), batch_size=2, shuffle=False)
+
+
+@pytest.mark.parametrize("n", BAD_COUNTS)
+def test_misclassified_rejects_bad_n(n):
+    with raises(ValueError, "n must be", repr(n)):
+        utils.misclassified(Oracle(), digits([1], [1]), CPU, n=n)
+
+
+def test_misclassified_rejects_an_empty_loader():
+    with raises(ValueError, "the loader is empty", "no images"):
+        utils.misclassified(Oracle(), [], CPU)
+
+
+def test_misclassified_returns_the_few_it_finds():
+    images, predicted, true = utils.misclassified(Oracle(), digits([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]), CPU, n=10)
+    assert images.shape == (0, 1, 28, 28) and predicted.shape == (0,) and true.shape == (0,)
+    images, predicted, true = utils.misclassified(Oracle(), digits([1, 2, 3, 4, 5], [1, 7, 3, 8, 5]), CPU, n=10)
+    assert images.shape == (2, 1, 28, 28) and predicted.tolist() == [7, 8] and true.tolist() == [2, 4]
+
+
+# ---- load_history -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, parts", [
+    ('{"BN": {"history": [', ["not valid JSON", "line 1, column 21"]),
+    ("", ["not valid JSON", "line 1, column 1"]),
+    ("[1, 2]", ["[1, 2]", "not a JSON object"]),
+    ('"BN"', ['"BN"', "not a JSON object"]),
+    ("null", ["null", "not a JSON object"]),
+])
+def test_load_history_rejects_a_bad_file(tmp_path, text, parts):
+    path = tmp_path / "history.json"
+    path.write_text(text)
+    with raises(ValueError, str(path), *parts):
+        utils.load_history(path)
