@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import MNIST_ROOT, needs_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # subprocesses that train and time: CI only
 
 
 @needs_mnist

@@ -95,8 +95,14 @@ def test_instancenorm_normalises_each_channel_per_sample():
     torch.testing.assert_close(layer(EXAMPLE), normalise(EXAMPLE, (2, 3)))
 
 
-def test_layernorm_parameters_do_not_depend_on_the_image_size():
-    assert sum(p.numel() for p in make_norm("L", 16).parameters()) == 32
+def test_layernorm_runs_on_any_image_size_with_2c_parameters_normalising_each_image():
+    layer = make_norm("L", 16)
+    assert sum(p.numel() for p in layer.parameters()) == 2 * 16  # one gamma and beta per channel, any H x W
+    g = torch.Generator().manual_seed(0)
+    for shape in [(3, 16, 6, 6), (2, 16, 13, 9)]:
+        # each channel with its own offset and scale: per-channel (instance) or per-group statistics would differ
+        x = torch.randn(shape, generator=g) * torch.arange(1.0, 17).view(1, 16, 1, 1) + torch.arange(16.0).view(1, 16, 1, 1)
+        torch.testing.assert_close(layer(x), normalise(x, (1, 2, 3)), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("alias,expected", [("b", "B"), ("Batch", "B"), ("layer", "L"), ("GROUP", "G"), ("instance", "I")])

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import MNIST_ROOT, needs_mnist
@@ -23,6 +24,7 @@ def test_parameters_cell_holds_the_study_settings():
         assert setting in source
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_notebook_runs_end_to_end(tmp_path):
     notebook = nbformat.read(ROOT / "S6_Normalization.ipynb", as_version=4)

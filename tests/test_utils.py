@@ -65,6 +65,86 @@ def test_augment_fills_with_background():
     torch.testing.assert_close(shifted, blank)
 
 
+# ---- augment in physical units: synthetic shapes, measured by the moments of their ink ----------------------
+# Pixel coordinates: x to the right, y down; the image centre is at (13.5, 13.5) (align_corners=False).
+# affine_grid maps output to input coordinates, input = R(angle) / zoom * output + shift, so the picture moves by
+# -shift (in pixels: up to translate * 28 along each axis), turns by the angle and grows by zoom (not 1 / zoom).
+AUGMENT_SAMPLES = 2000
+YY, XX = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+CENTRE = 13.5
+
+
+def ink_image(ink: torch.Tensor, n: int = AUGMENT_SAMPLES) -> torch.Tensor:
+    """n copies of a [28, 28] picture with ink in [0, 1] on a black background, normalised as MNIST is."""
+    return ((ink - utils.MNIST_MEAN) / utils.MNIST_STD).expand(n, 1, 28, 28).contiguous()
+
+
+def blob(sigma: float = 1.5) -> torch.Tensor:
+    return torch.exp(-((XX - CENTRE) ** 2 + (YY - CENTRE) ** 2) / (2 * sigma**2))
+
+
+def bar(length: int = 16) -> torch.Tensor:
+    """A horizontal bar through the centre, `length` pixels long, with a Gaussian cross-section (sigma 1 pixel)."""
+    return (length / 2 + 0.5 - (XX - CENTRE).abs()).clamp(0, 1) * torch.exp(-((YY - CENTRE) ** 2) / 2)
+
+
+def ink_moments(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per image, from the intensities above background: total ink, centroid (x, y) in pixels, the principal axis's
+    angle in degrees and the standard deviation along it in pixels (proportional to a bar's length)."""
+    w = (images.squeeze(1) - utils.BACKGROUND).clamp_min(0)
+    mass = w.sum((1, 2))
+    x, y = (w * XX).sum((1, 2)) / mass, (w * YY).sum((1, 2)) / mass
+    dx, dy = XX - x[:, None, None], YY - y[:, None, None]
+    mxx, myy, mxy = ((w * a * b).sum((1, 2)) / mass for a, b in ((dx, dx), (dy, dy), (dx, dy)))
+    angle = torch.rad2deg(0.5 * torch.atan2(2 * mxy, mxx - myy))
+    major = 0.5 * (mxx + myy) + torch.sqrt(0.25 * (mxx - myy) ** 2 + mxy**2)
+    return {"ink": mass, "x": x, "y": y, "angle": angle, "length": major.sqrt()}
+
+
+def augmented_moments(ink: torch.Tensor, **settings) -> tuple[dict, dict]:
+    """The moments of the picture as it is and of AUGMENT_SAMPLES augmentations of it."""
+    before = ink_moments(ink_image(ink, 1))
+    after = ink_moments(utils.augment(ink_image(ink), torch.Generator().manual_seed(0), **settings))
+    return before, after
+
+
+def test_augment_rotates_by_at_most_degrees_and_reaches_them():
+    before, after = augmented_moments(bar(), degrees=10, translate=0, scale=0)
+    assert abs(before["angle"].item()) < 1e-4
+    turn = after["angle"] - before["angle"]  # measured: -9.977 to +9.978 degrees
+    assert turn.abs().max() <= 10.2  # degrees read as radians would turn by up to 573 degrees
+    assert turn.min() < -9.5 and turn.max() > 9.5  # the whole range, both ways: half of it would fail
+    torch.testing.assert_close(after["length"], before["length"].expand(AUGMENT_SAMPLES), rtol=0.005, atol=0)
+
+
+def test_augment_shifts_by_at_most_translate_times_28_pixels_per_axis():
+    before, after = augmented_moments(blob(), degrees=0, translate=0.1, scale=0)
+    torch.testing.assert_close(after["ink"], before["ink"].expand(AUGMENT_SAMPLES))  # none of the blob left the image
+    for axis in ("x", "y"):
+        moved = after[axis] - before[axis]  # measured: -2.797 to +2.799 pixels on each axis
+        assert moved.abs().max() <= 2.8 + 0.01, axis  # 0.1 of 28 pixels
+        assert moved.min() < -2.7 and moved.max() > 2.7, axis
+
+
+def test_augment_zooms_lengths_by_1_plus_minus_scale():
+    before, after = augmented_moments(bar(), degrees=0, translate=0, scale=0.1)
+    ratio = after["length"] / before["length"]
+    # measured 0.8994 to 1.1006: the picture grows by zoom in [1 - scale, 1 + scale] (affine_grid divides by it);
+    # the inverse, [1 / 1.1, 1 / 0.9] = [0.909, 1.111], would fail both ends
+    assert 0.896 < ratio.min() < 0.903 and 1.097 < ratio.max() < 1.104
+    assert (after["angle"] - before["angle"]).abs().max() < 1e-3
+
+
+def test_augment_at_the_notebook_setting_moves_a_centred_blob_under_3_6_pixels():
+    # |zoom * R(-angle) shift| per axis is at most 1.1 * 2.8 * (cos 10 + sin 10) = 3.57 pixels, as a distance
+    # 1.1 * 2.8 * sqrt(2) = 4.36; measured over 2,000 samples: 3.37 (x) and 3.16 (y) pixels, 4.13 as a distance.
+    before, after = augmented_moments(blob(), degrees=10, translate=0.1, scale=0.1)
+    dx, dy = after["x"] - before["x"], after["y"] - before["y"]
+    assert dx.abs().max() < 3.6 and dy.abs().max() < 3.6
+    assert (dx**2 + dy**2).sqrt().max() < 4.4
+    assert dx.abs().max() > 3.0 and dy.abs().max() > 3.0
+
+
 def test_l1_penalty_by_hand_leaves_norms_out():
     net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2), nn.GroupNorm(1, 2), nn.Flatten(), nn.Linear(2, 1))
     with torch.no_grad():
@@ -81,6 +161,7 @@ def test_l1_penalty_has_a_gradient():
     assert all(m.weight.grad.abs().sum() > 0 for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_short_training_learns():
     utils.set_seed(0)
@@ -179,6 +260,30 @@ def test_history_round_trip(tmp_path):
     assert loaded["BN"] == entry and loaded["GN"]["norm"] == "G"
     assert json.loads(path.read_text()) == loaded
     assert utils.load_history(tmp_path / "absent.json") == {}
+
+
+def table_cells(table: str) -> dict[str, str]:
+    """The header cells of a one-model Markdown table mapped to that model's cells."""
+    header, _, row = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
+    return dict(zip(header, row, strict=True))
+
+
+@pytest.mark.parametrize("epochs, second_half, seconds, median", [
+    (5, "3-5", [4.0, 1.0, 9.0, 2.0, 30.0], "4.0"),  # sorted 1, 2, 4, 9, 30; the middle epoch's is 9, the mean 9.2
+    # 30 epochs: sorted, the middle two are 6 and 7 -> 6.5 (median_low 6, median_high 7, mean 24.2)
+    (30, "16-30", [50.0] * 7 + [1.0] * 7 + [7.0] + [50.0] * 7 + [6.0] + [1.0] * 7, "6.5"),
+])
+def test_results_table_second_half_minimum_and_median_seconds(epochs, second_half, seconds, median):
+    first = int(second_half.split("-")[0])
+    accuracy = {e: 99.0 + e / 100 for e in range(1, epochs + 1)}
+    accuracy[1], accuracy[first - 1], accuracy[first] = 90.0, 95.0, 98.5  # the half's lowest is its first epoch
+    history = [dict(epoch=e, train_loss=0.1, train_acc=99.0, test_loss=0.02, test_acc=accuracy[e], lr=0.01,
+                    seconds=s) for e, s in zip(range(1, epochs + 1), seconds, strict=True)]
+    cells = table_cells(utils.results_table({"GN": dict(norm="G", l1_lambda=0.0, params=7234, device="cpu",
+                                                        history=history)}))
+    assert cells[f"lowest test acc, epochs {second_half} (%)"] == "98.50"  # not 95.00 (one epoch early), not 99.xx
+    assert cells["final test acc (%)"] == f"{accuracy[epochs]:.2f}"
+    assert cells["seconds / epoch"] == median
 
 
 def test_get_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
