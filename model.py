@@ -56,7 +56,7 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         k = min(self.norm_batch, n)
         whole = n - n % k
         if whole < n:
-            x = x.contiguous()  # slicing a channels-last batch before the view below gives wrong gradients (torch 2.14)
+            x = x.contiguous()  # a last group of one channels-last image: wrong gradients otherwise (torch 2.14)
         outputs, mean, var = [], 0.0, 0.0
         for part in (x[:whole], x[whole:]) if whole < n else (x,):
             size = min(k, len(part))

@@ -113,6 +113,40 @@ def environment(device: torch.device | str) -> dict:
             "threads": torch.get_num_threads(), "git_commit": git_commit()}
 
 
+def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float, ema_decay: float | None,
+                l1_lambda: float, groups: int, dropout: float, out_dir: str | os.PathLike) -> dict[str, str]:
+    """Check the notebook's settings before any training (named as the notebook names them); ValueError on the first
+    bad one. Builds every variant's network and writes a test file into OUT_DIR. Returns {variant: "B"|"L"|"G"|"I"}."""
+    from model import Net, canonical_norm
+
+    if not isinstance(variants, dict) or not variants:
+        raise ValueError(f"VARIANTS must be a non-empty dict of name -> norm, got {variants!r}")
+    for name in variants:
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_+" for c in name):
+            raise ValueError(f"VARIANTS: a name must be letters, digits, '-', '_' or '+' (it names files), got {name!r}")
+    norms = {name: canonical_norm(norm) for name, norm in variants.items()}
+    for norm in norms.values():
+        Net(norm, groups=groups, dropout=dropout)  # GROUPS and DROPOUT are checked by the network itself
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"EPOCHS must be a whole number >= 1, got {epochs!r}")
+    numbers = {"MAX_LR": (max_lr, False), "WEIGHT_DECAY": (weight_decay, True), "L1_LAMBDA": (l1_lambda, True)}
+    for setting, (value, zero_ok) in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+                or (value == 0 and not zero_ok):
+            raise ValueError(f"{setting} must be a finite number {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+    if ema_decay is not None and (isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float))
+                                  or not 0 < ema_decay < 1):
+        raise ValueError(f"EMA_DECAY must be None or a number in (0, 1), got {ema_decay!r}")
+    probe = Path(out_dir) / "runs" / ".write-test"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"OUT_DIR={str(out_dir)!r} is not writable ({error}); choose a folder you can write to") from None
+    return norms
+
+
 # ---- Data: MNIST in memory, augmentation, loaders -------------------------------------------------------------
 
 def load_mnist(
@@ -639,8 +673,30 @@ def save_history(path: str | os.PathLike, name: str, entry: dict) -> None:
     data = load_history(path)
     data[name] = entry
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")  # a non-finite number is a ValueError
     tmp.replace(path)
+
+
+def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: dict[str, list[dict]]) -> list[Path]:
+    """Copy a finished run's results/ and Images/ files from run_dir into out_dir, each replaced in one step.
+
+    Called only once every variant has finished, so a failed or interrupted run never touches the published
+    results (its own finished epochs stay in run_dir). A variant whose final test accuracy is at chance level is
+    a diverged run: RuntimeError, and nothing is published.
+    """
+    for name, history in histories.items():
+        if history[-1]["test_acc"] <= CHANCE_ACC:
+            raise RuntimeError(f"{name} ended at {history[-1]['test_acc']:.2f}% test accuracy, chance level: not "
+                               f"published; the run's files are in {run_dir}")
+    published = []
+    for source in sorted(Path(run_dir).glob("results/*")) + sorted(Path(run_dir).glob("Images/*")):
+        target = Path(out_dir) / source.relative_to(run_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(source.read_bytes())
+        tmp.replace(target)
+        published.append(target)
+    return published
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

@@ -24,18 +24,6 @@ def test_speed_benchmark_runs_on_a_subset():
     assert "| standard | typical |" in table and "| project | project |" in table
 
 
-@needs_mnist
-def test_sweep_runs_the_notebook(tmp_path):
-    out = tmp_path / "seeds.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "sweep.py"), "seeds", "--seeds", "1", "2", "--out", str(out),
-         "--set", "EPOCHS=1", "TRAIN_LIMIT=256", "TEST_LIMIT=200", f"DATA_ROOT={MNIST_ROOT!r}", "VARIANTS={'GN': 'G'}"],
-        capture_output=True, text=True, timeout=600, check=True,
-    )
-    assert "| seed 1 |" in result.stdout and "| mean +- std |" in result.stdout
-    assert out.exists()
-
-
 def test_step_benchmark_runs(tmp_path):
     out = tmp_path / "step.json"
     result = subprocess.run(

@@ -147,3 +147,76 @@ def test_channels_last_and_eval_determinism(norm):
     nchw = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
     assert not convs[1].weight.is_contiguous() and nchw.convs[1].weight.is_contiguous()
     torch.testing.assert_close(nchw(x), out, atol=1e-5, rtol=1e-5)
+
+
+# Ghost batches: Net(norm="B", norm_batch=k) normalises over groups of k images of the batch.
+
+def ghost_and_plain(channels=4, k=8):
+    ghost, plain = make_norm("B", channels, norm_batch=k), torch.nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        plain.weight.uniform_(0.5, 1.5), plain.bias.uniform_(-0.5, 0.5)
+    ghost.load_state_dict(plain.state_dict())
+    return ghost, plain
+
+
+@pytest.mark.parametrize("n, k", [(16, 16), (16, 64)])
+def test_ghost_batchnorm_is_batchnorm_when_one_group_holds_the_batch(n, k):
+    torch.manual_seed(0)
+    ghost, plain = ghost_and_plain(k=k)
+    x = torch.randn(n, 4, 5, 5).to(memory_format=torch.channels_last).requires_grad_()
+    weights = torch.randn(n, 4, 5, 5)
+    (grad_ghost,) = torch.autograd.grad((ghost(x) * weights).sum(), x)
+    (grad_plain,) = torch.autograd.grad((plain(x) * weights).sum(), x)
+    torch.testing.assert_close(ghost(x), plain(x))
+    torch.testing.assert_close(grad_ghost, grad_plain)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(ghost, name), getattr(plain, name))
+
+
+@pytest.mark.parametrize("n, k, layout", [(16, 4, torch.contiguous_format), (19, 4, torch.contiguous_format),
+                                          (19, 4, torch.channels_last), (16, 1, torch.channels_last),
+                                          (17, 4, torch.channels_last)])  # a last group of one channels-last image
+def test_ghost_batchnorm_matches_a_loop_over_groups(n, k, layout):
+    # the reference: plain F.batch_norm on each group of k images (the last group smaller when k does not divide n)
+    torch.manual_seed(0)
+    ghost, plain = ghost_and_plain(k=k)
+    x = torch.randn(n, 4, 5, 5).to(memory_format=layout).requires_grad_()
+    weights = torch.randn(n, 4, 5, 5)
+    out = ghost(x)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    means, variances = [], []
+    groups = []
+    for i in range(0, n, k):
+        mean, var = torch.zeros(4), torch.ones(4)  # momentum 1: they receive the group's mean and unbiased variance
+        groups.append(F.batch_norm(x[i : i + k], mean, var, plain.weight, plain.bias, True, 1.0, plain.eps))
+        means.append(mean * len(x[i : i + k]) / n)
+        variances.append(var * len(x[i : i + k]) / n)
+    expected = torch.cat(groups)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), x)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(grad, expected_grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ghost.running_mean, 0.1 * sum(means))  # from zeros, momentum 0.1
+    torch.testing.assert_close(ghost.running_var, 0.9 + 0.1 * sum(variances))  # from ones
+
+
+def test_ghost_batchnorm_mixes_only_the_images_of_a_group():
+    torch.manual_seed(0)
+    net = Net("B", norm_batch=4).train()
+    x = batch(8)
+    changed = torch.cat([x[:4], batch(4, seed=1)])  # the second group replaced
+    torch.testing.assert_close(net(x)[:4], net(changed)[:4])
+    assert not torch.allclose(net(x)[4:], net(changed)[4:], atol=1e-4)
+    assert count_parameters(net) == EXPECTED_PARAMETERS["B"]
+    net.eval()  # eval mode: the running statistics, as nn.BatchNorm2d
+    plain = Net("B").eval()
+    plain.load_state_dict(net.state_dict())
+    torch.testing.assert_close(net(x), plain(x))
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(norm="L", norm_batch=4), "BatchNorm's setting"),
+                                             (dict(norm="B", norm_batch=0), "norm_batch"),
+                                             (dict(norm="B", norm_batch=2.5), "norm_batch"),
+                                             (dict(norm="B", norm_batch=True), "norm_batch")])
+def test_bad_norm_batch_is_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Net(**kwargs)
