@@ -26,7 +26,7 @@ def canonical_norm(norm: str) -> str:
     return NORMS[key]
 
 
-def _whole(name: str, value, allowed: str) -> int:
+def whole_number(name: str, value, allowed: str) -> int:
     """`value` if it is a whole number >= 1 (bool is not one), else a ValueError naming the setting."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
@@ -47,7 +47,7 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
 
     def __init__(self, channels: int, norm_batch: int):
         super().__init__(channels)
-        self.norm_batch = _whole("norm_batch", norm_batch, "a whole number of images >= 1")
+        self.norm_batch = whole_number("norm_batch", norm_batch, "a whole number of images >= 1")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -87,7 +87,7 @@ def make_norm(norm: str, channels: int, groups: int = 2, norm_batch: int | None 
     norm = canonical_norm(norm)
     if norm == "B":
         return nn.BatchNorm2d(channels) if norm_batch is None else GhostBatchNorm2d(channels, norm_batch)
-    if norm == "G" and channels % _whole("groups", groups, "a whole number >= 1 that divides every layer's channels"):
+    if norm == "G" and channels % whole_number("groups", groups, "a whole number >= 1 that divides every layer's channels"):
         raise ValueError(f"groups={groups} does not divide a layer's {channels} channels; use a divisor of {channels}")
     num_groups = {"L": 1, "G": groups, "I": channels}[norm]
     return nn.GroupNorm(num_groups, channels)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torchvision import datasets
 from tqdm import TqdmWarning
 
-from model import _whole
+from model import Net, canonical_norm, whole_number
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)  # a notebook without ipywidgets gets tqdm's text bar, silently
@@ -117,8 +117,6 @@ def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float,
                 l1_lambda: float, groups: int, dropout: float, out_dir: str | os.PathLike) -> dict[str, str]:
     """Check the notebook's settings before any training (named as the notebook names them); ValueError on the first
     bad one. Builds every variant's network and writes a test file into OUT_DIR. Returns {variant: "B"|"L"|"G"|"I"}."""
-    from model import Net, canonical_norm
-
     if not isinstance(variants, dict) or not variants:
         raise ValueError(f"VARIANTS must be a non-empty dict of name -> norm, got {variants!r}")
     for name in variants:
@@ -127,8 +125,7 @@ def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float,
     norms = {name: canonical_norm(norm) for name, norm in variants.items()}
     for norm in norms.values():
         Net(norm, groups=groups, dropout=dropout)  # GROUPS and DROPOUT are checked by the network itself
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"EPOCHS must be a whole number >= 1, got {epochs!r}")
+    whole_number("EPOCHS", epochs, "a whole number >= 1")
     numbers = {"MAX_LR": (max_lr, False), "WEIGHT_DECAY": (weight_decay, True), "L1_LAMBDA": (l1_lambda, True)}
     for setting, (value, zero_ok) in numbers.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
@@ -181,7 +178,7 @@ def load_mnist(
 def _check_limit(name: str, limit: int | None) -> None:
     """A ValueError naming the setting unless `limit` is None (every digit) or a whole number >= 1."""
     if limit is not None:
-        _whole(name, limit, "None (every digit) or a whole number of digits >= 1")
+        whole_number(name, limit, "None (every digit) or a whole number of digits >= 1")
 
 
 def _fetch_mnist(root: Path, files: list[Path], download: bool) -> None:
@@ -290,7 +287,7 @@ class TensorLoader:
         if len(images) == 0:
             raise ValueError("no images: a loader needs at least one")
         self.images, self.labels = images, labels
-        self.batch_size = _whole("batch_size", batch_size, "a whole number of images >= 1")
+        self.batch_size = whole_number("batch_size", batch_size, "a whole number of images >= 1")
         self.shuffle, self.augment_fn = shuffle, augment_fn
         self.generator = generator
 
@@ -326,8 +323,8 @@ def mnist_loaders(
     Reseed `train_loader.generator` to replay the same shuffling and augmentation for another model.
     Training needs at least one full batch: fewer than `batch_size` training digits is a ValueError.
     """
-    _whole("batch_size", batch_size, "a whole number of images >= 1")
-    _whole("test_batch_size", test_batch_size, "a whole number of images >= 1")
+    whole_number("batch_size", batch_size, "a whole number of images >= 1")
+    whole_number("test_batch_size", test_batch_size, "a whole number of images >= 1")
     _check_limit("train_limit", train_limit)
     _check_limit("test_limit", test_limit)
     augmentation = augmentation or {}
@@ -498,8 +495,7 @@ def fit(
     level (CHANCE_ACC) gives a RuntimeWarning; a non-finite loss stops the run with a FloatingPointError.
     Returns one record per epoch (the history.json schema); `on_epoch(history)` is called after every epoch.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a whole number of at least 1, got {epochs!r}")
+    whole_number("epochs", epochs, "a whole number >= 1")
     if not (isinstance(max_lr, (int, float)) and math.isfinite(max_lr) and max_lr > 0):
         raise ValueError(f"max_lr must be a positive number, got {max_lr!r}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=weight_decay)
@@ -550,7 +546,8 @@ def misclassified(
 
     Fewer than `n` where fewer are wrong, possibly none (zero rows); an empty `data` is a ValueError.
     """
-    _whole("n", n, "a whole number of digits >= 1")
+    whole_number("n", n, "a whole number of digits >= 1")
+    was_training = model.training
     model.eval()
     images, predicted, true = [], [], []
     found = 0
@@ -565,6 +562,7 @@ def misclassified(
             found += int(wrong.sum())
             if found >= n:
                 break
+    model.train(was_training)
     if not images:
         raise ValueError("the loader is empty: it yields no images")
     return torch.cat(images)[:n], torch.cat(predicted)[:n], torch.cat(true)[:n]

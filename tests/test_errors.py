@@ -1,4 +1,4 @@
-"""The data side's errors: each bad setting, file or device is refused with a message that names it and its value."""
+"""Errors for people: each bad setting, file, device or diverging run is refused with a message that names it."""
 
 import hashlib
 import re
@@ -211,3 +211,92 @@ def test_load_history_rejects_a_bad_file(tmp_path, text, parts):
     path.write_text(text)
     with raises(ValueError, str(path), *parts):
         utils.load_history(path)
+
+
+# ---- The notebook's settings, checked before any training (utils.check_study) --------------------------------------
+
+GOOD = dict(variants={"BN": "B", "LN": "L", "GN": "G"}, epochs=20, max_lr=0.02, weight_decay=1e-4, ema_decay=0.998,
+            l1_lambda=1e-5, groups=2, dropout=0.0)
+
+
+@pytest.mark.parametrize("setting, value, named", [
+    ("variants", {}, "VARIANTS"), ("variants", "B", "VARIANTS"), ("variants", {"B N": "B"}, "'B N'"),
+    ("variants", {"BN": "X"}, "'X'"), ("groups", 3, "groups=3"), ("groups", "2", "groups"), ("groups", 2.0, "groups"),
+    ("groups", True, "groups"), ("dropout", "a", "dropout"), ("dropout", 1.5, "dropout"), ("epochs", 0, "EPOCHS"),
+    ("epochs", 2.5, "EPOCHS"), ("epochs", True, "EPOCHS"), ("max_lr", 0, "MAX_LR"), ("max_lr", float("nan"), "MAX_LR"),
+    ("max_lr", float("inf"), "MAX_LR"), ("max_lr", "0.1", "MAX_LR"), ("weight_decay", -1e-4, "WEIGHT_DECAY"),
+    ("l1_lambda", float("nan"), "L1_LAMBDA"), ("ema_decay", 1.0, "EMA_DECAY"), ("ema_decay", 0, "EMA_DECAY"),
+])
+def test_check_study_names_the_bad_setting(tmp_path, setting, value, named):
+    with raises(ValueError, named):
+        utils.check_study(**{**GOOD, setting: value}, out_dir=tmp_path)
+    assert not (tmp_path / "results").exists()
+
+
+def test_check_study_decides_l1_by_the_canonical_norm(tmp_path):
+    # "batch" is BatchNorm: the BN variant trains with L1 whatever spelling VARIANTS uses
+    assert utils.check_study(**{**GOOD, "variants": {"BN": "batch", "GN": "group"}}, out_dir=tmp_path) == {"BN": "B", "GN": "G"}
+
+
+def test_check_study_refuses_an_out_dir_that_cannot_hold_files(tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    with raises(ValueError, "OUT_DIR", "a file"):
+        utils.check_study(**GOOD, out_dir=blocker)
+
+
+# ---- Divergence is an error, never a saved run -------------------------------------------------------------------
+
+class TurnsNaN(nn.Module):
+    """A tiny classifier whose outputs become NaN from its `after`-th training forward pass on."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.fc, self.after, self.calls = nn.Linear(784, 10), after, 0
+
+    def forward(self, x):
+        self.calls += self.training
+        out = F.log_softmax(self.fc(x.flatten(1)), dim=1)
+        return out * float("nan") if self.training and self.calls >= self.after else out
+
+
+def test_a_non_finite_training_loss_stops_within_check_every_batches():
+    x, y = torch.randn(200 * 4, 1, 28, 28), torch.arange(800) % 10
+    loader = utils.TensorLoader(x, y, 4, shuffle=False)
+    model = TurnsNaN(after=20)
+    with raises(FloatingPointError, "epoch 3", "batch 20 of 200"):
+        utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU, epoch=3)
+    assert model.calls == utils.CHECK_EVERY  # it stopped at the first check after the NaN, not at the epoch's end
+
+
+def test_a_non_finite_test_loss_is_an_error():
+    model = TurnsNaN(after=0).train()  # NaN in train mode only: switch the eval path to NaN instead
+    model.forward = lambda x: torch.full((len(x), 10), float("nan"))
+    with raises(FloatingPointError, "non-finite test loss"):
+        utils.test(model, utils.TensorLoader(torch.randn(8, 1, 28, 28), torch.arange(8), 4, shuffle=False), CPU)
+
+
+def test_a_run_at_chance_warns_and_is_not_published(tmp_path):
+    x, y = torch.randn(40, 1, 28, 28), torch.arange(40) % 10
+    loader = utils.TensorLoader(x, y, 20, generator=torch.Generator().manual_seed(0))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
+    nn.init.zeros_(model[1].weight), nn.init.zeros_(model[1].bias)  # all logits equal on blank digits: class 0
+    blank = utils.TensorLoader(torch.zeros(40, 1, 28, 28), y, 20, shuffle=False)  # balanced labels: 10% for class 0
+    with pytest.warns(RuntimeWarning, match="chance level"):
+        history = utils.fit(model, loader, blank, CPU, epochs=1, max_lr=1e-9)
+    assert history[-1]["test_acc"] == 10.0
+    run = tmp_path / "runs" / "study"
+    utils.save_history(run / "results" / "history.json", "BN", {"history": history})
+    with raises(RuntimeError, "BN", "chance level", "not published"):
+        utils.publish(run, tmp_path, {"BN": [{**history[-1], "test_acc": 10.0}]})
+    assert not (tmp_path / "results").exists()
+    assert utils.publish(run, tmp_path, {"BN": [{**history[-1], "test_acc": 99.0}]}) == [tmp_path / "results" / "history.json"]
+
+
+def test_nothing_non_finite_goes_into_json(tmp_path):
+    path = tmp_path / "history.json"
+    utils.save_history(path, "BN", {"history": [{"test_loss": 0.1}]})
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        utils.save_history(path, "LN", {"history": [{"test_loss": float("nan")}]})
+    assert path.read_bytes() == before
