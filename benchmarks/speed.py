@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import utils  # noqa: E402
+
 CONFIGS = [("standard", "typical"), ("standard", "project"), ("project", "typical"), ("project", "project")]
 BATCH_SIZE = 128  # both pipelines
 TEST_BATCH_SIZE = {"standard": 128, "project": 2000}  # the typical solution tests in training-size batches
@@ -49,8 +51,6 @@ def standard_loaders(root, limit):
     import torch
     from torchvision import datasets, transforms
 
-    import utils
-
     normalize = transforms.Normalize((utils.MNIST_MEAN,), (utils.MNIST_STD,))
     train = datasets.MNIST(root, train=True, transform=transforms.Compose(
         [transforms.RandomRotation(10, fill=0), transforms.ToTensor(), normalize]))
@@ -66,7 +66,6 @@ def child(pipeline: str, network: str, root: str, limit: int | None) -> None:
     """One configuration: build everything, then time one training epoch plus one test pass; print JSON."""
     import torch
 
-    import utils
     from model import Net
 
     utils.set_seed(0)
@@ -113,7 +112,8 @@ def main() -> None:
             print(f"repeat {repeat + 1}: {pipeline:8s} pipeline, {network:7s} network: {run['seconds']:6.1f} s", flush=True)
 
     first = results[CONFIGS[0]][0]
-    summary = {"device": first["device"], "threads": first["threads"], "train_digits": args.limit or 60000,
+    summary = {"environment": {**utils.environment(first["device"]), "threads": first["threads"]},
+               "device": first["device"], "threads": first["threads"], "train_digits": args.limit or 60000,
                "repeats": args.repeats, "rows": [
                    {"pipeline": pipeline, "network": network,
                     "seconds": statistics.median(r["seconds"] for r in runs),
@@ -127,8 +127,6 @@ def main() -> None:
 
 def table(summary: dict) -> str:
     """Markdown table of the medians, with the speed-up over the first row (standard pipeline, typical network)."""
-    import utils
-
     baseline = summary["rows"][0]["seconds"]
     rows = [[r["pipeline"], r["network"], f"{r['seconds']:.1f}", f"{baseline / r['seconds']:.2f}x", f"{r['peak_mb']:.0f}"]
             for r in summary["rows"]]

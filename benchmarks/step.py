@@ -70,7 +70,8 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times[config].append(1000 * (time.perf_counter() - start) / args.steps)
-    summary = {"device": device.type, "threads": torch.get_num_threads(), "batch_size": args.batch_size,
+    summary = {"environment": utils.environment(device),
+               "device": device.type, "threads": torch.get_num_threads(), "batch_size": args.batch_size,
                "rounds": args.rounds, "steps": args.steps,
                "rows": [{"norm": n, "layout": l, "precision": p, "ms": statistics.median(times[(n, l, p)])}
                         for n, l, p in configs]}
