@@ -143,7 +143,7 @@ def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
     """Accuracy (%) and predictions of `model` as it is (train or eval mode), fed `batch` images at a time."""
     with torch.no_grad():
         predictions = torch.cat([model(images[i : i + batch]).argmax(dim=1) for i in range(0, len(images), batch)])
-    return 100.0 * (predictions == labels).float().mean().item(), predictions
+    return 100.0 * (predictions == labels).sum().item() / len(labels), predictions
 
 
 def batch_statistics(model: Net, sizes: list[int], train_loader, test_loader, device) -> dict[str, float]:
