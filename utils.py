@@ -246,10 +246,13 @@ def augment(
     translate: float = 0.1,
     scale: float = 0.1,
 ) -> torch.Tensor:
-    """Random rotation (+-degrees), shift (+-translate of the image size) and zoom (1 +- scale), per sample.
+    """Random rotation (+-degrees), zoom (lengths x 1 +- scale) and shift, per sample.
 
-    One affine grid for the whole batch, sampled bilinearly on the batch's device; pixels that come from
-    outside the image are filled with the normalised background, not 0 (which is grey after normalisation).
+    The shift is +-translate of the image size per axis in the input frame, that is after the rotation and zoom: a
+    digit moves by up to (1 + scale) * translate * (|cos| + |sin|) of the image along an axis (3.6 pixels at the
+    notebook's 10 degrees, 0.1, 0.1). One affine grid for the whole batch, sampled bilinearly on the batch's device;
+    pixels that come from outside the image are filled with the normalised background, not 0 (which is grey after
+    normalisation).
     """
     n = images.shape[0]
 

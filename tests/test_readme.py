@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import utils
+from experiments import report
 from experiments.__main__ import EXPERIMENTS
 from model import Net, count_macs, count_parameters
 from conftest import norm_input_shapes
@@ -43,6 +44,7 @@ def test_full_layernorm_parameter_count_matches_the_network():
     # nn.LayerNorm([C, H, W]) would learn a scale and a shift per activation that each norm sees
     activations = sum(math.prod(shape) for shape in norm_input_shapes(Net("L")))
     assert f"per activation: {2 * activations:,} parameters" in README
+    assert f"({2 * activations / count_parameters(Net('L')):.1f} times the whole network)" in README
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -56,6 +58,20 @@ def test_experiment_tables_match_their_json(name):
 @pytest.mark.parametrize("script", [speed, step], ids=["speed", "step"])
 def test_benchmark_tables_match_their_json(script):
     assert script.table(json.loads((ROOT / "results" / f"{script.__name__}.json").read_text())) in README
+
+
+def test_generated_sentences_stand_in_the_readme():
+    for key, sentence in report.sentences().items():
+        assert sentence in README, key
+
+
+def test_experiment_durations_match_their_json():
+    assert report.durations_table(report.load()) in README
+
+
+def test_every_figure_the_readme_shows_is_committed_and_shown():
+    shown = set(re.findall(r"\]\((Images/[^)]+\.png)\)", README))
+    assert shown == {f"Images/{p.name}" for p in (ROOT / "Images").glob("*.png")}
 
 
 def test_notebook_time_and_memory_match_its_output():
