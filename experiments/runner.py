@@ -13,7 +13,7 @@ import math
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from datetime import datetime
 from pathlib import Path
 
@@ -50,7 +50,8 @@ _data: dict = {}  # per worker process: the loaders for the settings it has seen
 
 
 def _loaders(settings: dict) -> tuple[utils.TensorLoader, utils.TensorLoader]:
-    key = (settings["DATA_ROOT"], settings["TRAIN_LIMIT"], settings["TEST_LIMIT"], settings["BATCH_SIZE"])
+    key = json.dumps([settings[k] for k in ("DATA_ROOT", "TRAIN_LIMIT", "TEST_LIMIT", "BATCH_SIZE", "TEST_BATCH_SIZE",
+                                            "SEED", "AUGMENTATION")])
     if key not in _data:
         _data[key] = utils.mnist_loaders(settings["DATA_ROOT"], torch.device("cpu"), settings["BATCH_SIZE"],
                                          settings["TEST_BATCH_SIZE"], settings["SEED"], settings["AUGMENTATION"],
@@ -103,16 +104,14 @@ def run_all(specs: list[dict], jobs: int, name: str) -> list[dict]:
     log = RUNS / f"{name}-{datetime.now():%Y%m%d-%H%M%S}.jsonl"
     with ProcessPoolExecutor(jobs, initializer=_worker_init) as pool, log.open("a") as out:
         futures = [pool.submit(train_one, spec) for spec in specs]
-        results = []
-        for i, future in enumerate(futures):
+        for done, future in enumerate(as_completed(futures), 1):  # logged as they finish
             result = future.result()
             out.write(json.dumps(result) + "\n")
             out.flush()
             described = ", ".join(f"{k}={v}" for k, v in result.items() if k in ("norm", "groups", "norm_batch", "seed"))
-            print(f"[{i + 1}/{len(specs)}] {described}: test acc {result['test_acc']:.2f}%, {result['seconds']:.0f} s",
+            print(f"[{done}/{len(specs)}] {described}: test acc {result['test_acc']:.2f}%, {result['seconds']:.0f} s",
                   flush=True)
-            results.append(result)
-    return results
+    return [future.result() for future in futures]
 
 
 def run_notebooks(jobs_list: list[tuple[str, dict]], jobs: int, name: str) -> dict[str, dict]:
@@ -269,6 +268,8 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path) -> dict:
     summarise(runs, settings), figure(results) and tables(results), the README's tables. --quick runs the first seed only.
     """
     settings = settings_for(quick, **experiment.OVERRIDES)
+    utils.check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
+                      settings["EMA_DECAY"], settings["L1_LAMBDA"], settings["GROUPS"], settings["DROPOUT"], out_dir)
     start = time.perf_counter()
     runs = experiment.runs(settings, experiment.SEEDS[:1] if quick else experiment.SEEDS, jobs)
     results = record(experiment.NAME, settings, jobs, time.perf_counter() - start,
