@@ -53,7 +53,9 @@ def figure(results: dict) -> plt.Figure:
     ax.axhline(100 - running["test_acc"], color="tab:orange", label="BN, running statistics")
     ax.axhline(100 - recomputed["test_acc"], color="tab:green", linestyle="--", label="BN, recomputed statistics")
     ax.set_xscale("log")
-    ax.set(xlabel="test batch size", ylabel="test error (%)", title="BatchNorm at test time (one trained model)")
+    ax.set_yscale("log")  # from chance level down to under 1%
+    ax.set_xticks([r["test_batch"] for r in batch], [f"{r['test_batch']:,}" for r in batch])
+    ax.set(xlabel="test batch size", ylabel="test error (%), log scale", title="BatchNorm at test time (one trained model)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig

@@ -62,8 +62,9 @@ def figure(results: dict) -> plt.Figure:
         ax.axhline(error, color=color, label=f"{LABELS[r['norm']]} (independent of k)")
         ax.axhspan(error - r["std"], error + r["std"], color=color, alpha=0.15)
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")  # from chance level (90% error) down to under 1%
     ax.set_xticks(sizes, [str(k) for k in sizes])
-    ax.set(xlabel="images per normalisation group, k (the optimiser's batch stays 128)", ylabel="test error (%)",
+    ax.set(xlabel="images per normalisation group, k (the optimiser's batch stays 128)", ylabel="test error (%), log scale",
            title=f"Normalisation batch size: mean and std over {len(bn[0]['seeds'])} seeds, "
                  f"{results['settings']['EPOCHS']} epochs")
     ax.grid(alpha=0.3)

@@ -1,14 +1,14 @@
 """The numbers in the README's prose, computed from the committed results: `python -m experiments.report` prints them,
 and tests/test_readme.py checks that each sentence stands in the README as printed here.
 
-Each function takes the loaded results and returns {key: sentence}; `sentences()` gathers them all.
+Each function takes the loaded results and returns {key: sentence}; `sentences()` gathers them all. Only numbers that
+no table shows are here: the experiments' own numbers are in their tables, printed by each experiment's `tables()`.
 """
 
 import json
 import re
 
 import utils
-from experiments import bn_test as bn_test_module
 from experiments import runner
 from experiments.__main__ import EXPERIMENTS
 
@@ -54,7 +54,7 @@ def study(r: dict) -> dict[str, str]:
 
 
 def seeds(r: dict) -> dict[str, str]:
-    """Five seeds: means, spread against the standard error, the paired tests, and who leads after the first epoch."""
+    """Five seeds: the means and the paired tests, and who leads after the first epoch (the tables hold the rest)."""
     s = r["seeds"]["summary"]
     v = s["variants"]
     n = len(next(iter(v.values()))["seeds"])
@@ -66,7 +66,6 @@ def seeds(r: dict) -> dict[str, str]:
     else:
         tested = ", ".join(f"{runner.p_value(p['paired_t'])} ({p['a']} - {p['b']})" for p in pairs)
         verdict = f"no pair differs significantly (paired t-tests over seeds: p = {tested})"
-    tests = [t for p in pairs for t in p["mcnemar"]]
     runs = {name: sorted((x for x in r["seeds"]["runs"] if x["variant"] == name), key=lambda x: x["seed"]) for name in v}
     first = {name: [x["history"][0]["test_acc"] for x in chosen] for name, chosen in runs.items()}
     leader = max(first, key=lambda name: sum(first[name]))
@@ -74,63 +73,9 @@ def seeds(r: dict) -> dict[str, str]:
     return {
         "intro_seeds": f"Over {n} seeds the means are {v['BN']['mean']:.2f}% (BN), {v['LN']['mean']:.2f}% (LN) and "
                        f"{v['GN']['mean']:.2f}% (GN): {verdict}",
-        "seeds_spread": f"the standard deviations over seeds are {v['BN']['std']:.2f}, {v['LN']['std']:.2f} and "
-                        f"{v['GN']['std']:.2f} points, against {v['BN']['standard_error']:.2f} points, the standard error "
-                        f"of one accuracy measured on {len(s['labels']):,} digits",
-        "mcnemar": f"{sum(t['p'] < 0.05 for t in tests)} of the {len(tests)} per-seed McNemar tests find a difference at "
-                   f"p < 0.05",
         "first_epoch": f"after the first epoch {leader} is ahead of both others in {leads} of {n} seeds (mean "
                        + ", ".join(f"{sum(a) / n:.2f}% {name}" for name, a in first.items()) + ")",
     }
-
-
-def norm_batch(r: dict) -> dict[str, str]:
-    """BN against the images per normalisation group, LN and GN beside it."""
-    rows = r["norm_batch"]["summary"]
-    bn = {row["group"]: row for row in rows if row["norm"] == "B"}
-    other = {row["norm"]: row for row in rows if row["norm"] != "B"}
-    sizes = sorted(bn)
-    epochs = r["norm_batch"]["settings"]["EPOCHS"]
-    return {
-        "norm_batch_running": f"after {epochs} epochs, BN tested with its running statistics reaches "
-                              + ", ".join(f"{bn[k]['mean']:.2f}% at k = {k}" for k in sizes)
-                              + f"; LN reaches {other['L']['mean']:.2f}% and GN {other['G']['mean']:.2f}%",
-        "norm_batch_batch": "tested with the statistics of k test digits instead, it reaches "
-                            + ", ".join(f"{bn[k]['batch_stat_mean']:.2f}% at k = {k}" for k in sizes),
-        "norm_batch_p": "paired t-tests over seeds against k = 128 give p = "
-                        + ", ".join(f"{runner.p_value(bn[k]['p_vs_whole_batch'])} (k = {k})" for k in sizes[:-1]),
-    }
-
-
-def gn_groups(r: dict) -> dict[str, str]:
-    rows = r["gn_groups"]["summary"]
-    return {"gn_groups": ", ".join(f"{row['mean']:.2f}% with {row['groups']} group{'s' if row['groups'] != 1 else ''}"
-                                   for row in rows)
-                         + " (means over seeds; paired t-tests against 2 groups: p = "
-                         + ", ".join(runner.p_value(row["p_vs_2_groups"]) for row in rows if row["groups"] != 2) + ")"}
-
-
-def bn_test(r: dict) -> dict[str, str]:
-    rows = r["bn_test"]["summary"]
-    bn = [row for row in rows if row["norm"] == "B"]
-    running = next(row for row in bn if row["evaluation"].endswith("running statistics"))
-    recomputed = next(row for row in bn if "recomputed" in row["evaluation"])
-    batch = {row["test_batch"]: row["test_acc"] for row in bn if row["evaluation"].startswith("train mode")}
-    last = bn_test_module.INVARIANCE[-1]
-    changed = {row["norm"]: row["changed"] for row in rows if row["test_batch"] == last and row["changed"] is not None}
-    return {
-        "bn_test": f"with its running statistics BN reaches {running['test_acc']:.2f}%; with the statistics of each test "
-                   "batch, " + ", ".join(f"{acc:.2f}% at {k:,}" for k, acc in batch.items())
-                   + f"; with statistics recomputed over the clean training digits, {recomputed['test_acc']:.2f}%",
-        "bn_test_invariance": "in eval mode, " + ", ".join(f"{c} of {NAMES[n + 'N']}'s" for n, c in changed.items())
-                              + f" predictions change between test batches of {bn_test_module.INVARIANCE[0]} and "
-                              f"{last:,} digits",
-    }
-
-
-def l1(r: dict) -> dict[str, str]:
-    rows = r["l1"]["summary"]
-    return {"l1": ", ".join(f"{row['test_acc']:.2f}% with lambda {row['l1_lambda']:g}" for row in rows)}
 
 
 def durations_table(r: dict) -> str:
@@ -147,11 +92,7 @@ def durations_table(r: dict) -> str:
 def sentences() -> dict[str, str]:
     """Every generated sentence of the README, by key."""
     r = load()
-    out = study(r)
-    for name in EXPERIMENTS:
-        if name in r:
-            out.update(globals()[name](r))
-    return out
+    return {**study(r), **(seeds(r) if "seeds" in r else {})}
 
 
 if __name__ == "__main__":

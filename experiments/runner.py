@@ -261,6 +261,13 @@ def settings_for(quick: bool, **overrides) -> dict:
     return {**notebook_settings(), **overrides, **(QUICK if quick else {})}
 
 
+def replot(experiment, out_dir: Path) -> None:
+    """Redraw an experiment's figure and reprint its tables from its results JSON, without training anything."""
+    results = json.loads((out_dir / "results" / f"{experiment.NAME}.json").read_text())
+    save_figure(experiment.figure(results), out_dir / "Images" / f"{experiment.NAME}.png")
+    print("\n\n".join(experiment.tables(results)))
+
+
 def execute(experiment, quick: bool, jobs: int, out_dir: Path) -> dict:
     """Run an experiment module end to end: its runs, then results/<NAME>.json and Images/<NAME>.png under out_dir.
 
