@@ -15,7 +15,6 @@ SEEDS = (1,)  # the notebook's seed
 OVERRIDES: dict = {}  # the notebook's settings: the study's models
 TEST_BATCHES = [1, 2, 8, 32, 128, 1000]
 INVARIANCE = [1, 1000]
-LABELS = {"B": "BatchNorm + L1", "L": "LayerNorm", "G": "GroupNorm (2 groups)"}
 
 
 def runs(settings: dict, seeds: tuple[int, ...], jobs: int) -> list[dict]:
@@ -62,7 +61,7 @@ def figure(results: dict) -> plt.Figure:
 
 
 def tables(results: dict) -> list[str]:
-    body = [[LABELS[r["norm"]], r["evaluation"], f"{r['test_batch']:,}", f"{r['test_acc']:.2f}",
+    body = [[runner.LABELS[r["norm"]], r["evaluation"], f"{r['test_batch']:,}", f"{r['test_acc']:.2f}",
              "-" if r["changed"] is None else r["changed"]] for r in results["summary"]]
     return [utils.markdown_table(["model", "evaluation", "test batch", "test acc (%)",
                                  f"predictions changed against test batch {INVARIANCE[0]}"], body)]

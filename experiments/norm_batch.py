@@ -45,21 +45,18 @@ def summarise(runs: list[dict], settings: dict) -> list[dict]:
     return rows
 
 
-LABELS = {"B": "BatchNorm + L1", "L": "LayerNorm", "G": "GroupNorm (2 groups)"}
-
-
 def figure(results: dict) -> plt.Figure:
     rows = results["summary"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     bn = [r for r in rows if r["norm"] == "B"]
     sizes = [r["group"] for r in bn]
     ax.errorbar(sizes, [100 - r["mean"] for r in bn], [r["std"] for r in bn], marker="o", capsize=3,
-                label=f"{LABELS['B']}, running statistics")
+                label=f"{runner.LABELS['B']}, running statistics")
     ax.errorbar(sizes, [100 - r["batch_stat_mean"] for r in bn], [r["batch_stat_std"] for r in bn], marker="s",
-                capsize=3, linestyle="--", label=f"{LABELS['B']}, statistics of k test digits")
+                capsize=3, linestyle="--", label=f"{runner.LABELS['B']}, statistics of k test digits")
     for r, color in zip([r for r in rows if r["norm"] != "B"], ("tab:green", "tab:red")):
         error = 100 - r["mean"]
-        ax.axhline(error, color=color, label=f"{LABELS[r['norm']]} (independent of k)")
+        ax.axhline(error, color=color, label=f"{runner.LABELS[r['norm']]} (independent of k)")
         ax.axhspan(error - r["std"], error + r["std"], color=color, alpha=0.15)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")  # from chance level (90% error) down to under 1%
@@ -77,10 +74,10 @@ def tables(results: dict) -> list[str]:
     body = []
     for r in results["summary"]:
         if r["norm"] == "B":
-            body.append([LABELS["B"], r["group"], cell(r["mean"], r["std"]), cell(r["batch_stat_mean"], r["batch_stat_std"]),
+            body.append([runner.LABELS["B"], r["group"], cell(r["mean"], r["std"]), cell(r["batch_stat_mean"], r["batch_stat_std"]),
                          f"{r['gap']:+.2f}", runner.p_value(r["p_vs_whole_batch"])])
         else:
-            body.append([LABELS[r["norm"]], "-", cell(r["mean"], r["std"]), "-", "-", "-"])
+            body.append([runner.LABELS[r["norm"]], "-", cell(r["mean"], r["std"]), "-", "-", "-"])
     return [utils.markdown_table(
         ["norm", "k", "test acc, running statistics (%)", "test acc, statistics of k test digits (%)",
          "gap (points)", "p against k = 128 (paired t)"], body)]

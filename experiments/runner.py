@@ -29,6 +29,7 @@ ROOT = utils.ROOT
 NOTEBOOK = ROOT / "S6_Normalization.ipynb"
 RUNS = ROOT / "runs"  # per-run logs and executed notebooks of the experiments (not committed)
 TEST_DIGITS = 10_000
+LABELS = {"B": "BatchNorm + L1", "L": "LayerNorm", "G": "GroupNorm (2 groups)"}  # the notebook's variants, in tables
 # --quick: a smoke run, one epoch on 2,048 digits in batches of 32 (64 steps: enough to leave chance level)
 QUICK = dict(EPOCHS=1, TRAIN_LIMIT=2048, TEST_LIMIT=500, BATCH_SIZE=32)
 
