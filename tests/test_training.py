@@ -177,3 +177,15 @@ def test_fit_follows_one_cycle_per_optimiser_step(monkeypatch):
     assert beta1[0] == pytest.approx(0.95) and beta1[peak] == pytest.approx(0.85) and beta1[-1] == pytest.approx(0.95)
     assert min(beta1) == pytest.approx(0.85) and max(beta1) == pytest.approx(0.95)
     assert [r["lr"] for r in history] == [lrs[0], lrs[10], lrs[20]]  # each epoch records the lr it starts with
+
+
+def test_fit_turns_on_cudnn_benchmark_for_a_gpu_run_and_restores_it(monkeypatch):
+    # fixed input shapes: cuDNN may pick its fastest kernels once, for this run only, not for the caller's code after
+    seen = []
+    monkeypatch.setattr(utils, "train", lambda *args: seen.append(torch.backends.cudnn.benchmark) or (0.1, 99.0))
+    monkeypatch.setattr(utils, "test", lambda *args: (0.1, 99.0))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    loader = utils.TensorLoader(torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), 2)
+    utils.fit(Net("L"), loader, loader, torch.device("cuda"), epochs=2, max_lr=0.01)  # no GPU work: train is stubbed
+    assert seen == [True, True]
+    assert torch.backends.cudnn.benchmark is False
