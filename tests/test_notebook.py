@@ -1,6 +1,7 @@
 """The notebook run with parameters by papermill, as the experiments run it: its outputs, and that a run that fails
 or is interrupted leaves the published results as they were and keeps its own finished epochs."""
 
+import ast
 import json
 import os
 import shutil
@@ -29,6 +30,14 @@ def test_parameters_cell_holds_the_study_settings():
     source = notebook.cells[parameters_index(notebook)].source
     for setting in ("EPOCHS = 20", "SEED =", "BATCH_SIZE =", "L1_LAMBDA =", 'DATA_ROOT = os.environ.get("MNIST_ROOT", "data")'):
         assert setting in source
+
+
+def test_papermill_reads_every_setting_of_the_parameters_cell():
+    # papermill injects a setting it cannot parse all the same, but warns about it on every run
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    tree = ast.parse(notebook.cells[parameters_index(notebook)].source)
+    settings = [node.targets[0].id for node in tree.body if isinstance(node, ast.Assign)]
+    assert list(papermill.inspect_notebook(NOTEBOOK)) == settings
 
 
 def execute(out_dir, **parameters):
