@@ -113,6 +113,14 @@ def environment(device: torch.device | str) -> dict:
             "threads": torch.get_num_threads(), "git_commit": git_commit()}
 
 
+def finite_number(name: str, value, zero_ok: bool = True) -> float:
+    """`value` if it is a finite number >= 0 (> 0 without zero_ok; bool is not one), else a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+            or (value == 0 and not zero_ok):
+        raise ValueError(f"{name} must be a finite number {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+    return value
+
+
 def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float, ema_decay: float | None,
                 l1_lambda: float, groups: int, dropout: float, out_dir: str | os.PathLike) -> dict[str, str]:
     """Check the notebook's settings before any training (named as the notebook names them); ValueError on the first
@@ -126,11 +134,9 @@ def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float,
     for norm in norms.values():
         Net(norm, groups=groups, dropout=dropout)  # GROUPS and DROPOUT are checked by the network itself
     whole_number("EPOCHS", epochs, "a whole number >= 1")
-    numbers = {"MAX_LR": (max_lr, False), "WEIGHT_DECAY": (weight_decay, True), "L1_LAMBDA": (l1_lambda, True)}
-    for setting, (value, zero_ok) in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
-                or (value == 0 and not zero_ok):
-            raise ValueError(f"{setting} must be a finite number {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+    finite_number("MAX_LR", max_lr, zero_ok=False)
+    finite_number("WEIGHT_DECAY", weight_decay)
+    finite_number("L1_LAMBDA", l1_lambda)
     if ema_decay is not None and (isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float))
                                   or not 0 < ema_decay < 1):
         raise ValueError(f"EMA_DECAY must be None or a number in (0, 1), got {ema_decay!r}")
@@ -499,8 +505,7 @@ def fit(
     Returns one record per epoch (the history.json schema); `on_epoch(history)` is called after every epoch.
     """
     whole_number("epochs", epochs, "a whole number >= 1")
-    if not (isinstance(max_lr, (int, float)) and math.isfinite(max_lr) and max_lr > 0):
-        raise ValueError(f"max_lr must be a positive number, got {max_lr!r}")
+    finite_number("max_lr", max_lr, zero_ok=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=len(train_loader))
     ema = WeightEMA(model, ema_decay) if ema_decay else None
@@ -667,15 +672,27 @@ def load_history(path: str | os.PathLike) -> dict:
     return data
 
 
-def save_history(path: str | os.PathLike, name: str, entry: dict) -> None:
-    """Write `entry` under `name` in the history file, keeping the other models' entries; atomic."""
+def replace_file(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """`write(tmp)` into a temporary sibling of `path`, then replace `path` with it in one step: never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # the suffix kept: savefig reads the format from it
+    write(tmp)
+    tmp.replace(path)
+    return path
+
+
+def write_json(path: str | os.PathLike, data: dict) -> Path:
+    """Write `data` as indented JSON, replacing `path` in one step; a non-finite number is a ValueError."""
+    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+    return replace_file(path, lambda tmp: tmp.write_text(text))
+
+
+def save_history(path: str | os.PathLike, name: str, entry: dict) -> None:
+    """Write `entry` under `name` in the history file, keeping the other models' entries; atomic."""
     data = load_history(path)
     data[name] = entry
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")  # a non-finite number is a ValueError
-    tmp.replace(path)
+    write_json(path, data)
 
 
 def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: dict[str, list[dict]]) -> list[Path]:
@@ -691,12 +708,8 @@ def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: d
                                f"published; the run's files are in {run_dir}")
     published = []
     for source in sorted(Path(run_dir).glob("results/*")) + sorted(Path(run_dir).glob("Images/*")):
-        target = Path(out_dir) / source.relative_to(run_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(source.read_bytes())
-        tmp.replace(target)
-        published.append(target)
+        data = source.read_bytes()
+        published.append(replace_file(Path(out_dir) / source.relative_to(run_dir), lambda tmp: tmp.write_bytes(data)))
     return published
 
 
@@ -709,7 +722,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def results_table(runs: dict) -> str:
     """Markdown table of each model's final test accuracy and loss from the history file's dict.
 
-    "lowest, 2nd half" is the lowest test accuracy over the second half of the epochs (epochs 11-20 of 20): how far
+    "lowest test acc" is the lowest test accuracy over the second half of the epochs (epochs 11-20 of 20): how far
     the curve dips once it has settled. Nothing is selected by its test score: every number is either the last
     epoch's or a property of the whole second half. "seconds / epoch" is the median epoch, training plus testing.
     """

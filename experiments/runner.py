@@ -5,7 +5,7 @@
   thread each, and logs each finished run to runs/ so that an interrupted experiment keeps what it finished;
 - evaluations: BatchNorm with the statistics of groups of test digits or recomputed ones; test-batch invariance;
 - statistics: mean and spread over seeds, the standard error of one accuracy, exact McNemar, paired t-test;
-- records: `save_json` and `save_figure` replace a committed file only once the new one is complete.
+- records: `utils.write_json` and `save_figure` replace a committed file only once the new one is complete.
 """
 
 import json
@@ -241,20 +241,9 @@ def record(name: str, settings: dict, jobs: int, seconds: float, **parts) -> dic
             "environment": {**utils.environment("cpu"), "threads": 1, "jobs": jobs}, "seconds": seconds, **parts}
 
 
-def save_json(data: dict, path: Path) -> None:
-    """Write JSON (finite numbers only) to a temporary file, then replace `path`: it is never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
-    tmp.replace(path)
-
-
 def save_figure(fig, path: Path) -> None:
-    """Save a figure to a temporary file, then replace `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
-    tmp.replace(path)
+    """Save a figure, replacing `path` only once it is complete."""
+    utils.replace_file(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
 
 
 def settings_for(quick: bool, **overrides) -> dict:
@@ -282,7 +271,7 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path) -> dict:
     runs = experiment.runs(settings, experiment.SEEDS[:1] if quick else experiment.SEEDS, jobs)
     results = record(experiment.NAME, settings, jobs, time.perf_counter() - start,
                      summary=experiment.summarise(runs, settings), runs=runs)
-    save_json(results, out_dir / "results" / f"{experiment.NAME}.json")
+    utils.write_json(out_dir / "results" / f"{experiment.NAME}.json", results)
     save_figure(experiment.figure(results), out_dir / "Images" / f"{experiment.NAME}.png")
     print("\n\n".join(experiment.tables(results)))
     print(f"{experiment.NAME}: {len(runs)} runs in {results['seconds']:.0f} s")
