@@ -16,6 +16,7 @@ NORMS = {"b": "B", "batch": "B", "l": "L", "layer": "L", "g": "G", "group": "G",
 # depthwise-separable ones at 10x10, 8x8 and 6x6, which buy width (48 channels) for few parameters.
 WIDTHS = (8, 16, 32, 48, 48)
 INPUT_SHAPE = (1, 28, 28)
+GROUPS = 2  # GroupNorm's default number of groups: divides every layer's channels
 
 
 def canonical_norm(norm: str) -> str:
@@ -77,7 +78,7 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
-def make_norm(norm: str, channels: int, groups: int = 2, norm_batch: int | None = None) -> nn.Module:
+def make_norm(norm: str, channels: int, groups: int = GROUPS, norm_batch: int | None = None) -> nn.Module:
     """The normalisation layer for `channels` feature maps; the one place a norm string becomes a layer.
 
     LayerNorm is GroupNorm with one group: it normalises each sample over (C, H, W) and keeps a per-channel
@@ -117,15 +118,19 @@ class Net(nn.Module):
     Args:
         norm: "B" (BatchNorm), "L" (LayerNorm), "G" (GroupNorm) or "I" (InstanceNorm); case-insensitive,
             or "batch", "layer", "group", "instance".
-        groups: GroupNorm's number of groups; must divide every layer's channels (8, 16, 32, 48).
+        groups: GroupNorm only: its number of groups, which must divide every layer's channels (8, 16, 32, 48);
+            None for GROUPS (2). The other norms have no groups to set: passing one is a ValueError.
         dropout: dropout probability after every block.
         norm_batch: BatchNorm only: in training, normalise over groups of this many images of the batch
             (ghost batches, GhostBatchNorm2d); None for the whole batch (nn.BatchNorm2d).
     """
 
-    def __init__(self, norm: str = "B", groups: int = 2, dropout: float = 0.0, norm_batch: int | None = None):
+    def __init__(self, norm: str = "B", groups: int | None = None, dropout: float = 0.0, norm_batch: int | None = None):
         super().__init__()
         self.norm = canonical_norm(norm)
+        if groups is not None and self.norm != "G":
+            raise ValueError(f"groups is GroupNorm's setting; norm {norm!r} has no groups to set (use norm='G', or "
+                             "groups=None)")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if norm_batch is not None and self.norm != "B":
@@ -136,6 +141,7 @@ class Net(nn.Module):
             [nn.Conv2d(1, w[0], 3, bias=False), nn.Conv2d(w[0], w[1], 3, bias=False)]
             + [separable(cin, cout) for cin, cout in zip(w[1:-1], w[2:])]
         )
+        groups = GROUPS if groups is None else groups
         self.norms = nn.ModuleList(make_norm(self.norm, c, groups, norm_batch) for c in w)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(w[-1], 10)

@@ -131,8 +131,7 @@ def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float,
         if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_+" for c in name):
             raise ValueError(f"VARIANTS: a name must be letters, digits, '-', '_' or '+' (it names files), got {name!r}")
     norms = {name: canonical_norm(norm) for name, norm in variants.items()}
-    for norm in norms.values():
-        Net(norm, groups=groups, dropout=dropout)  # GROUPS and DROPOUT are checked by the network itself
+    Net("G", groups=groups, dropout=dropout)  # GROUPS and DROPOUT are checked by the network itself
     whole_number("EPOCHS", epochs, "a whole number >= 1")
     finite_number("MAX_LR", max_lr, zero_ok=False)
     finite_number("WEIGHT_DECAY", weight_decay)
@@ -317,6 +316,10 @@ class TensorLoader:
             yield x, y
 
 
+SPLITS = ("test", "validation")
+VALIDATION_DIGITS = 10_000  # the "validation" split holds out the last 10,000 training digits
+
+
 def mnist_loaders(
     root: str | os.PathLike | None,
     device: torch.device,
@@ -326,26 +329,36 @@ def mnist_loaders(
     augmentation: dict | None = None,
     train_limit: int | None = None,
     test_limit: int | None = None,
+    split: str = "test",
 ) -> tuple[TensorLoader, TensorLoader]:
-    """Training loader (shuffled, augmented with `augment(**augmentation)`) and test loader, both on `device`.
+    """Training loader (shuffled, augmented with `augment(**augmentation)`) and held-out loader, both on `device`.
 
-    Reseed `train_loader.generator` to replay the same shuffling and augmentation for another model.
+    split "test": train on the 60,000 training digits, hold out the 10,000 test digits. split "validation": train on
+    the first 50,000 training digits and hold out the last VALIDATION_DIGITS, never the test set; every choice of
+    recipe is made there. The limits keep the first train_limit / test_limit digits of each side. An augmentation of
+    None or {} means none. Reseed `train_loader.generator` to replay the same shuffling and augmentation.
     Training needs at least one full batch: fewer than `batch_size` training digits is a ValueError.
     """
     whole_number("batch_size", batch_size, "a whole number of images >= 1")
     whole_number("test_batch_size", test_batch_size, "a whole number of images >= 1")
     _check_limit("train_limit", train_limit)
     _check_limit("test_limit", test_limit)
-    augmentation = augmentation or {}
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     generator = torch.Generator(device=device).manual_seed(seed)
-    train_images, train_labels = load_mnist(root, True, device, train_limit)
+    train_images, train_labels = load_mnist(root, True, device)
+    if split == "validation":
+        held_images, held_labels = train_images[-VALIDATION_DIGITS:], train_labels[-VALIDATION_DIGITS:]
+        train_images, train_labels = train_images[:-VALIDATION_DIGITS], train_labels[:-VALIDATION_DIGITS]
+    else:
+        held_images, held_labels = load_mnist(root, False, device)
+    train_images, train_labels = train_images[:train_limit], train_labels[:train_limit]
     if len(train_images) < batch_size:
         raise ValueError(f"{len(train_images)} training digits (train_limit={train_limit}) but batch_size={batch_size}: "
                          "training needs at least one full batch; raise train_limit or lower batch_size")
-    test_images, test_labels = load_mnist(root, False, device, test_limit)
-    train_loader = TensorLoader(train_images, train_labels, batch_size, True,
-                                lambda x, g: augment(x, g, **augmentation), generator)
-    return train_loader, TensorLoader(test_images, test_labels, test_batch_size, shuffle=False)
+    augment_fn = (lambda x, g: augment(x, g, **augmentation)) if augmentation else None
+    train_loader = TensorLoader(train_images, train_labels, batch_size, True, augment_fn, generator)
+    return train_loader, TensorLoader(held_images[:test_limit], held_labels[:test_limit], test_batch_size, shuffle=False)
 
 
 # ---- Training: L1, the weights' moving average, train, test, fit ------------------------------------------------
@@ -488,7 +501,7 @@ def fit(
     model: nn.Module,
     train_loader: Loader,
     test_loader: Loader,
-    device: torch.device,
+    device: torch.device | str,
     epochs: int,
     max_lr: float,
     weight_decay: float = 0.0,
@@ -502,10 +515,12 @@ def fit(
     an exponential moving average of the weights (and of BatchNorm's statistics) is kept every step; it is what
     is tested after each epoch, and its weights are copied into `model` at the end. A test accuracy at chance
     level (CHANCE_ACC) gives a RuntimeWarning; a non-finite loss stops the run with a FloatingPointError.
-    Returns one record per epoch (the history.json schema); `on_epoch(history)` is called after every epoch.
+    Returns one record per epoch (the history.json schema; weights_l1 is the tested model's sum of |w| over the
+    weights L1 penalises); `on_epoch(history)` is called after every epoch.
     """
     whole_number("epochs", epochs, "a whole number >= 1")
     finite_number("max_lr", max_lr, zero_ok=False)
+    device = torch.device(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=len(train_loader))
     ema = WeightEMA(model, ema_decay) if ema_decay else None
@@ -519,8 +534,9 @@ def fit(
             train_loss, train_acc = train(model, train_loader, optimizer, device, scheduler, l1_lambda, epoch, ema)
             test_loss, test_acc = test(model if ema is None else ema.module, test_loader, device)
             seconds = time.perf_counter() - start
+            weights_l1 = l1_penalty(model if ema is None else ema.module).item()  # what L1 acts on, for the record
             history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
-                                test_acc=test_acc, lr=lr, seconds=seconds))
+                                test_acc=test_acc, lr=lr, seconds=seconds, weights_l1=weights_l1))
             print(f"epoch {epoch:2d}  lr {lr:.4f}  train {train_loss:.4f} {train_acc:6.2f}%  "
                   f"test {test_loss:.4f} {test_acc:6.2f}%  {seconds:5.1f}s", flush=True)
             if test_acc <= CHANCE_ACC:

@@ -1,35 +1,35 @@
-"""What every experiment shares: the notebook's recipe, independent runs in parallel processes, safe writes, statistics.
+"""What every experiment shares: the notebook's recipe, runs read from the store or trained, evaluations, statistics.
 
 - recipe: `notebook_settings()` reads the notebook's `parameters` cell, the one place the study's settings live;
-- runs: `train_one(spec)` trains and tests one model in a worker process; `run_all(specs, jobs)` runs many, one CPU
-  thread each, and logs each finished run to runs/ so that an interrupted experiment keeps what it finished;
-- evaluations: BatchNorm with the statistics of groups of test digits or recomputed ones; test-batch invariance;
+- runs: `ensure(specs, ...)` reads every run already in the store and trains only the others, in local processes
+  with one CPU thread each or on a Dask cluster (`--scheduler`), storing each as it finishes, so that an
+  interrupted experiment keeps every finished run;
+- evaluations on stored models: BatchNorm with the statistics of groups of test digits or recomputed ones;
+  test-batch invariance;
 - statistics: mean and spread over seeds, the standard error of one accuracy, exact McNemar, paired t-test;
-- records: `utils.write_json` and `save_figure` replace a committed file only once the new one is complete.
+- records: `execute` writes results/NAME.json and Images/NAME.png, each replaced only once complete.
 """
 
 import json
 import math
-import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from datetime import datetime
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
-import papermill
 import torch
 from scipy import stats
 
+import store
 import utils
 from model import Net
 
 ROOT = utils.ROOT
 NOTEBOOK = ROOT / "S6_Normalization.ipynb"
-RUNS = ROOT / "runs"  # per-run logs and executed notebooks of the experiments (not committed)
+RUNS = ROOT / "runs"  # not committed: quick runs, and anything made from uncommitted code
 TEST_DIGITS = 10_000
-LABELS = {"B": "BatchNorm + L1", "L": "LayerNorm", "G": "GroupNorm (2 groups)"}  # the notebook's variants, in tables
+LABELS = {"B": "BatchNorm", "L": "LayerNorm", "G": "GroupNorm (2 groups)", "I": "InstanceNorm"}
 # --quick: a smoke run, one epoch on 2,048 digits in batches of 32 (64 steps: enough to leave chance level)
 QUICK = dict(EPOCHS=1, TRAIN_LIMIT=2048, TEST_LIMIT=500, BATCH_SIZE=32)
 
@@ -45,155 +45,85 @@ def notebook_settings() -> dict:
     return {name: value for name, value in namespace.items() if name.isupper()}
 
 
+def settings_for(quick: bool, **overrides) -> dict:
+    """The notebook's settings with an experiment's overrides, and QUICK's on top with --quick."""
+    return {**notebook_settings(), **overrides, **(QUICK if quick else {})}
+
+
 # ---- Runs --------------------------------------------------------------------------------------------------------
 
-_data: dict = {}  # per worker process: the loaders for the settings it has seen, built once
+def executor(jobs: int, scheduler: str | None) -> Executor:
+    """Local worker processes, `jobs` of them (each run sets one CPU thread), or the Dask cluster at `scheduler`,
+    whose workers are started in a copy of this repository with MNIST_ROOT set (README: scale-out)."""
+    if scheduler is None:
+        return ProcessPoolExecutor(jobs)
+    from distributed import Client
+
+    return Client(scheduler).get_executor(pure=False)
 
 
-def _loaders(settings: dict) -> tuple[utils.TensorLoader, utils.TensorLoader]:
-    key = json.dumps([settings[k] for k in ("DATA_ROOT", "TRAIN_LIMIT", "TEST_LIMIT", "BATCH_SIZE", "TEST_BATCH_SIZE",
-                                            "SEED", "AUGMENTATION")])
-    if key not in _data:
-        _data[key] = utils.mnist_loaders(settings["DATA_ROOT"], torch.device("cpu"), settings["BATCH_SIZE"],
-                                         settings["TEST_BATCH_SIZE"], settings["SEED"], settings["AUGMENTATION"],
-                                         settings["TRAIN_LIMIT"], settings["TEST_LIMIT"])
-    return _data[key]
+def ensure(specs: list[dict], runs_store: store.Store, jobs: int = 2, scheduler: str | None = None) -> dict[str, dict]:
+    """The record of every spec, by key: read from the store where it is there, trained and stored where it is not.
 
-
-def build(spec: dict) -> Net:
-    """The network a run spec names: norm, and optionally groups and norm_batch."""
-    return Net(spec["norm"], groups=spec.get("groups", 2), dropout=spec["settings"]["DROPOUT"],
-               norm_batch=spec.get("norm_batch"))
-
-
-def train_one(spec: dict) -> dict:
-    """Train one model with the notebook's recipe and evaluate it.
-
-    spec = {"settings": the recipe, "norm", "seed", optional "groups", "norm_batch", and "evaluations": names in
-    EVALUATIONS with their arguments}; any other key is a label, copied into the result.
+    Each finished run is stored as it comes in, so an experiment that is stopped keeps every finished run and,
+    started again, trains only the missing ones.
     """
-    s = spec["settings"]
-    device = torch.device("cpu")
-    train_loader, test_loader = _loaders(s)
-    utils.reseed(spec["seed"], train_loader)
-    model = build(spec)
-    start = time.perf_counter()
-    l1_lambda = s["L1_LAMBDA"] if model.norm == "B" else 0.0  # as in the notebook: BN trains with L1
-    history = utils.fit(model, train_loader, test_loader, device, s["EPOCHS"], s["MAX_LR"], s["WEIGHT_DECAY"],
-                        l1_lambda, s["EMA_DECAY"])
-    result = {key: value for key, value in spec.items() if key != "settings"}
-    result.update(test_acc=history[-1]["test_acc"], test_loss=history[-1]["test_loss"],
-                  seconds=time.perf_counter() - start, history=history)
-    for name, argument in spec.get("evaluations", {}).items():
-        result[name] = EVALUATIONS[name](model, argument, train_loader, test_loader, device)
-    return result
-
-
-def _worker_init() -> None:
-    torch.set_num_threads(1)  # the runs share the cores: one thread each
-
-
-def run_all(specs: list[dict], jobs: int, name: str) -> list[dict]:
-    """Run every spec, `jobs` processes at a time, one CPU thread each; results in the order of `specs`.
-
-    Each finished run is appended to runs/<name>-<time>.jsonl as it comes in, so an interrupted experiment keeps
-    its finished runs there; the committed results are only written by the caller once all have finished.
-    """
+    records, missing = {}, {}
     for spec in specs:
-        build(spec)  # every setting checked before the first training step: a bad one raises here, not minutes later
-    RUNS.mkdir(exist_ok=True)
-    log = RUNS / f"{name}-{datetime.now():%Y%m%d-%H%M%S}.jsonl"
-    with ProcessPoolExecutor(jobs, initializer=_worker_init) as pool, log.open("a") as out:
-        futures = [pool.submit(train_one, spec) for spec in specs]
-        for done, future in enumerate(as_completed(futures), 1):  # logged as they finish
-            result = future.result()
-            out.write(json.dumps(result) + "\n")
-            out.flush()
-            described = ", ".join(f"{k}={v}" for k, v in result.items() if k in ("norm", "groups", "norm_batch", "seed"))
-            print(f"[{done}/{len(specs)}] {described}: test acc {result['test_acc']:.2f}%, {result['seconds']:.0f} s",
-                  flush=True)
-    return [future.result() for future in futures]
+        found = runs_store.get(spec)
+        if found is not None:
+            records[store.key(spec)] = found[0]
+        else:
+            missing[store.key(spec)] = spec
+    print(f"{len(records)} of {len(records) + len(missing)} runs read from {runs_store.path}, {len(missing)} to train",
+          flush=True)
+    if missing:
+        with executor(jobs, scheduler) as pool:
+            futures = {pool.submit(store.train_for_store, spec): name for name, spec in missing.items()}
+            for done, future in enumerate(as_completed(futures), 1):
+                record, tensors = future.result()
+                runs_store.put(record, tensors)
+                records[futures[future]] = record
+                print(f"[{done}/{len(missing)}] {futures[future]}: held-out acc {record['history'][-1]['test_acc']:.2f}%, "
+                      f"{record['seconds']:.0f} s", flush=True)
+    return records
 
 
-def run_notebooks(jobs_list: list[tuple[str, dict]], jobs: int, name: str) -> dict[str, dict]:
-    """Execute the notebook once per (label, parameters) with papermill, `jobs` at a time, one CPU thread each.
+# ---- Evaluation of stored models -------------------------------------------------------------------------------
 
-    Each run writes into runs/<name>-<time>/<label>/ (its OUT_DIR) and leaves its executed notebook beside it, the
-    record of the run; returns {label: its history file}. A failing run raises, naming the cell (papermill).
-    """
-    folder = RUNS / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
-    folder.mkdir(parents=True)
-    os.environ.update(OMP_NUM_THREADS="1", TQDM_DISABLE="1")  # inherited by the kernels
-
-    def one(label: str, parameters: dict) -> dict:
-        out = folder / label
-        papermill.execute_notebook(NOTEBOOK, folder / f"{label}.ipynb", parameters={**parameters, "OUT_DIR": str(out)},
-                                   cwd=ROOT, kernel_name="python3", progress_bar=False)
-        print(f"{label}: done", flush=True)
-        return utils.load_history(out / "results" / "history.json")
-
-    with ThreadPoolExecutor(jobs) as pool:
-        futures = {label: pool.submit(one, label, parameters) for label, parameters in jobs_list}
-        return {label: future.result() for label, future in futures.items()}
-
-
-# ---- Evaluation --------------------------------------------------------------------------------------------------
-
-def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int) -> tuple[float, torch.Tensor]:
+def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> tuple[float, torch.Tensor]:
     """Accuracy (%) and predictions of `model` as it is (train or eval mode), fed `batch` images at a time."""
     with torch.no_grad():
         predictions = torch.cat([model(images[i : i + batch]).argmax(dim=1) for i in range(0, len(images), batch)])
     return 100.0 * (predictions == labels).sum().item() / len(labels), predictions
 
 
-def batch_statistics(model: Net, sizes: list[int], train_loader, test_loader, device) -> dict[str, float]:
+def batch_statistics(model: Net, k: int, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Test accuracy (%) of a BatchNorm model normalised with the statistics of each group of k test digits, as in
-    training, instead of its running statistics, for each k in `sizes`: on a copy in train mode, with ghost batches
-    of k (the same state dict), so the model and its running statistics are untouched."""
-    accuracies = {}
-    for k in sizes:
-        ghost = Net("B", norm_batch=k).to(device)
-        ghost.load_state_dict(model.state_dict())
-        ghost.train()
-        ghost.dropout.p = 0.0
-        chunk = k * max(1, 1000 // k)  # whole groups of k per forward pass
-        accuracies[str(k)] = _accuracy(ghost, test_loader.images.to(device), test_loader.labels.to(device), chunk)[0]
-    return accuracies
+    training, instead of its running statistics: on a copy in train mode with ghost batches of k (the same state
+    dict), so the model and its running statistics are untouched."""
+    ghost = Net("B", norm_batch=k)
+    ghost.load_state_dict(model.state_dict())
+    ghost.train()
+    ghost.dropout.p = 0.0
+    return accuracy(ghost, images, labels, k * max(1, 1000 // k))[0]  # whole groups of k per forward pass
 
 
-def recomputed_statistics(model: Net, batch: int, train_loader, test_loader, device) -> dict:
-    """Test accuracy (%) after BatchNorm's statistics are recomputed as the average over all the clean (not
-    augmented) training digits in batches of `batch` (torch.optim.swa_utils.update_bn), on a copy."""
-    copy_ = Net("B").to(device)
+def recomputed_statistics(model: Net, train_images: torch.Tensor, batch: int) -> Net:
+    """A copy of a BatchNorm model whose running statistics are recomputed as the average over the clean (not
+    augmented) digits `train_images`, in batches of `batch` (torch.optim.swa_utils.update_bn), in eval mode."""
+    copy_ = Net("B")
     copy_.load_state_dict(model.state_dict())
-    clean = utils.TensorLoader(train_loader.images, train_loader.labels, batch, shuffle=False)
-    torch.optim.swa_utils.update_bn(clean, copy_, device)
-    copy_.eval()
-    accuracy = _accuracy(copy_, test_loader.images.to(device), test_loader.labels.to(device), 1000)[0]
-    return {"test_acc": accuracy, "digits": len(clean.images)}
-
-
-def test_batch_invariance(model: Net, sizes: list[int], train_loader, test_loader, device) -> dict:
-    """In eval mode, the accuracy at each test batch size and the number of test digits whose prediction differs
-    from that at the first size: 0 when the model treats each image on its own."""
-    model.eval()
-    images, labels = test_loader.images.to(device), test_loader.labels.to(device)
-    runs = {k: _accuracy(model, images, labels, k) for k in sizes}
-    first = runs[sizes[0]][1]
-    return {str(k): {"test_acc": acc, "changed": int((predictions != first).sum())} for k, (acc, predictions) in runs.items()}
-
-
-test_batch_invariance.__test__ = False  # not a pytest test
-
-EVALUATIONS = {"batch_statistics": batch_statistics, "recomputed_statistics": recomputed_statistics,
-               "test_batch_invariance": test_batch_invariance}
+    torch.optim.swa_utils.update_bn(utils.TensorLoader(train_images, torch.zeros(len(train_images)), batch,
+                                                       shuffle=False), copy_)
+    return copy_.eval()
 
 
 # ---- Statistics --------------------------------------------------------------------------------------------------
 
-def standard_error(accuracy: float, n: int = TEST_DIGITS) -> float:
+def standard_error(accuracy_: float, n: int = TEST_DIGITS) -> float:
     """Standard error (points) of one accuracy (%) measured on n digits: sqrt(p (1 - p) / n)."""
-    p = accuracy / 100
+    p = accuracy_ / 100
     return 100 * math.sqrt(p * (1 - p) / n)
 
 
@@ -202,10 +132,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def test_labels(settings: dict) -> str:
-    """The test labels the settings' runs were tested on, as a string of digits (to compare predictions with)."""
-    _, labels = utils.load_mnist(settings["DATA_ROOT"], train=False, limit=settings["TEST_LIMIT"])
-    return "".join(map(str, labels.tolist()))
+def test_labels(settings: dict, split: str = "test") -> str:
+    """The held-out labels of the settings' runs, as a string of digits (to compare predictions with)."""
+    _, held = utils.mnist_loaders(settings.get("DATA_ROOT"), torch.device("cpu"), 1, 1, 0, None, None,
+                                  settings["TEST_LIMIT"], split)
+    return "".join(map(str, held.labels.tolist()))
 
 
 test_labels.__test__ = False  # not a pytest test
@@ -233,22 +164,74 @@ def p_value(p: float | None) -> str:
     return "-" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+MARGIN = 0.10  # points of accuracy: the equivalence margin, fixed before the 20-epoch runs (README)
+ALPHA = 0.05
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a table's p-values (None stays None): each adjusted p is compared with ALPHA."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted, running = list(p_values), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def seeds_for_power(sd: float, effect: float = MARGIN, power: float = 0.8) -> int | None:
+    """Seeds a two-sided paired t-test at ALPHA needs to detect a true difference of `effect` points with `power`,
+    when the paired differences have standard deviation `sd`; None where sd is 0 (any difference is then exact)."""
+    if sd == 0:
+        return None
+    for n in range(2, 10_000):
+        critical = stats.t.ppf(1 - ALPHA / 2, n - 1)
+        if 1 - stats.nct.cdf(critical, n - 1, effect / (sd / math.sqrt(n))) >= power:
+            return n
+    return None
+
+
+def compare(a: list[float], b: list[float], margin: float = MARGIN) -> dict:
+    """Paired comparison of a and b over seeds: the mean difference a - b with its 95% confidence interval, the
+    paired t-test's p, the equivalence test's p (TOST: two one-sided t-tests that the difference lies within
+    +-margin), the standard deviation of the differences and the seeds needed for 80% power at `margin`."""
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    n, mean = len(d), statistics.mean(d)
+    sd = statistics.stdev(d) if n > 1 else 0.0
+    out = dict(n=n, difference=mean, sd=sd, ci=None, p=paired_t(a, b), p_equivalence=None,
+               seeds_for_power=seeds_for_power(sd, margin) if n > 1 else None)
+    if n > 1 and sd > 0:
+        se = sd / math.sqrt(n)
+        half = stats.t.ppf(1 - ALPHA / 2, n - 1) * se
+        out["ci"] = [mean - half, mean + half]
+        out["p_equivalence"] = float(max(stats.t.sf((mean + margin) / se, n - 1), stats.t.cdf((mean - margin) / se, n - 1)))
+    elif n > 1:
+        out["ci"] = [mean, mean]
+        out["p_equivalence"] = 0.0 if abs(mean) < margin else 1.0
+    return out
+
+
+def verdicts(comparisons: list[dict], margin: float = MARGIN) -> None:
+    """Holm-adjust a table's paired-test and equivalence p-values (each family on its own) and say, per row,
+    "differs" (adjusted p < ALPHA), "equivalent within +-margin" (adjusted equivalence p < ALPHA) or "inconclusive"."""
+    for field in ("p", "p_equivalence"):
+        for c, adjusted in zip(comparisons, holm([c[field] for c in comparisons])):
+            c[f"{field}_holm"] = adjusted
+    for c in comparisons:
+        c["verdict"] = ("differs" if c["p_holm"] is not None and c["p_holm"] < ALPHA else
+                        f"equivalent within +-{margin:.2f}" if c["p_equivalence_holm"] is not None
+                        and c["p_equivalence_holm"] < ALPHA else "inconclusive")
+
+
+def interval(c: dict) -> str:
+    """A comparison's difference and 95% interval for a table: "+0.060 [-0.010, +0.130]"."""
+    return f"{c['difference']:+.3f}" + ("" if c["ci"] is None else f" [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]")
+
+
 # ---- Records -----------------------------------------------------------------------------------------------------
-
-def record(name: str, settings: dict, jobs: int, seconds: float, **parts) -> dict:
-    """The results file's content: what was run, how (settings, environment, jobs) and how long it took."""
-    return {"experiment": name, "settings": settings,
-            "environment": {**utils.environment("cpu"), "threads": 1, "jobs": jobs}, "seconds": seconds, **parts}
-
 
 def save_figure(fig, path: Path) -> None:
     """Save a figure, replacing `path` only once it is complete."""
     utils.replace_file(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
-
-
-def settings_for(quick: bool, **overrides) -> dict:
-    """The notebook's settings with an experiment's overrides, and QUICK's on top with --quick."""
-    return {**notebook_settings(), **overrides, **(QUICK if quick else {})}
 
 
 def replot(experiment, out_dir: Path) -> None:
@@ -258,21 +241,41 @@ def replot(experiment, out_dir: Path) -> None:
     print("\n\n".join(experiment.tables(results)))
 
 
-def execute(experiment, quick: bool, jobs: int, out_dir: Path) -> dict:
-    """Run an experiment module end to end: its runs, then results/<NAME>.json and Images/<NAME>.png under out_dir.
+def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, scheduler: str | None = None) -> dict:
+    """Run an experiment end to end: its runs from the store (training the missing ones), its evaluations, then
+    out_dir/results/<NAME>.json and out_dir/Images/<NAME>.png.
 
-    The module gives NAME, SEEDS, OVERRIDES (settings that differ from the notebook's), runs(settings, seeds, jobs),
-    summarise(runs, settings), figure(results) and tables(results), the README's tables. --quick runs the first seed only.
+    The module gives NAME, SEEDS, OVERRIDES (settings that differ from the notebook's), runs(settings, seeds): the
+    runs it needs, each a dict of labels with its "spec" (store.run_spec); summarise(runs, settings, store): the
+    numbers, each run carrying its "record"; figure(results) and tables(results), the README's tables.
+    --quick runs the first seed only.
     """
     settings = settings_for(quick, **experiment.OVERRIDES)
     utils.check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
                       settings["EMA_DECAY"], settings["L1_LAMBDA"], settings["GROUPS"], settings["DROPOUT"], out_dir)
-    start = time.perf_counter()
-    runs = experiment.runs(settings, experiment.SEEDS[:1] if quick else experiment.SEEDS, jobs)
-    results = record(experiment.NAME, settings, jobs, time.perf_counter() - start,
-                     summary=experiment.summarise(runs, settings), runs=runs)
+    commit = utils.git_commit()
+    committed = Path(out_dir).resolve() == ROOT or Path(store_dir).resolve() == store.STORE
+    if committed and (commit is None or commit.endswith("+changes")):
+        raise ValueError(f"the code has uncommitted changes (git commit {commit}): results/ and the committed store take "
+                         "only runs made at a clean commit. Commit first, or pass --out-dir and --store outside "
+                         "results/ (under runs/, say) to keep this run apart")
+    runs = experiment.runs(settings, experiment.SEEDS[:1] if quick else experiment.SEEDS)
+    keys = [store.key(r["spec"]) for r in runs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{experiment.NAME}: two of its rows are the same run; with these settings they would be "
+                         "labelled apart but identical")
+    runs_store = store.Store(store_dir)
+    records = ensure([r["spec"] for r in runs], runs_store, jobs, scheduler)
+    for r, name in zip(runs, keys):
+        r["record"] = records[name]
+    summary = experiment.summarise(runs, settings, runs_store)
+    used = [{**{k: v for k, v in r.items() if k not in ("spec", "record")}, "key": r["record"]["key"],
+             "git_commit": r["record"]["environment"]["git_commit"], "seconds": r["record"]["seconds"],
+             "test_acc": r["record"]["history"][-1]["test_acc"]} for r in runs]
+    results = {"experiment": experiment.NAME, "settings": settings, "environment": utils.environment("cpu"),
+               "train_seconds": sum(u["seconds"] for u in used), "summary": summary, "runs": used}
     utils.write_json(out_dir / "results" / f"{experiment.NAME}.json", results)
     save_figure(experiment.figure(results), out_dir / "Images" / f"{experiment.NAME}.png")
     print("\n\n".join(experiment.tables(results)))
-    print(f"{experiment.NAME}: {len(runs)} runs in {results['seconds']:.0f} s")
+    print(f"{experiment.NAME}: {len(runs)} runs, {results['train_seconds'] / 60:.1f} minutes of training")
     return results
