@@ -1,67 +1,93 @@
-"""Experiment 3: BatchNorm at test time. The study's three models (the notebook's settings and seed, 20 epochs) are
-trained again here, then BN is evaluated with its running statistics (eval mode), with the statistics of each test
-batch of k digits (train mode, on a copy: the running statistics stay as they are), and with statistics recomputed
-over the clean training digits (torch.optim.swa_utils.update_bn, "precise BN"); and every model is evaluated in eval
-mode at test batch sizes 1 and 1,000, which must give the same predictions.
+"""BatchNorm at test time, on the main comparison's stored models (nothing is trained here).
+
+Each BN model as stored holds the weights' moving average and, averaged along with them, BatchNorm's running
+statistics. It is evaluated three ways on the test digits: with those running statistics (eval mode, as reported
+everywhere), with statistics recomputed over the 60,000 clean training digits in batches of 128 under the same
+weights (torch.optim.swa_utils.update_bn, "precise BN": this separates the running average from the weights), and
+with the statistics of each group of k test digits (train mode, on a copy). Running against recomputed is tested per
+model (McNemar) and over seeds (paired t). Every model, LN and GN too, is also evaluated in eval mode at test batches
+of 1 and 1,000, which must give the same predictions.
 """
 
 import matplotlib.pyplot as plt
 
+import store
 import utils
-from experiments import runner
+from experiments import main, runner
 
 NAME = "bn_test"
-SEEDS = (1,)  # the notebook's seed
-OVERRIDES: dict = {}  # the notebook's settings: the study's models
-TEST_BATCHES = [1, 2, 8, 32, 128, 1000]
-INVARIANCE = [1, 1000]
+SEEDS = main.SEEDS
+OVERRIDES: dict = {}
+TEST_BATCHES = (1, 2, 8, 32, 128, 1000)
+INVARIANCE = (1, 1000)
 
 
-def runs(settings: dict, seeds: tuple[int, ...], jobs: int) -> list[dict]:
-    invariance = {"test_batch_invariance": INVARIANCE}
-    bn = {"batch_statistics": TEST_BATCHES, "recomputed_statistics": settings["BATCH_SIZE"], **invariance}
-    specs = [dict(settings=settings, norm=norm, seed=seed, evaluations=bn if norm == "B" else invariance)
-             for norm in "BLG" for seed in seeds]
-    return runner.run_all(specs, jobs, NAME)
+def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
+    return main.runs(settings, seeds)  # the same runs: read from the store
 
 
-def summarise(runs: list[dict], settings: dict) -> list[dict]:
-    """One row per (model, evaluation, test batch size)."""
-    rows = []
-    for r in runs:
-        for k, check in r["test_batch_invariance"].items():
-            rows.append(dict(norm=r["norm"], evaluation="eval mode" + (": running statistics" if r["norm"] == "B" else ""),
-                             test_batch=int(k), test_acc=check["test_acc"], changed=check["changed"]))
-        if r["norm"] == "B":
-            rows += [dict(norm="B", evaluation="train mode: statistics of each test batch", test_batch=int(k),
-                          test_acc=acc, changed=None) for k, acc in r["batch_statistics"].items()]
-            recomputed = r["recomputed_statistics"]
-            rows.append(dict(norm="B", evaluation=f"eval mode: statistics recomputed over {recomputed['digits']:,} "
-                             "clean training digits", test_batch=1000, test_acc=recomputed["test_acc"], changed=None))
-    return rows
+def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
+    train, held = store.loaders(runs_[0]["spec"], "cpu")
+    labels = "".join(map(str, held.labels.tolist()))
+    bn = {}
+    for v in dict.fromkeys(r["variant"] for r in runs_ if r["spec"]["norm"] == "B"):
+        chosen = sorted((r for r in runs_ if r["variant"] == v), key=lambda r: r["seed"])
+        rows = []
+        for r in chosen:
+            model = runs_store.model(r["spec"])
+            running, running_pred = runner.accuracy(model.eval(), held.images, held.labels)
+            recomputed_model = runner.recomputed_statistics(model, train.images, settings["BATCH_SIZE"])
+            recomputed, recomputed_pred = runner.accuracy(recomputed_model, held.images, held.labels)
+            as_text = lambda p: "".join(map(str, p.tolist()))
+            rows.append(dict(seed=r["seed"], running=running, recomputed=recomputed,
+                             mcnemar=runner.mcnemar(as_text(recomputed_pred), as_text(running_pred), labels),
+                             batch_statistics={str(k): runner.batch_statistics(model, k, held.images, held.labels)
+                                               for k in TEST_BATCHES}))
+        comparison = runner.compare([x["recomputed"] for x in rows], [x["running"] for x in rows])
+        bn[v] = dict(rows=rows, recomputed_vs_running=comparison)
+    runner.verdicts([b["recomputed_vs_running"] for b in bn.values()])
+    invariance = []
+    for r in runs_:
+        model = runs_store.model(r["spec"])
+        (acc_a, pred_a), (acc_b, pred_b) = (runner.accuracy(model, held.images, held.labels, k) for k in INVARIANCE)
+        invariance.append(int((pred_a != pred_b).sum()))
+    return dict(bn=bn, invariance=dict(models=len(invariance), changed=sum(invariance)), margin=runner.MARGIN)
 
 
 def figure(results: dict) -> plt.Figure:
-    rows = results["summary"]
-    batch = [r for r in rows if r["evaluation"].startswith("train mode")]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot([r["test_batch"] for r in batch], [100 - r["test_acc"] for r in batch], marker="o",
-            label="BN, statistics of each test batch")
-    running = next(r for r in rows if r["norm"] == "B" and r["evaluation"] == "eval mode: running statistics")
-    recomputed = next(r for r in rows if "recomputed" in r["evaluation"])
-    ax.axhline(100 - running["test_acc"], color="tab:orange", label="BN, running statistics")
-    ax.axhline(100 - recomputed["test_acc"], color="tab:green", linestyle="--", label="BN, recomputed statistics")
+    for i, (v, b) in enumerate(results["summary"]["bn"].items()):
+        ks = [int(k) for k in b["rows"][0]["batch_statistics"]]
+        errors = [[100 - x["batch_statistics"][str(k)] for x in b["rows"]] for k in ks]
+        mean = [sum(e) / len(e) for e in errors]
+        ax.plot(ks, mean, marker="o", color=f"C{i}", label=f"{v}, statistics of each test batch (mean over seeds)")
+        running = sum(100 - x["running"] for x in b["rows"]) / len(b["rows"])
+        recomputed = sum(100 - x["recomputed"] for x in b["rows"]) / len(b["rows"])
+        ax.axhline(running, color=f"C{i}", linestyle="-", alpha=0.5, label=f"{v}, running statistics")
+        ax.axhline(recomputed, color=f"C{i}", linestyle="--", alpha=0.5, label=f"{v}, recomputed statistics")
     ax.set_xscale("log")
     ax.set_yscale("log")  # from chance level down to under 1%
-    ax.set_xticks([r["test_batch"] for r in batch], [f"{r['test_batch']:,}" for r in batch])
-    ax.set(xlabel="test batch size", ylabel="test error (%), log scale", title="BatchNorm at test time (one trained model)")
+    ax.set_xticks(ks, [f"{k:,}" for k in ks])
+    ax.set(xlabel="test batch size", ylabel="test error (%), log scale",
+           title=f"BatchNorm at test time ({len(b['rows'])} seeds per variant)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return fig
 
 
 def tables(results: dict) -> list[str]:
-    body = [[runner.LABELS[r["norm"]], r["evaluation"], f"{r['test_batch']:,}", f"{r['test_acc']:.2f}",
-             "-" if r["changed"] is None else r["changed"]] for r in results["summary"]]
-    return [utils.markdown_table(["model", "evaluation", "test batch", "test acc (%)",
-                                 f"predictions changed against test batch {INVARIANCE[0]}"], body)]
+    s = results["summary"]
+    out = []
+    for v, b in s["bn"].items():
+        c = b["recomputed_vs_running"]
+        rows = [[x["seed"], f"{x['running']:.2f}", f"{x['recomputed']:.2f}",
+                 f"{x['mcnemar']['only_a']}/{x['mcnemar']['only_b']}", runner.p_value(x["mcnemar"]["p"])]
+                + [f"{x['batch_statistics'][str(k)]:.2f}" for k in TEST_BATCHES] for x in b["rows"]]
+        rows.append(["recomputed - running over seeds", "", runner.interval(c),
+                     f"paired t p (Holm) {runner.p_value(c['p_holm'])}",
+                     f"equivalence p (Holm) {runner.p_value(c['p_equivalence_holm'])}: {c['verdict']}"]
+                    + [""] * len(TEST_BATCHES))
+        out.append(utils.markdown_table(
+            [f"{v}: seed", "running statistics (%)", "recomputed statistics (%)", "digits only recomputed / only running gets right",
+             "McNemar p"] + [f"test batch {k:,}, own statistics (%)" for k in TEST_BATCHES], rows))
+    return out

@@ -1,46 +1,58 @@
-"""Experiment 2: GroupNorm's number of groups, from one (LayerNorm) to one per channel (InstanceNorm).
+"""GroupNorm's number of groups at the notebook's 20 epochs, from one (LayerNorm) to one per channel (InstanceNorm).
 
 Every layer of `Net` has 8, 16, 32 or 48 channels, so 1, 2, 4 and 8 groups divide them all; "C" is one group per
 channel (`Net(norm="I")`). With G groups a layer of C channels normalises each image over C/G channels x H x W.
+One group is LayerNorm and two are the notebook's GroupNorm: those are the main comparison's runs, read from the store.
 """
 
 import matplotlib.pyplot as plt
 
+import store
 import utils
 from experiments import runner
 
 NAME = "gn_groups"
 GROUPS = (1, 2, 4, 8, "C")  # 1 is LayerNorm, "C" InstanceNorm
 SEEDS = (1, 2, 3)
-OVERRIDES = dict(EPOCHS=3)  # 3 of the notebook's 20 epochs: 15 runs in under 10 minutes on 2 cores
-
-
-def runs(settings: dict, seeds: tuple[int, ...], jobs: int) -> list[dict]:
-    specs = [dict(settings=settings, norm="I", group_count="C", seed=seed) if g == "C" else
-             dict(settings=settings, norm="G", groups=g, group_count=g, seed=seed) for g in GROUPS for seed in seeds]
-    return runner.run_all(specs, jobs, NAME)
-
-
-def summarise(runs: list[dict], settings: dict) -> list[dict]:
-    """One row per number of groups: accuracy over seeds, and a paired t-test (over seeds) against 2 groups, the
-    notebook's GroupNorm."""
-    by_groups = {g: sorted((r for r in runs if r["group_count"] == g), key=lambda r: r["seed"]) for g in GROUPS}
-    reference = [r["test_acc"] for r in by_groups[2]]
-    rows = []
-    for g, chosen in by_groups.items():
-        acc = [r["test_acc"] for r in chosen]
-        mean, std = runner.mean_std(acc)
-        rows.append(dict(groups=g, seeds=[r["seed"] for r in chosen], test_acc=acc, mean=mean, std=std,
-                         test_loss=runner.mean_std([r["test_loss"] for r in chosen])[0],
-                         p_vs_2_groups=runner.paired_t(acc, reference)))
-    return rows
-
-
+OVERRIDES: dict = {}  # the notebook's settings and 20 epochs
+REFERENCE = 2  # the notebook's GroupNorm
 NAMES = {1: "1 (LayerNorm)", 2: "2 (the notebook's GN)", "C": "C (InstanceNorm)"}
 
 
+def spec(settings: dict, groups: int | str, seed: int) -> dict:
+    """One group is LayerNorm's run, one per channel InstanceNorm's; the others GroupNorm's with that many groups."""
+    if groups == 1:
+        return store.run_spec(settings, "L", seed)
+    if groups == "C":
+        return store.run_spec(settings, "I", seed)
+    return store.run_spec(settings, "G", seed, groups=groups)
+
+
+def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
+    return [dict(groups=g, seed=s, spec=spec(settings, g, s)) for s in seeds for g in GROUPS]
+
+
+def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
+    """One row per number of groups: accuracy over seeds, each compared with 2 groups (paired over seeds, Holm within
+    the table, equivalence at +-runner.MARGIN)."""
+    rows = []
+    for g in GROUPS:
+        chosen = sorted((r for r in runs_ if r["groups"] == g), key=lambda r: r["seed"])
+        acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
+        mean, std = runner.mean_std(acc)
+        rows.append(dict(groups=g, seeds=[r["seed"] for r in chosen], test_acc=acc, mean=mean, std=std,
+                         test_loss=runner.mean_std([r["record"]["history"][-1]["test_loss"] for r in chosen])[0]))
+    reference = next(r for r in rows if r["groups"] == REFERENCE)
+    others = [r for r in rows if r is not reference]
+    comparisons = [runner.compare(r["test_acc"], reference["test_acc"]) for r in others]
+    runner.verdicts(comparisons)
+    for r, c in zip(others, comparisons):
+        r["against_2_groups"] = c
+    return dict(rows=rows, margin=runner.MARGIN)
+
+
 def figure(results: dict) -> plt.Figure:
-    rows = results["summary"]
+    rows = results["summary"]["rows"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     positions = range(len(rows))
     ax.errorbar(positions, [100 - r["mean"] for r in rows], [r["std"] for r in rows], marker="o", capsize=3)
@@ -55,8 +67,14 @@ def figure(results: dict) -> plt.Figure:
 
 
 def tables(results: dict) -> list[str]:
-    body = [[NAMES.get(r["groups"], r["groups"]), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
-             f"{r['mean']:.2f} +- {r['std']:.2f}", f"{r['test_loss']:.4f}",
-             "-" if r["groups"] == 2 else runner.p_value(r["p_vs_2_groups"])] for r in results["summary"]]
+    margin = results["summary"]["margin"]
+    body = []
+    for r in results["summary"]["rows"]:
+        c = r.get("against_2_groups")
+        body.append([NAMES.get(r["groups"], r["groups"]), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
+                     f"{r['mean']:.2f} +- {r['std']:.2f}", f"{r['test_loss']:.4f}",
+                     "-" if c is None else runner.interval(c), "-" if c is None else runner.p_value(c["p_holm"]),
+                     "-" if c is None else runner.p_value(c["p_equivalence_holm"]), "-" if c is None else c["verdict"]])
     return [utils.markdown_table(["groups", "test acc per seed (%)", "mean +- std (%)", "mean test loss",
-                                 "p against 2 groups (paired t)"], body)]
+                                  "against 2 groups (points) [95% interval]", "paired t p (Holm)",
+                                  f"equivalence p, +-{margin:.2f} (Holm)", "verdict"], body)]

@@ -24,9 +24,10 @@ OVERRIDES: dict = {}  # the notebook's settings and 20 epochs
 def sizes(batch: int) -> list[int]:
     """The group sizes below the batch, then the batch itself; sizes at or above the batch would be the same run
     as the whole batch, so they are left out (and said) rather than labelled apart."""
-    dropped = [k for k in SIZES if k >= batch and k != SIZES[-1]]
+    dropped = [k for k in SIZES if k > batch]
     if dropped:
-        print(f"norm_batch: ghost batches of {dropped} are not below the batch of {batch}: left out")
+        print(f"norm_batch: k = {dropped} would not be below the batch of {batch}: left out, the whole batch "
+              f"(k = {batch}) stands for them")
     return [k for k in SIZES if k < batch] + [batch]
 
 
