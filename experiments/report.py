@@ -1,100 +1,163 @@
-"""The numbers in the README's prose, computed from the committed results: `python -m experiments.report` prints them,
-and tests/test_readme.py checks that each sentence stands in the README as printed here.
+"""Every number in README.md and STUDY.md, generated from the committed results: `python -m experiments.report`
+rewrites the generated blocks of both files, and tests/test_readme.py checks that they are as generated.
 
-Each function takes the loaded results and returns {key: sentence}; `sentences()` gathers them all. Only numbers that
-no table shows are here: the experiments' own numbers are in their tables, printed by each experiment's `tables()`.
+A generated block in those files is the text between `<!-- generated: NAME -->` and `<!-- /generated -->`; `blocks()`
+makes each NAME's text from the committed JSON (results/), the notebook's output and the code. Everything outside
+the blocks is written by hand and carries no number that a result could change. Publishing a full notebook run
+calls `write()`, so that the README follows the results it publishes.
 """
 
+import importlib
 import json
+import math
 import re
+import sys
+from pathlib import Path
+
+import torch
 
 import utils
 from experiments import runner
-from experiments.__main__ import EXPERIMENTS
+from model import Net, count_macs, count_parameters
 
+ROOT = utils.ROOT
+DOCUMENTS = ("README.md", "STUDY.md")
+BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- /generated -->)", re.S)
+EXPERIMENTS = ["main", "l1", "lr", "norm_batch", "gn_groups", "bn_test"]  # as experiments/__main__.py lists them
 NAMES = {"BN": "BatchNorm + L1", "LN": "LayerNorm", "GN": "GroupNorm"}
 
 
-def load() -> dict:
-    """results/history.json under "history", each experiment's JSON under its name, the notebook's printed lines."""
-    results = {"history": utils.load_history(runner.ROOT / "results" / "history.json")}
-    for name in EXPERIMENTS:
-        path = runner.ROOT / "results" / f"{name}.json"
+def load(root: Path = ROOT) -> dict:
+    """results/history.json under "history", each experiment's and benchmark's JSON under its name, the notebook's
+    printed output under "notebook_output"."""
+    results = {"history": utils.load_history(root / "results" / "history.json")}
+    for name in EXPERIMENTS + ["speed", "step"]:
+        path = root / "results" / f"{name}.json"
         if path.exists():
             results[name] = json.loads(path.read_text())
-    notebook = json.loads(runner.NOTEBOOK.read_text())
+    notebook = json.loads((root / "S6_Normalization.ipynb").read_text())
     results["notebook_output"] = "".join("".join(o.get("text", "")) for c in notebook["cells"] if c["cell_type"] == "code"
                                          for o in c["outputs"])
     return results
 
 
-def study(r: dict) -> dict[str, str]:
-    """The committed run: final accuracies, environment, time, and how much the models' errors overlap."""
+def not_yet(name: str) -> str:
+    return (f"Not run yet at the protocol's length: `python -m experiments {name}` makes results/{name}.json from the "
+            "run store, training the runs it does not hold (see the compute table).")
+
+
+def experiment_tables(r: dict, name: str) -> str:
+    if name not in r:
+        return not_yet(name)
+    return "\n\n".join(importlib.import_module(f"experiments.{name}").tables(r[name]))
+
+
+def notebook_run(r: dict) -> dict[str, str]:
     runs = r["history"]
-    final = {name: run["history"][-1]["test_acc"] for name, run in runs.items()}
     env = runs["BN"]["environment"]
-    seconds = int(re.search(r"notebook finished in (\d+) s", r["notebook_output"]).group(1))
-    labels = r["seeds"]["summary"]["labels"] if "seeds" in r else None  # the test labels, stored with the seeds
-    wrong = {name: {i for i, (p, y) in enumerate(zip(run["predictions"], labels, strict=True)) if p != y}
-             for name, run in runs.items()} if labels else None
-    out = {
-        "intro_run": f"In the committed run {NAMES['BN']} ends at {final['BN']:.2f}% test accuracy, {NAMES['LN']} at "
-                     f"{final['LN']:.2f}% and {NAMES['GN']} at {final['GN']:.2f}%, each with "
-                     f"{runs['BN']['params']:,} parameters",
-        "env": f"torch {env['torch']}, Python {env['python']}, {env['threads']} CPU threads, code at commit "
-               f"{env['git_commit'][:7]}",
-        "notebook_minutes": f"{seconds / 60:.1f}",
-    }
-    if wrong:
-        union, common = set.union(*wrong.values()), set.intersection(*wrong.values())
-        out["misclassified"] = (f"Of the {len(union)} test digits that at least one model gets wrong, {len(common)} are "
-                                f"wrong for all three, and each model gets {', '.join(str(len(w)) for w in wrong.values())} "
-                                f"wrong ({', '.join(wrong)})")
-    return out
-
-
-def seeds(r: dict) -> dict[str, str]:
-    """Five seeds: the means and the paired tests, and who leads after the first epoch (the tables hold the rest)."""
-    s = r["seeds"]["summary"]
-    v = s["variants"]
-    n = len(next(iter(v.values()))["seeds"])
-    pairs = s["pairs"]
-    different = [p for p in pairs if p["paired_t"] is not None and p["paired_t"] < 0.05]
-    if different:
-        verdict = "; ".join(f"{p['a']} and {p['b']} differ by {p['difference']:+.2f} points (paired t-test over seeds, "
-                            f"p = {p['paired_t']:.3f})" for p in different)
-    else:
-        tested = ", ".join(f"{runner.p_value(p['paired_t'])} ({p['a']} - {p['b']})" for p in pairs)
-        verdict = f"no pair differs significantly (paired t-tests over seeds: p = {tested})"
-    runs = {name: sorted((x for x in r["seeds"]["runs"] if x["variant"] == name), key=lambda x: x["seed"]) for name in v}
-    first = {name: [x["history"][0]["test_acc"] for x in chosen] for name, chosen in runs.items()}
-    leader = max(first, key=lambda name: sum(first[name]))
-    leads = sum(all(first[leader][i] > first[o][i] for o in first if o != leader) for i in range(n))
+    seconds, peak = re.search(r"notebook finished in (\d+) s, peak memory (\d+) MB", r["notebook_output"]).groups()
+    final = {name: run["history"][-1]["test_acc"] for name, run in runs.items()}
     return {
-        "intro_seeds": f"Over {n} seeds the means are {v['BN']['mean']:.2f}% (BN), {v['LN']['mean']:.2f}% (LN) and "
-                       f"{v['GN']['mean']:.2f}% (GN): {verdict}",
-        "first_epoch": f"after the first epoch {leader} is ahead of both others in {leads} of {n} seeds (mean "
-                       + ", ".join(f"{sum(a) / n:.2f}% {name}" for name, a in first.items()) + ")",
+        "notebook_run": f"In the committed notebook run (seed 1) {NAMES['BN']} ends at {final['BN']:.2f}% test accuracy, "
+                        f"{NAMES['LN']} at {final['LN']:.2f}% and {NAMES['GN']} at {final['GN']:.2f}%, each with "
+                        f"{runs['BN']['params']:,} parameters; the run took {int(seconds) / 60:.1f} minutes on two CPU "
+                        f"cores (torch {env['torch']}, Python {env['python']}, {env['threads']} threads, code at commit "
+                        f"{env['git_commit'][:7]}), peak memory {peak} MB.",
+        "results_table": utils.results_table(runs),
+    }
+
+
+def model_blocks() -> dict[str, str]:
+    rows = []
+    what = {"B": "each channel over the batch and H, W (running statistics at test time)",
+            "L": "each image over C, H, W (`GroupNorm(1, C)`)", "G": "each image over groups of C/2 channels and H, W",
+            "I": "each image and channel over H, W (`GroupNorm(C, C)`)"}
+    for norm in "BLGI":
+        net = Net(norm)
+        rows.append([norm, f"{count_parameters(net):,}", f"{count_macs(net):,}",
+                     f"{sum(p.numel() for p in net.norms.parameters()):,}", what[norm]])
+    net, shapes = Net("L"), []
+    hooks = [m.register_forward_hook(lambda m, i, o: shapes.append(tuple(i[0].shape[1:]))) for m in net.norms]
+    net(torch.zeros(1, 1, 28, 28))  # the [C, H, W] that each norm sees
+    for h in hooks:
+        h.remove()
+    full = 2 * sum(math.prod(s) for s in shapes)
+    return {
+        "model_table": utils.markdown_table(["norm", "parameters", "multiply-accumulates per image", "norm parameters",
+                                             "what is normalised"], rows),
+        "full_layernorm": f"The common `nn.LayerNorm([C, H, W])` would learn a scale and shift per activation: "
+                          f"{full:,} parameters for this network's five norms ({full / count_parameters(net):.1f} times "
+                          "the whole network)",
+        "worked_example": utils.worked_example_table(),
+    }
+
+
+def main_blocks(r: dict) -> dict[str, str]:
+    if "main" not in r:
+        return {"headline": notebook_run(r)["notebook_run"] + " The ten-seed comparison is not committed yet.",
+                "main_verdicts": not_yet("main")}
+    s = r["main"]["summary"]
+    v = s["variants"]
+    means = ", ".join(f"{name} {x['mean']:.2f}%" for name, x in v.items())
+    verdicts = "; ".join(f"{p['a']} - {p['b']} {runner.interval(p)} points: {p['verdict']}" for p in s["pairs"])
+    return {
+        "headline": f"Over {len(s['seeds'])} seeds of 20 epochs, the mean final test accuracies are {means}, each with "
+                    f"{r['history']['BN']['params']:,} parameters. Paired by seed, with the 95% interval of each "
+                    f"difference and Holm-adjusted tests: {verdicts}.",
+        "main_verdicts": verdicts,
     }
 
 
 def durations_table(r: dict) -> str:
-    """How long each committed experiment took, from its JSON, on this project's 2-core CPU."""
+    """Each committed experiment's compute, from its JSON: runs, epochs, the sum of its runs' training times, and the
+    wall time that makes on two cores (two runs at a time) and on 16 (one run per core on a cluster)."""
     rows = []
     for name in EXPERIMENTS:
         if name in r:
             e = r[name]
-            rows.append([f"`python -m experiments {name}`", len(e["runs"]), e["settings"]["EPOCHS"],
-                         e["environment"]["jobs"], f"{e['seconds'] / 60:.1f}"])
-    return utils.markdown_table(["experiment", "runs", "epochs per run", "runs at once (one thread each)", "minutes"], rows)
+            minutes = e["train_seconds"] / 60
+            rows.append([f"`python -m experiments {name}`", len(e["runs"]), e["settings"]["EPOCHS"], f"{minutes:.0f}",
+                         f"{minutes / 2:.0f}", f"{minutes / 16:.0f}"])
+    return utils.markdown_table(["experiment", "runs", "epochs per run", "training, run by run (minutes)",
+                                 "on 2 cores (minutes)", "on 16 cores (minutes)"], rows)
 
 
-def sentences() -> dict[str, str]:
-    """Every generated sentence of the README, by key."""
-    r = load()
-    return {**study(r), **(seeds(r) if "seeds" in r else {})}
+def blocks(r: dict | None = None) -> dict[str, str]:
+    """Every generated block, by name."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import speed
+    import step
+
+    r = r or load()
+    out = {**notebook_run(r), **model_blocks(), **main_blocks(r), "durations": durations_table(r),
+           "speed": speed.table(r["speed"]), "step": step.table(r["step"])}
+    out.update({f"{name}_tables": experiment_tables(r, name) for name in EXPERIMENTS})
+    return out
+
+
+def render(text: str, generated: dict[str, str]) -> str:
+    """`text` with every generated block's body replaced by its text; an unknown block name is a ValueError."""
+    def replace(match: re.Match) -> str:
+        if match.group(2) not in generated:
+            raise ValueError(f"no generator for the block {match.group(2)!r}; known: {sorted(generated)}")
+        return match.group(1) + generated[match.group(2)] + "\n" + match.group(4)
+    return BLOCK.sub(replace, text)
+
+
+def write(root: Path = ROOT) -> list[Path]:
+    """Rewrite the generated blocks of README.md and STUDY.md under `root` from its results; the changed files."""
+    generated = blocks(load(root))
+    changed = []
+    for name in DOCUMENTS:
+        path = root / name
+        text = path.read_text()
+        new = render(text, generated)
+        if new != text:
+            utils.replace_file(path, lambda tmp: tmp.write_text(new))
+            changed.append(path)
+    return changed
 
 
 if __name__ == "__main__":
-    for key, sentence in sentences().items():
-        print(f"{key}: {sentence}\n")
+    for path in write():
+        print(f"rewrote {path.relative_to(ROOT)}")

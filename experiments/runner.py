@@ -15,7 +15,9 @@ import math
 import statistics
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import nbformat
 import torch
@@ -52,14 +54,18 @@ def settings_for(quick: bool, **overrides) -> dict:
 
 # ---- Runs --------------------------------------------------------------------------------------------------------
 
-def executor(jobs: int, scheduler: str | None) -> Executor:
+@contextmanager
+def executor(jobs: int, scheduler: str | None) -> Iterator[Executor]:
     """Local worker processes, `jobs` of them (each run sets one CPU thread), or the Dask cluster at `scheduler`,
     whose workers are started in a copy of this repository with MNIST_ROOT set (README: scale-out)."""
     if scheduler is None:
-        return ProcessPoolExecutor(jobs)
-    from distributed import Client
+        with ProcessPoolExecutor(jobs) as pool:
+            yield pool
+    else:
+        from distributed import Client
 
-    return Client(scheduler).get_executor(pure=False)
+        with Client(scheduler) as client:
+            yield client.get_executor(pure=False)
 
 
 def ensure(specs: list[dict], runs_store: store.Store, jobs: int = 2, scheduler: str | None = None) -> dict[str, dict]:

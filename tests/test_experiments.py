@@ -3,13 +3,14 @@
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from conftest import MNIST_ROOT, ROOT, needs_mnist
-from experiments import runner, seeds
+from experiments import main, runner
 
 
 def test_settings_are_the_notebooks():
@@ -41,24 +42,53 @@ def test_paired_t_needs_two_pairs_and_sees_a_consistent_shift():
     assert runner.p_value(None) == "-" and runner.p_value(0.0004) == "< 0.001" and runner.p_value(0.25) == "0.250"
 
 
-def test_time_to_target_sums_the_epochs_up_to_the_first_hit():
-    history = [dict(epoch=1, test_acc=98.0, seconds=5.0), dict(epoch=2, test_acc=99.1, seconds=6.0),
-               dict(epoch=3, test_acc=98.9, seconds=7.0), dict(epoch=4, test_acc=99.5, seconds=8.0)]
-    assert seeds.time_to(history, 99.0) == (2, 11.0)
-    assert seeds.time_to(history, 99.4) == (4, 26.0)
-    assert seeds.time_to(history, 99.9) == (None, None)
+def test_time_to_target_is_the_first_epoch_that_reaches_it():
+    history = [dict(epoch=1, test_acc=98.0), dict(epoch=2, test_acc=99.1), dict(epoch=3, test_acc=98.9),
+               dict(epoch=4, test_acc=99.5)]
+    assert main.time_to(history, 99.0) == 2
+    assert main.time_to(history, 99.4) == 4
+    assert main.time_to(history, 99.9) is None
+
+
+def test_holm_adjusts_in_order_and_keeps_missing_values():
+    # sorted 0.01, 0.02, 0.04 times 3, 2, 1 -> 0.03, 0.04, 0.04 (kept monotone), in the original order
+    assert runner.holm([0.04, None, 0.01, 0.02]) == [pytest.approx(0.04), None, pytest.approx(0.03), pytest.approx(0.04)]
+    assert runner.holm([0.5, 0.9]) == [1.0, 1.0]
+
+
+def test_compare_gives_interval_equivalence_and_power():
+    a = [99.50, 99.60, 99.55, 99.45, 99.52]
+    near = [x - 0.01 for x in a[:4]] + [a[4] + 0.01]  # differences within a few hundredths of a point
+    c = runner.compare(a, near)
+    assert c["ci"][0] < c["difference"] < c["ci"][1] and c["p_equivalence"] < 0.05 and c["p"] > 0.05
+    far = runner.compare([x + 0.3 for x in a], [x + (0.01 if i % 2 else -0.01) for i, x in enumerate(a)])
+    assert far["ci"][0] > 0.2 and far["p"] < 0.001 and far["p_equivalence"] > 0.5
+    runner.verdicts([c, far])
+    assert (c["verdict"], far["verdict"]) == ("equivalent within +-0.10", "differs")
+    noisy = runner.compare([99.5, 99.7, 99.4], [99.6, 99.4, 99.6])
+    runner.verdicts([noisy])
+    assert noisy["verdict"] == "inconclusive"
+    assert runner.seeds_for_power(0.1, effect=0.1) == 10  # a paired effect of one standard deviation: 10 pairs for 80%
 
 
 @pytest.mark.slow
 @needs_mnist
-@pytest.mark.parametrize("name", ["norm_batch", "gn_groups", "bn_test", "seeds", "l1"])
-def test_quick_run_writes_its_json_and_figure(tmp_path, name):
-    subprocess.run([sys.executable, "-m", "experiments", name, "--quick", "--out-dir", str(tmp_path)], cwd=ROOT,
-                   check=True, timeout=600, env={**os.environ, "MNIST_ROOT": str(MNIST_ROOT)})
-    results = json.loads((tmp_path / "results" / f"{name}.json").read_text())
-    assert (tmp_path / "Images" / f"{name}.png").stat().st_size > 0
+@pytest.mark.parametrize("name", ["main", "l1", "lr", "norm_batch", "gn_groups", "bn_test"])
+def test_quick_run_writes_its_json_and_figure_under_runs(tmp_path, name):
+    """--quick writes into its own folder (here a copy's runs/quick): never the committed results, figures or store."""
+    copy = tmp_path / "repo"  # the working tree, without its own runs/
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "runs", "__pycache__", ".pytest_cache", "data"))
+    committed = {p: p.read_bytes() for p in (copy / "results").rglob("*") if p.is_file()}
+    committed |= {p: p.read_bytes() for p in (copy / "Images").rglob("*") if p.is_file()}
+    subprocess.run([sys.executable, "-m", "experiments", name, "--quick"], cwd=copy, check=True, timeout=600,
+                   env={**os.environ, "MNIST_ROOT": str(MNIST_ROOT)})
+    quick = copy / "runs" / "quick"
+    results = json.loads((quick / "results" / f"{name}.json").read_text())
+    assert (quick / "Images" / f"{name}.png").stat().st_size > 0 and list((quick / "store").glob("*.safetensors"))
     assert results["experiment"] == name and results["settings"]["EPOCHS"] == runner.QUICK["EPOCHS"]
-    assert {"torch", "python", "device", "threads", "git_commit", "jobs"} <= set(results["environment"])
-    assert results["runs"] and results["summary"] and results["seconds"] > 0
+    assert {"torch", "python", "device", "threads", "git_commit"} <= set(results["environment"])
+    assert results["runs"] and results["summary"] and all(r["git_commit"] and r["key"] for r in results["runs"])
     module = importlib.import_module(f"experiments.{name}")
     assert all(table.startswith("| ") for table in module.tables(results))
+    assert {p: p.read_bytes() for p in committed} == committed
+    assert not [p for p in (copy / "results").rglob("*") if p.is_file() and p not in committed]

@@ -1,0 +1,154 @@
+"""The run store: what its key sees of the code, records that round-trip and are checked, and experiments that read
+stored runs instead of training them again, locally or on a Dask cluster."""
+
+import json
+import os
+
+import pytest
+import torch
+
+import store
+import utils
+from conftest import MNIST_ROOT, ROOT, needs_mnist
+from experiments import l1, runner
+
+SOURCES = {m: (ROOT / f"{m}.py").read_text() for m in ("model", "utils", "store")}
+SETTINGS = dict(EPOCHS=20, BATCH_SIZE=128, TEST_BATCH_SIZE=2000, MAX_LR=0.02, WEIGHT_DECAY=1e-4, EMA_DECAY=0.998,
+                DROPOUT=0.0, AUGMENTATION={"degrees": 10.0, "translate": 0.1, "scale": 0.1}, TRAIN_LIMIT=None,
+                TEST_LIMIT=None, GROUPS=2)
+
+
+def fingerprint_after(module: str, old: str, new: str) -> str:
+    assert old in SOURCES[module], old
+    return store.code_fingerprint({**SOURCES, module: SOURCES[module].replace(old, new, 1)})
+
+
+BASE = store.code_fingerprint(SOURCES)
+
+
+@pytest.mark.parametrize("module, old, new", [
+    ("utils", "def fit(", "# a comment\ndef fit("),  # a comment
+    ("utils", '"""Train `epochs` epochs', '"""Train for `epochs` epochs'),  # a docstring
+    ("utils", 'raise FloatingPointError(f"non-finite training loss', 'raise RuntimeError(f"the loss went non-finite'),
+    ("utils", '    whole_number("epochs", epochs, "a whole number >= 1")\n', ""),  # a check that only raises
+    ("utils", 'ax.grid(alpha=0.3)', 'ax.grid(alpha=0.5)'),  # a figure: outside the training path
+    ("model", "def count_macs(", "def count_macs_renamed("),  # outside the training path
+])
+def test_fingerprint_ignores_what_cannot_change_a_number(module, old, new):
+    assert fingerprint_after(module, old, new) == BASE
+
+
+@pytest.mark.parametrize("module, old, new", [
+    ("utils", "lr=max_lr, weight_decay=weight_decay)", "lr=max_lr, weight_decay=weight_decay, eps=1e-7)"),
+    ("utils", "CHECK_EVERY = 50", "CHECK_EVERY = 49"),  # a constant the training loop reads
+    ("model", "WIDTHS = (8, 16, 32, 48, 48)", "WIDTHS = (8, 16, 32, 48, 40)"),  # the network
+    ("utils", "decay = min(self.decay, (1 + self.updates) / (10 + self.updates))",
+     "decay = min(self.decay, (1 + self.updates) / (11 + self.updates))"),  # the EMA, a class the loop uses
+    ("utils", "MNIST_MEAN, MNIST_STD = 0.1307, 0.3081", "MNIST_MEAN, MNIST_STD = 0.1307, 0.3080"),  # the data
+    ("store", "utils.reseed(spec[\"seed\"], train_loader)", "utils.reseed(spec[\"seed\"] + 1, train_loader)"),
+])
+def test_fingerprint_changes_with_what_trains(module, old, new):
+    assert fingerprint_after(module, old, new) != BASE
+
+
+def test_committed_code_has_the_fingerprint_of_the_files():
+    assert store.code_fingerprint() == BASE
+
+
+def test_spec_is_canonical_and_checked():
+    gn = store.run_spec(SETTINGS, "group", seed=1)
+    assert gn["groups"] == 2 and gn["norm"] == "G"  # the notebook's GN and 2 groups are one run
+    assert store.key(gn) == store.key(store.run_spec(SETTINGS, "G", seed=1, groups=2))
+    assert store.run_spec(SETTINGS, "L", seed=1)["groups"] is None
+    with pytest.raises(ValueError, match="norm_batch=128"):
+        store.run_spec(SETTINGS, "B", seed=1, norm_batch=128)  # the whole batch is plain BN: one run, one label
+    with pytest.raises(ValueError, match="max_lrr"):
+        store.run_spec(SETTINGS, "B", seed=1, max_lrr=0.1)
+    keys = {store.key(store.run_spec(SETTINGS, "B", seed=s)) for s in (1, 2)}
+    keys |= {store.key(store.run_spec(SETTINGS, "B", seed=1), threads=2), store.key(store.run_spec(SETTINGS, "B", seed=1), "cuda")}
+    keys |= {store.key(store.run_spec(SETTINGS, "B", seed=1, split="validation"))}
+    assert len(keys) == 5
+
+
+def fake_record(spec: dict) -> tuple[dict, dict]:
+    model = torch.nn.Linear(3, 2)
+    record = {"key": store.key(spec), "identity": store.identity(spec), "environment": {"git_commit": "abc"},
+              "seconds": 1.5, "history": [{"epoch": 1, "test_acc": 50.0}], "predictions": "0123456789"}
+    return record, model.state_dict()
+
+
+def test_record_round_trips_and_damage_is_caught(tmp_path):
+    runs = store.Store(tmp_path)
+    spec = store.run_spec(SETTINGS, "B", seed=1)
+    record, tensors = fake_record(spec)
+    path = runs.put(record, tensors)
+    got, got_tensors = runs.get(spec)
+    assert got == record and all(torch.equal(got_tensors[k], tensors[k]) for k in tensors)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 1  # one flipped bit in the weights
+    path.write_bytes(bytes(data))
+    with pytest.raises(store.CorruptRecord, match="SHA-256"):
+        runs.read(path)
+    with pytest.warns(RuntimeWarning, match="trained again"):
+        assert runs.get(spec) is None  # reported, set aside, and missing: the experiment trains it again
+    assert path.with_name(path.name + ".corrupt").exists() and not path.exists()
+    runs.put(record, tensors)
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(store.CorruptRecord, match="not a whole record"):
+        runs.read(path)
+
+
+def test_non_finite_numbers_never_enter_the_store(tmp_path):
+    spec = store.run_spec(SETTINGS, "B", seed=1)
+    record, tensors = fake_record(spec)
+    record["history"][0]["test_acc"] = float("nan")
+    with pytest.raises(ValueError):
+        store.Store(tmp_path).put(record, tensors)
+    assert not list(tmp_path.iterdir())
+
+
+def test_committed_store_refuses_runs_from_uncommitted_code(monkeypatch, tmp_path):
+    monkeypatch.setattr(utils, "git_commit", lambda: "0123abc+changes")
+    monkeypatch.setattr(runner, "ensure", lambda *a, **k: pytest.fail("trained before refusing"))
+    with pytest.raises(ValueError, match="uncommitted changes"):
+        runner.execute(l1, True, 1, tmp_path, store.STORE)
+    with pytest.raises(ValueError, match="uncommitted changes"):
+        runner.execute(l1, True, 1, ROOT, tmp_path / "store")
+
+
+def strip_times(record: dict) -> dict:
+    """A record without what differs between two runs of the same computation: times and where it ran."""
+    return {**record, "seconds": None, "environment": None,
+            "history": [{k: v for k, v in e.items() if k != "seconds"} for e in record["history"]]}
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_rerun_trains_nothing_and_a_stopped_one_trains_only_the_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MNIST_ROOT", str(MNIST_ROOT))
+    first = runner.execute(l1, True, 2, tmp_path / "out", tmp_path / "store")
+    assert "0 of 4 runs read" in capsys.readouterr().out
+    again = runner.execute(l1, True, 2, tmp_path / "out", tmp_path / "store")
+    assert "4 of 4 runs read" in capsys.readouterr().out and again == first
+    stored = sorted((tmp_path / "store").glob("*.safetensors"))
+    stored[1].unlink()  # as if the experiment had been stopped before this run finished
+    third = runner.execute(l1, True, 2, tmp_path / "out", tmp_path / "store")
+    assert "3 of 4 runs read from" in capsys.readouterr().out and stored[1].exists()
+    assert [r["test_acc"] for r in third["runs"]] == [r["test_acc"] for r in first["runs"]]  # retrained bit for bit
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_dask_cluster_stores_the_same_runs_bit_for_bit(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setenv("MNIST_ROOT", str(MNIST_ROOT))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the workers import the repository's modules, as in the README
+    local = runner.execute(l1, True, 2, tmp_path / "local", tmp_path / "local-store")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        remote = runner.execute(l1, True, 2, tmp_path / "dask", tmp_path / "dask-store", cluster.scheduler_address)
+    assert remote["summary"] == local["summary"]
+    for path in (tmp_path / "local-store").glob("*.safetensors"):
+        a, ta = store.Store(path.parent).read(path)
+        b, tb = store.Store(tmp_path / "dask-store").read(tmp_path / "dask-store" / path.name)
+        assert strip_times(a) == strip_times(b) and b["identity"]["threads"] == 1
+        assert all(torch.equal(ta[k], tb[k]) for k in ta)
