@@ -27,10 +27,11 @@ def test_speed_benchmark_runs_on_a_subset():
 def test_step_benchmark_runs(tmp_path):
     out = tmp_path / "step.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "step.py"), "--norms", "BL", "--batch-size", "16", "--rounds", "1",
-         "--steps", "1", "--out", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / "step.py"), "--norms", "L", "--batch-size", "16", "--rounds", "1",
+         "--steps", "1", "--threads", "1", "--out", str(out)],
         capture_output=True, text=True, timeout=600, check=True,
     )
-    assert result.stdout.count("\n| B | ") == 4 and result.stdout.count("\n| L | ") == 4  # 2 layouts x 2 precisions
-    assert "| B | nchw | fp32 |" in result.stdout and "| 1.00x |" in result.stdout
+    assert result.stdout.count("\n| L | ") == 5  # 2 layouts x 2 precisions, and compiled
+    assert "| L | nchw | fp32 |" in result.stdout and "| 1.00x |" in result.stdout
+    assert "| L | channels_last | compiled |" in result.stdout and "1 threads" in result.stdout
     assert out.exists()
