@@ -115,13 +115,14 @@ def batch_statistics(model: Net, k: int, images: torch.Tensor, labels: torch.Ten
     return accuracy(ghost, images, labels, k * max(1, 1000 // k))[0]  # whole groups of k per forward pass
 
 
-def recomputed_statistics(model: Net, train_images: torch.Tensor, batch: int) -> Net:
-    """A copy of a BatchNorm model whose running statistics are recomputed as the average over the clean (not
-    augmented) digits `train_images`, in batches of `batch` (torch.optim.swa_utils.update_bn), in eval mode."""
-    copy_ = Net("B")
+def recomputed_statistics(model: Net, images: torch.Tensor, batch: int, norm_batch: int | None = None) -> Net:
+    """A copy of a BatchNorm model whose running statistics are recomputed as the average over the digits `images`
+    (clean, not augmented) in batches of `batch` (torch.optim.swa_utils.update_bn), each batch normalised over ghost
+    batches of `norm_batch` images where given (the statistics training averaged) or as a whole (the population's,
+    which include the spread of the group means); in eval mode."""
+    copy_ = Net("B", norm_batch=norm_batch)
     copy_.load_state_dict(model.state_dict())
-    torch.optim.swa_utils.update_bn(utils.TensorLoader(train_images, torch.zeros(len(train_images)), batch,
-                                                       shuffle=False), copy_)
+    torch.optim.swa_utils.update_bn(utils.TensorLoader(images, torch.zeros(len(images)), batch, shuffle=False), copy_)
     return copy_.eval()
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import MNIST_ROOT, ROOT, needs_mnist
 from experiments import main, runner
+from experiments.__main__ import EXPERIMENTS
 
 
 def test_settings_are_the_notebooks():
@@ -73,7 +74,7 @@ def test_compare_gives_interval_equivalence_and_power():
 
 @pytest.mark.slow
 @needs_mnist
-@pytest.mark.parametrize("name", ["main", "l1", "lr", "norm_batch", "gn_groups", "bn_test"])
+@pytest.mark.parametrize("name", EXPERIMENTS)
 def test_quick_run_writes_its_json_and_figure_under_runs(tmp_path, name):
     """--quick writes into its own folder (here a copy's runs/quick): never the committed results, figures or store."""
     copy = tmp_path / "repo"  # the working tree, without its own runs/

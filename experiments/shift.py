@@ -1,0 +1,93 @@
+"""Test digits whose statistics drift, on the main comparison's stored models (nothing is trained here).
+
+Each shift is a deterministic change of the test images, made in code on the pixels in [0, 1] before the usual
+normalisation: lower contrast, a brighter background, added noise (a fixed seed), thicker strokes (a 3x3 dilation)
+and thinner ones (a 3x3 erosion). BatchNorm is evaluated with its running statistics from the clean training digits
+and with statistics re-estimated on the shifted test digits themselves (no labels: update_bn over them in batches of
+128), LayerNorm and GroupNorm as they are (they have nothing to re-estimate). Each is compared over seeds with BN's
+running statistics (paired, Holm within the table, equivalence at +-runner.MARGIN).
+"""
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+import store
+import utils
+from experiments import main, runner
+
+NAME = "shift"
+SEEDS = main.SEEDS
+OVERRIDES: dict = {}
+
+
+def shifted(images: torch.Tensor, shift: str) -> torch.Tensor:
+    """`images` (normalised [N, 1, 28, 28]) under a named shift of their pixels, normalised again."""
+    pixels = images * utils.MNIST_STD + utils.MNIST_MEAN  # back to [0, 1]
+    if shift == "contrast x 0.5":
+        pixels = pixels * 0.5
+    elif shift == "background + 0.3":
+        pixels = 0.3 + 0.7 * pixels
+    elif shift == "noise, std 0.3":
+        noise = torch.randn(pixels.shape, generator=torch.Generator().manual_seed(0))
+        pixels = (pixels + 0.3 * noise).clamp(0, 1)
+    elif shift == "thicker strokes":
+        pixels = F.max_pool2d(pixels, 3, stride=1, padding=1)
+    elif shift == "thinner strokes":
+        pixels = -F.max_pool2d(-pixels, 3, stride=1, padding=1)
+    elif shift != "none":
+        raise ValueError(f"unknown shift {shift!r}; known: {SHIFTS}")
+    return (pixels - utils.MNIST_MEAN) / utils.MNIST_STD
+
+
+SHIFTS = ("none", "contrast x 0.5", "background + 0.3", "noise, std 0.3", "thicker strokes", "thinner strokes")
+COLUMNS = ("BN, running statistics", "BN, re-estimated on the shifted digits", "LN", "GN")
+
+
+def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
+    return [r for r in main.runs(settings, seeds) if r["variant"] in ("BN", "LN", "GN")]
+
+
+def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
+    _, held = store.loaders(runs_[0]["spec"], "cpu")
+    models = {v: [runs_store.model(r["spec"]) for r in sorted((r for r in runs_ if r["variant"] == v),
+                                                                key=lambda r: r["seed"])] for v in ("BN", "LN", "GN")}
+    rows = []
+    for shift in SHIFTS:
+        images = shifted(held.images, shift)
+        acc = {COLUMNS[0]: [runner.accuracy(m, images, held.labels)[0] for m in models["BN"]],
+               COLUMNS[1]: [runner.accuracy(runner.recomputed_statistics(m, images, settings["BATCH_SIZE"]), images,
+                                            held.labels)[0] for m in models["BN"]],
+               "LN": [runner.accuracy(m, images, held.labels)[0] for m in models["LN"]],
+               "GN": [runner.accuracy(m, images, held.labels)[0] for m in models["GN"]]}
+        rows.append(dict(shift=shift, acc=acc, mean={k: runner.mean_std(a)[0] for k, a in acc.items()},
+                         against_bn={k: runner.compare(acc[k], acc[COLUMNS[0]]) for k in COLUMNS[1:]}))
+    runner.verdicts([c for r in rows for c in r["against_bn"].values()])
+    return dict(rows=rows, seeds=len(models["BN"]), margin=runner.MARGIN)
+
+
+def figure(results: dict) -> plt.Figure:
+    rows = results["summary"]["rows"]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(COLUMNS)
+    for i, column in enumerate(COLUMNS):
+        ax.bar([x + i * width for x in range(len(rows))], [100 - r["mean"][column] for r in rows], width, label=column)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], [r["shift"] for r in rows], fontsize=8)
+    ax.set_yscale("log")
+    ax.set(ylabel="test error (%), log scale",
+           title=f"Shifted test digits: mean over {results['summary']['seeds']} seeds")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def tables(results: dict) -> list[str]:
+    body = []
+    for r in results["summary"]["rows"]:
+        cells = [r["shift"], f"{r['mean'][COLUMNS[0]]:.2f}"]
+        for column in COLUMNS[1:]:
+            c = r["against_bn"][column]
+            cells.append(f"{r['mean'][column]:.2f}: {runner.interval(c)}, p {runner.p_value(c['p_holm'])}, {c['verdict']}")
+        body.append(cells)
+    return [utils.markdown_table(["test digits", f"{COLUMNS[0]} (%)"] + [f"{c} (%): against BN's running statistics "
+                                 "[95% interval], paired t p (Holm), verdict" for c in COLUMNS[1:]], body)]
