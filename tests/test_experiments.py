@@ -93,3 +93,9 @@ def test_quick_run_writes_its_json_and_figure_under_runs(tmp_path, name):
     assert all(table.startswith("| ") for table in module.tables(results))
     assert {p: p.read_bytes() for p in committed} == committed
     assert not [p for p in (copy / "results").rglob("*") if p.is_file() and p not in committed]
+
+
+def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
+    results = json.loads((ROOT / "results" / "l1.json").read_text())
+    assert results["settings"]["MAX_LR"] == runner.notebook_settings()["MAX_LR"]
+    assert results["summary"]["chosen"] == runner.notebook_settings()["L1_LAMBDA"]
