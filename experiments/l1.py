@@ -9,6 +9,7 @@ sum of |w| epoch by epoch, and the fraction of weights it drives to about zero.
 """
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import torch
 
 import store
@@ -54,7 +55,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
     layers = penalised(model)
     before_norm = {name: name.startswith("convs.") for name in layers}  # every convolution feeds a norm; fc does not
     counts = {name: w.numel() for name, w in layers.items()}
-    return dict(rows=rows, chosen=best, penalised=sum(counts.values()),
+    return dict(rows=rows, chosen=best, zero=ZERO, penalised=sum(counts.values()),
                 before_norm=sum(n for name, n in counts.items() if before_norm[name]))
 
 
@@ -73,6 +74,7 @@ def figure(results: dict) -> plt.Figure:
         for i, curve in enumerate(r["weights_l1"]):
             ax.plot(range(1, len(curve) + 1), curve, color=f"C{rows.index(r)}", label=f"lambda {r['l1_lambda']:g}" if i == 0 else None)
     ax.set(xlabel="epoch", ylabel="sum of abs(w) over the penalised weights", title="what L1 does to the weights' scale")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -110,6 +110,24 @@ def main_blocks(r: dict) -> dict[str, str]:
     }
 
 
+def l1_blocks(r: dict) -> dict[str, str]:
+    if "l1" not in r:
+        return {"l1_mechanism": not_yet("l1")}
+    s = r["l1"]["summary"]
+    rows = {row["l1_lambda"]: row for row in s["rows"]}
+    chosen, none = rows[s["chosen"]], rows[0.0]
+    mean = lambda values: sum(values) / len(values)
+    final = lambda row: mean([w[-1] for w in row["weights_l1"]])
+    return {"l1_mechanism": (
+        f"Chosen on validation: lambda = {s['chosen']:g}, the best mean of the non-zero lambdas ({chosen['mean']:.2f}% "
+        f"against {none['mean']:.2f}% without L1; {chosen['against_0']['verdict']} with {len(chosen['seeds'])} seeds). "
+        f"Of the {s['penalised']:,} weights L1 penalises, {s['before_norm']:,} ({s['before_norm'] / s['penalised']:.0%}) "
+        f"are in convolutions that feed a norm. At lambda = {s['chosen']:g} their sum of abs(w) ends at {final(chosen):.0f} "
+        f"against {final(none):.0f} without L1 (mean over seeds), and "
+        f"{mean(chosen['near_zero']):.1%} of the weights end below {s['zero']:g} against "
+        f"{mean(none['near_zero']):.1%}; at the larger lambdas, {', '.join(f'{lam:g}: {mean(row['near_zero']):.0%}' for lam, row in rows.items() if lam > s['chosen'])}.")}
+
+
 def compute_table() -> str:
     """What every experiment needs of the run store, at its full settings: the runs it lists, how many the committed
     store holds, and its training time: the stored runs' own seconds, plus, for each missing run, the mean seconds of
@@ -150,7 +168,7 @@ def blocks(r: dict | None = None) -> dict[str, str]:
     import step
 
     r = r or load()
-    out = {**notebook_run(r), **model_blocks(), **main_blocks(r), "durations": compute_table(),
+    out = {**notebook_run(r), **model_blocks(), **main_blocks(r), **l1_blocks(r), "durations": compute_table(),
            "speed": speed.table(r["speed"]), "step": step.table(r["step"])}
     out.update({f"{name}_tables": experiment_tables(r, name) for name in EXPERIMENTS})
     return out
