@@ -125,7 +125,8 @@ def l1_blocks(r: dict) -> dict[str, str]:
         f"are in convolutions that feed a norm. At lambda = {s['chosen']:g} their sum of abs(w) ends at {final(chosen):.0f} "
         f"against {final(none):.0f} without L1 (mean over seeds), and "
         f"{mean(chosen['near_zero']):.1%} of the weights end below {s['zero']:g} against "
-        f"{mean(none['near_zero']):.1%}; at the larger lambdas, {', '.join(f'{lam:g}: {mean(row['near_zero']):.0%}' for lam, row in rows.items() if lam > s['chosen'])}.")}
+        f"{mean(none['near_zero']):.1%}; at the larger lambdas, " + ", ".join(
+            f"{lam:g}: {mean(row['near_zero']):.0%}" for lam, row in rows.items() if lam > s["chosen"]) + ".")}
 
 
 def compute_table() -> str:
