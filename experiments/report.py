@@ -122,7 +122,7 @@ def l1_blocks(r: dict) -> dict[str, str]:
         f"Chosen on validation: lambda = {s['chosen']:g}, the best mean of the non-zero lambdas ({chosen['mean']:.2f}% "
         f"against {none['mean']:.2f}% without L1; {chosen['against_0']['verdict']} with {len(chosen['seeds'])} seeds). "
         f"Of the {s['penalised']:,} weights L1 penalises, {s['before_norm']:,} ({s['before_norm'] / s['penalised']:.0%}) "
-        f"are in convolutions that feed a norm. At lambda = {s['chosen']:g} their sum of abs(w) ends at {final(chosen):.0f} "
+        f"are in convolutions that feed a norm. At lambda = {s['chosen']:g} the penalised weights' sum of abs(w) ends at {final(chosen):.0f} "
         f"against {final(none):.0f} without L1 (mean over seeds), and "
         f"{mean(chosen['near_zero']):.1%} of the weights end below {s['zero']:g} against "
         f"{mean(none['near_zero']):.1%}; at the larger lambdas, " + ", ".join(
