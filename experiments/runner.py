@@ -55,7 +55,7 @@ def settings_for(quick: bool, **overrides) -> dict:
 # ---- Runs --------------------------------------------------------------------------------------------------------
 
 @contextmanager
-def executor(jobs: int, scheduler: str | None) -> Iterator[Executor]:
+def executor(jobs: int, scheduler: str | None, timeout: str = "20s") -> Iterator[Executor]:
     """Local worker processes, `jobs` of them (each run sets one CPU thread), or the Dask cluster at `scheduler`,
     whose workers are started in a copy of this repository with MNIST_ROOT set (README: scale-out)."""
     if scheduler is None:
@@ -64,7 +64,12 @@ def executor(jobs: int, scheduler: str | None) -> Iterator[Executor]:
     else:
         from distributed import Client
 
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError) as error:
+            raise ValueError(f"--scheduler {scheduler!r}: no Dask scheduler answered there ({error}); start one with "
+                             "`dask scheduler` and give the address it prints (tcp://HOST:8786)") from None
+        with client:
             yield client.get_executor(pure=False)
 
 
@@ -241,9 +246,24 @@ def save_figure(fig, path: Path) -> None:
     utils.replace_file(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
 
 
+def load_results(path: Path, name: str) -> dict:
+    """An experiment's results JSON, checked: a ValueError names the file and what is wrong with it."""
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: run `python -m experiments {name}` first, or give the --out-dir "
+                         "that holds results/")
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): it is truncated or damaged; run the experiment again") from None
+    if not isinstance(results, dict) or results.get("experiment") != name or not {"summary", "settings"} <= set(results):
+        found = results.get("experiment") if isinstance(results, dict) else type(results).__name__
+        raise ValueError(f"{path} is not the results of experiment {name!r} (it holds {found!r}); run the experiment again")
+    return results
+
+
 def replot(experiment, out_dir: Path) -> None:
     """Redraw an experiment's figure and reprint its tables from its results JSON, without training anything."""
-    results = json.loads((out_dir / "results" / f"{experiment.NAME}.json").read_text())
+    results = load_results(out_dir / "results" / f"{experiment.NAME}.json", experiment.NAME)
     save_figure(experiment.figure(results), out_dir / "Images" / f"{experiment.NAME}.png")
     print("\n\n".join(experiment.tables(results)))
 

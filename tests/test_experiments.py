@@ -99,3 +99,23 @@ def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
     results = json.loads((ROOT / "results" / "l1.json").read_text())
     assert results["settings"]["MAX_LR"] == runner.notebook_settings()["MAX_LR"]
     assert results["summary"]["chosen"] == runner.notebook_settings()["L1_LAMBDA"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"), ("{", "not valid JSON"), ('{"experiment": "main", "summary": {}, "settings": {}}',
+                                                        "not the results of experiment 'l1'"), ("[1]", "not the results")])
+def test_replot_names_a_missing_truncated_or_foreign_file(tmp_path, content, message):
+    from experiments import l1
+    path = tmp_path / "results" / "l1.json"
+    if content is not None:
+        path.parent.mkdir()
+        path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        runner.replot(l1, tmp_path)
+    assert not (tmp_path / "Images").exists()
+
+
+def test_unreachable_scheduler_is_named():
+    with pytest.raises(ValueError, match="no Dask scheduler answered"):
+        with runner.executor(1, "tcp://127.0.0.1:9", timeout="1s"):
+            pass
