@@ -94,20 +94,82 @@ def model_blocks() -> dict[str, str]:
     }
 
 
+def said(c: dict, a: str, b: str) -> str:
+    """One comparison in words: "A - B +0.030 points [-0.050, +0.110], inconclusive"."""
+    return f"{a} - {b} {runner.interval(c)} points, {c['verdict']}"
+
+
 def main_blocks(r: dict) -> dict[str, str]:
     if "main" not in r:
-        return {"headline": notebook_run(r)["notebook_run"] + " The ten-seed comparison is not committed yet.",
-                "main_verdicts": not_yet("main")}
+        return {"headline": notebook_run(r)["notebook_run"] + " The ten-seed comparison is not committed yet."}
     s = r["main"]["summary"]
-    v = s["variants"]
-    means = ", ".join(f"{name} {x['mean']:.2f}%" for name, x in v.items())
-    verdicts = "; ".join(f"{p['a']} - {p['b']} {runner.interval(p)} points: {p['verdict']}" for p in s["pairs"])
-    return {
-        "headline": f"Over {len(s['seeds'])} seeds of 20 epochs, the mean final test accuracies are {means}, each with "
-                    f"{r['history']['BN']['params']:,} parameters. Paired by seed, with the 95% interval of each "
-                    f"difference and Holm-adjusted tests: {verdicts}.",
-        "main_verdicts": verdicts,
-    }
+    means = ", ".join(f"{name} {x['mean']:.2f}%" for name, x in s["variants"].items())
+    verdicts = "; ".join(said(p, p["a"], p["b"]) for p in s["pairs"])
+    return {"headline": f"Over {len(s['seeds'])} seeds of {r['main']['settings']['EPOCHS']} epochs the mean final test accuracies are {means}, each "
+                        f"network with {r['history']['BN']['params']:,} parameters. Paired by seed (95% intervals; "
+                        f"Holm-adjusted paired t-tests and equivalence tests at +-{s['margin']:.2f} points): {verdicts}."}
+
+
+def pick(r: dict) -> str:
+    """The README's advice, one bullet per question, each with the experiment and the test behind it; a question
+    whose experiment is not committed says so and advises nothing."""
+    out = []
+    if "main" in r:
+        s = r["main"]["summary"]
+        pairs = {(p["a"], p["b"]): p for p in s["pairs"]}
+        norms = [pairs[k] for k in (("BN", "LN"), ("BN", "GN"), ("LN", "GN")) if k in pairs]
+        kinds = {p["verdict"] for p in norms}
+        if kinds == {"inconclusive"}:
+            verdict = ("no pair of BN, LN and GN differs, and none is shown equivalent within "
+                       f"+-{s['margin']:.2f} points either: pick on the grounds below, not on accuracy")
+        else:
+            verdict = "; ".join(said(p, p["a"], p["b"]) for p in norms)
+        l1 = pairs.get(("BN", "BN+L1"))
+        targets = [t for t in s["targets"] if t["verdict"] == "differs"]
+        speed = ("; time to target: " + "; ".join(f"first epoch at {t['target']}%, {said(t, t['a'], t['b'])} epochs"
+                                                   for t in targets)) if targets else ""
+        out.append(f"- **Batches of 128 images, as here**: {verdict} (main comparison, {len(s['seeds'])} seeds). "
+                   + (f"L1 on BatchNorm: {said(l1, 'BN', 'BN+L1')}" if l1 else "") + speed + ".")
+    else:
+        out.append("- **Batches of 128 images, as here**: " + not_yet("main"))
+    if "bn_test" in r:
+        b = r["bn_test"]["summary"]
+        first = next(iter(b["bn"].values()))
+        one = sum(x["batch_statistics"]["1"] for x in first["rows"]) / len(first["rows"])
+        c = first["recomputed_vs_running"]
+        out.append(f"- **BatchNorm at test time**: in eval mode every model's predictions are the same at test batches of "
+                   f"1 and 1,000 ({b['invariance']['changed']} changed over {b['invariance']['models']} models); left in "
+                   f"train mode with one test digit at a time it falls to {one:.2f}%. Statistics recomputed over the "
+                   f"training digits against the stored running ones: {said(c, 'recomputed', 'running')} (bn_test).")
+    else:
+        out.append("- **BatchNorm at test time**: " + not_yet("bn_test"))
+    if "shift" in r:
+        rows = r["shift"]["summary"]["rows"][1:]
+        better = lambda column: [x["shift"] for x in rows if x["against_bn"][column]["verdict"] == "differs"
+                                 and x["against_bn"][column]["difference"] > 0]
+        worse = lambda column: [x["shift"] for x in rows if x["against_bn"][column]["verdict"] == "differs"
+                                and x["against_bn"][column]["difference"] < 0]
+        re_est = "BN, re-estimated on the shifted digits"
+        out.append(f"- **Test digits that drift** ({len(rows)} shifts, shift): against BatchNorm with its running "
+                   f"statistics, re-estimating them on the shifted digits is better under {len(better(re_est))} and "
+                   f"worse under {len(worse(re_est))}; LayerNorm is better under {len(better('LN'))} and worse under "
+                   f"{len(worse('LN'))}; GroupNorm better under {len(better('GN'))} and worse under {len(worse('GN'))} "
+                   "(paired over seeds, Holm; the rest inconclusive). STUDY.md names each shift.")
+    else:
+        out.append("- **Test digits that drift**: " + not_yet("shift"))
+    if "gn_groups" in r:
+        rows = [x for x in r["gn_groups"]["summary"]["rows"] if "against_2_groups" in x]
+        from experiments.gn_groups import NAMES as GROUP_NAMES
+        out.append("- **GroupNorm's groups**, against 2: " + "; ".join(
+            f"{GROUP_NAMES.get(x['groups'], x['groups'])}: {runner.interval(x['against_2_groups'])} points, "
+            f"{x['against_2_groups']['verdict']}" for x in rows) + f" (gn_groups, {len(rows[0]['seeds'])} seeds).")
+    else:
+        out.append("- **GroupNorm's groups**: " + not_yet("gn_groups"))
+    for name, question in (("norm_batch", "One or a few images per normalisation group"),
+                           ("lr", "Each norm's own learning rate")):
+        if name not in r:
+            out.append(f"- **{question}**: not measured at 20 epochs yet, so no advice from this study: " + not_yet(name))
+    return "\n".join(out)
 
 
 def l1_blocks(r: dict) -> dict[str, str]:
@@ -169,7 +231,7 @@ def blocks(r: dict | None = None) -> dict[str, str]:
     import step
 
     r = r or load()
-    out = {**notebook_run(r), **model_blocks(), **main_blocks(r), **l1_blocks(r), "durations": compute_table(),
+    out = {**notebook_run(r), **model_blocks(), **main_blocks(r), **l1_blocks(r), "pick": pick(r), "durations": compute_table(),
            "speed": speed.table(r["speed"]), "step": step.table(r["step"])}
     out.update({f"{name}_tables": experiment_tables(r, name) for name in EXPERIMENTS})
     return out
