@@ -177,7 +177,7 @@ def clones(result) -> list[list[str]]:
 def test_placeholder_in_colab_raises_with_instructions(session):
     result = session(setup_source())
     assert result["error"] == "RuntimeError"
-    for words in ("upload model.py and utils.py", str(session.content), "Files pane", "set GITHUB_REPO", "OWNER/REPO"):
+    for words in ("upload model.py, utils.py and store.py", str(session.content), "Files pane", "set GITHUB_REPO", "OWNER/REPO"):
         assert words in result["message"]
     assert result["calls"] == [] and not session.clone_dir.exists()
 
@@ -187,7 +187,7 @@ def test_published_name_clones_once_and_makes_model_importable(session, branch):
     assert result["error"] is None, result
     assert clones(result) == [["git", "clone", "-q", "--branch", branch, "--depth", "1", ROOT.as_uri(), str(session.clone_dir)]]
     assert all(call["check"] is True for call in result["calls"])
-    assert result["calls"] == [result["calls"][0]]  # torchsummary is installed here: no pip
+    assert result["calls"] == [result["calls"][0]]  # torchsummary and safetensors are installed here: no pip
     assert result["cwd"] == str(session.clone_dir)
     assert result["model_spec"] == str(session.clone_dir / "model.py")
     shallow = subprocess.run(["git", "-C", str(session.clone_dir), "rev-parse", "--is-shallow-repository"], capture_output=True, text=True)
@@ -221,11 +221,11 @@ def test_failed_clone_raises(session, branch):
     assert result["cwd"] == str(session.content)
 
 
-def test_missing_torchsummary_is_installed_with_pip(session, branch):
+def test_missing_torchsummary_and_safetensors_are_installed_with_pip(session, branch):
     result = session(with_constants(setup_source(), GITHUB_REPO=PUBLISHED, GITHUB_BRANCH=branch), hide_site_packages=True)
     assert result["error"] is None, result
     pip = [call for call in result["calls"] if "pip" in call["cmd"]]
-    assert [call["cmd"][1:] for call in pip] == [["-m", "pip", "install", "-q", "torchsummary"]]
+    assert [call["cmd"][1:] for call in pip] == [["-m", "pip", "install", "-q", "torchsummary", "safetensors"]]
     assert pip[0]["check"] is True
 
 
