@@ -88,15 +88,28 @@ def ensure(specs: list[dict], runs_store: store.Store, jobs: int = 2, scheduler:
             missing[store.key(spec)] = spec
     print(f"{len(records)} of {len(records) + len(missing)} runs read from {runs_store.path}, {len(missing)} to train",
           flush=True)
+    failed = {}
     if missing:
         with executor(jobs, scheduler) as pool:
             futures = {pool.submit(store.train_for_store, spec): name for name, spec in missing.items()}
             for done, future in enumerate(as_completed(futures), 1):
-                record, tensors = future.result()
+                name = futures[future]
+                try:
+                    record, tensors = future.result()
+                except Exception as error:  # a diverged run, say: the others still finish and are stored
+                    failed[name] = f"{type(error).__name__}: {error}"
+                    print(f"[{done}/{len(missing)}] {name}: FAILED, {failed[name]}", flush=True)
+                    continue
+                if record["key"] != name:  # a worker whose code (or torch) differs from this repository's
+                    failed[name] = f"the worker made {record['key']}: its code or torch differs from this repository's"
+                    continue
                 runs_store.put(record, tensors)
-                records[futures[future]] = record
-                print(f"[{done}/{len(missing)}] {futures[future]}: held-out acc {record['history'][-1]['test_acc']:.2f}%, "
+                records[name] = record
+                print(f"[{done}/{len(missing)}] {name}: held-out acc {record['history'][-1]['test_acc']:.2f}%, "
                       f"{record['seconds']:.0f} s", flush=True)
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(specs)} runs failed, nothing of theirs stored (the other runs are): "
+                           + "; ".join(f"{name}: {why}" for name, why in failed.items()))
     return records
 
 

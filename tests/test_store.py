@@ -152,3 +152,22 @@ def test_dask_cluster_stores_the_same_runs_bit_for_bit(tmp_path, monkeypatch):
         b, tb = store.Store(tmp_path / "dask-store").read(tmp_path / "dask-store" / path.name)
         assert strip_times(a) == strip_times(b) and b["identity"]["threads"] == 1
         assert all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_a_failed_run_is_reported_and_the_others_are_stored(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import contextmanager
+
+    specs = [store.run_spec(SETTINGS, "B", seed=s) for s in (1, 2, 3)]
+
+    def train(spec):
+        if spec["seed"] == 2:
+            raise FloatingPointError("non-finite training loss")
+        record, tensors = fake_record(spec)
+        return {**record, "key": "another-key"} if spec["seed"] == 3 else record, tensors
+
+    monkeypatch.setattr(store, "train_for_store", train)
+    monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield ThreadPoolExecutor(1))))
+    with pytest.raises(RuntimeError, match=r"2 of 3 runs failed.*FloatingPointError.*another-key"):
+        runner.ensure(specs, store.Store(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == [store.key(specs[0]) + ".safetensors"]
