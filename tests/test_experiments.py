@@ -72,27 +72,42 @@ def test_compare_gives_interval_equivalence_and_power():
     assert runner.seeds_for_power(0.1, effect=0.1) == 10  # a paired effect of one standard deviation: 10 pairs for 80%
 
 
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    """Every experiment's --quick run, in this process, all on one store: a run two experiments share trains once."""
+    root = tmp_path_factory.mktemp("quick")
+    os.environ.setdefault("MNIST_ROOT", str(MNIST_ROOT))
+    return {name: runner.execute(importlib.import_module(f"experiments.{name}"), True, 2, root / "out", root / "store")
+            for name in EXPERIMENTS}, root
+
+
 @pytest.mark.slow
 @needs_mnist
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_quick_run_writes_its_json_and_figure_under_runs(tmp_path, name):
-    """--quick writes into its own folder (here a copy's runs/quick): never the committed results, figures or store."""
+def test_quick_run_writes_its_json_and_figure(quick_results, name):
+    results, root = quick_results
+    assert json.loads((root / "out" / "results" / f"{name}.json").read_text()) == results[name]
+    assert (root / "out" / "Images" / f"{name}.png").stat().st_size > 0
+    assert results[name]["experiment"] == name and results[name]["settings"]["EPOCHS"] == runner.QUICK["EPOCHS"]
+    assert {"torch", "python", "device", "threads", "git_commit"} <= set(results[name]["environment"])
+    assert results[name]["runs"] and all(r["git_commit"] and (root / "store" / f"{r['key']}.safetensors").exists()
+                                         for r in results[name]["runs"])
+    assert all(table.startswith("| ") for table in importlib.import_module(f"experiments.{name}").tables(results[name]))
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_quick_cli_run_writes_under_runs_and_never_touches_committed_files(tmp_path):
     copy = tmp_path / "repo"  # the working tree, without its own runs/
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "runs", "__pycache__", ".pytest_cache", "data"))
-    committed = {p: p.read_bytes() for p in (copy / "results").rglob("*") if p.is_file()}
-    committed |= {p: p.read_bytes() for p in (copy / "Images").rglob("*") if p.is_file()}
-    subprocess.run([sys.executable, "-m", "experiments", name, "--quick"], cwd=copy, check=True, timeout=600,
+    committed = {p: p.read_bytes() for folder in ("results", "Images") for p in (copy / folder).rglob("*") if p.is_file()}
+    subprocess.run([sys.executable, "-m", "experiments", "gn_groups", "--quick"], cwd=copy, check=True, timeout=600,
                    env={**os.environ, "MNIST_ROOT": str(MNIST_ROOT)})
     quick = copy / "runs" / "quick"
-    results = json.loads((quick / "results" / f"{name}.json").read_text())
-    assert (quick / "Images" / f"{name}.png").stat().st_size > 0 and list((quick / "store").glob("*.safetensors"))
-    assert results["experiment"] == name and results["settings"]["EPOCHS"] == runner.QUICK["EPOCHS"]
-    assert {"torch", "python", "device", "threads", "git_commit"} <= set(results["environment"])
-    assert results["runs"] and results["summary"] and all(r["git_commit"] and r["key"] for r in results["runs"])
-    module = importlib.import_module(f"experiments.{name}")
-    assert all(table.startswith("| ") for table in module.tables(results))
+    assert (quick / "results" / "gn_groups.json").exists() and (quick / "Images" / "gn_groups.png").exists()
+    assert list((quick / "store").glob("*.safetensors"))
     assert {p: p.read_bytes() for p in committed} == committed
-    assert not [p for p in (copy / "results").rglob("*") if p.is_file() and p not in committed]
+    assert not [p for folder in ("results", "Images") for p in (copy / folder).rglob("*") if p.is_file() and p not in committed]
 
 
 def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
