@@ -3,9 +3,9 @@ lambda and scored on the last 10,000 (never the test set), two seeds each.
 
 The lambda with the best mean validation accuracy among the non-zero ones is the one the study uses (the notebook's
 L1_LAMBDA; a test holds them together). Each lambda is compared with lambda = 0 over seeds (paired, Holm-adjusted).
-What L1 acts on is measured on the stored models: which penalised weights feed a norm (whose output does not change
-when they are scaled, so the penalty there shrinks their scale and with it raises their effective step size), their
-sum of |w| epoch by epoch, and the fraction of weights it drives to about zero.
+What L1 acts on is measured on the stored models: how many penalised weights feed a norm (whose output does not
+change when a convolution's weights are all scaled by one factor), their sum of |w| epoch by epoch, and the fraction
+of weights it drives to about zero.
 """
 
 import matplotlib.pyplot as plt
