@@ -11,7 +11,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: one plain
 import store
 from experiments import runner
 
-EXPERIMENTS = ["main", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "shift"]
+EXPERIMENTS = ["main", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "shift", "ghost_stats"]
 QUICK_DIR = runner.RUNS / "quick"
 
 

@@ -4,10 +4,8 @@
 The optimiser's batch stays 128 (the notebook's); BatchNorm computes its training statistics over groups of k images
 within it (ghost batches, `Net(norm_batch=k)`). So the learning rate, the number of steps and the data are the same
 at every k, and only the normalisation changes: this project's design, unlike the GroupNorm paper, whose total batch
-(8 GPUs x k images) and learning rate change with k. BN is tested with its running statistics (as usual), with
-the statistics of each group of k test digits, and, for k below the batch, with statistics recomputed over the clean
-training digits both in groups of k (what the running average estimates) and over whole batches (the population's
-statistics, which also hold the spread of the group means): which of them restores a model says what breaks it.
+(8 GPUs x k images) and learning rate change with k. BN is tested with its running statistics (as usual) and with
+the statistics of each group of k test digits; the experiment ghost_stats asks what restores the models at k = 1, 2.
 k = 128 is plain BN, and it and the controls are the main comparison's runs, read from the store.
 """
 
@@ -43,7 +41,7 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
 def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
     """One row per norm and k: accuracy over seeds with running and with test-batch statistics; each k compared with
     the whole batch (paired over seeds, Holm within the table, equivalence at +-runner.MARGIN)."""
-    train, held = store.loaders(runs_[0]["spec"], "cpu")
+    _, held = store.loaders(runs_[0]["spec"], "cpu")
     rows = []
     for norm, k in dict.fromkeys((r["norm"], r["k"]) for r in runs_):
         chosen = sorted((r for r in runs_ if (r["norm"], r["k"]) == (norm, k)), key=lambda r: r["seed"])
@@ -55,12 +53,6 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
             batch_acc = [runner.batch_statistics(m, k, held.images, held.labels) for m in models]
             row.update(batch_stat_acc=batch_acc, batch_stat_mean=runner.mean_std(batch_acc)[0],
                        batch_stat_std=runner.mean_std(batch_acc)[1])
-            if k < settings["BATCH_SIZE"]:  # which statistics restore a ghost-batch model at test time?
-                for name, ghost in (("recomputed_groups", k), ("recomputed_population", None)):
-                    acc = [runner.accuracy(runner.recomputed_statistics(m, train.images, settings["BATCH_SIZE"], ghost),
-                                           held.images, held.labels)[0] for m in models]
-                    row[name] = acc
-                    row[name + "_mean"] = runner.mean_std(acc)[0]
         rows.append(row)
     whole = next(r for r in rows if r["norm"] == "B" and r["k"] == settings["BATCH_SIZE"])
     others = [r for r in rows if r is not whole]
@@ -106,11 +98,7 @@ def tables(results: dict) -> list[str]:
                      "-" if c is None else runner.interval(c), "-" if c is None else runner.p_value(c["p_holm"]),
                      "-" if c is None else runner.p_value(c["p_equivalence_holm"]), "-" if c is None else c["verdict"]])
     margin = results["summary"]["margin"]
-    restored = [[r["k"], cell(r["mean"], r["std"]), f"{r['recomputed_groups_mean']:.2f}", f"{r['recomputed_population_mean']:.2f}"]
-                for r in results["summary"]["rows"] if "recomputed_groups" in r]
     return [utils.markdown_table(
         ["norm", "k", "test acc, running statistics (%)", "test acc, statistics of k test digits (%)",
          "against BN on the whole batch (points) [95% interval]", "paired t p (Holm)",
-         f"equivalence p, +-{margin:.2f} (Holm)", "verdict"], body),
-        utils.markdown_table(["k", "running statistics, as trained (%)", "recomputed over the training digits, "
-                              "in groups of k (%)", "recomputed over whole batches of 128: the population's (%)"], restored)]
+         f"equivalence p, +-{margin:.2f} (Holm)", "verdict"], body)]

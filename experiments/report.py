@@ -25,7 +25,7 @@ from model import Net, count_macs, count_parameters
 ROOT = utils.ROOT
 DOCUMENTS = ("README.md", "STUDY.md")
 BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- /generated -->)", re.S)
-EXPERIMENTS = ["main", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "shift"]  # as experiments/__main__.py lists them
+EXPERIMENTS = ["main", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "shift", "ghost_stats"]  # as experiments/__main__.py lists them
 NAMES = {"BN": "BatchNorm + L1", "LN": "LayerNorm", "GN": "GroupNorm"}
 
 
