@@ -44,6 +44,14 @@ with warnings.catch_warnings():
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel mean and standard deviation of the training set
 BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a black pixel after normalisation
 ROOT = Path(__file__).resolve().parent  # the repository
+# MNIST's four original files (decompressed) and their published SHA-256 sums: every file read is checked against its
+# sum, unless a SHA256SUMS beside the data lists that file (another copy, such as the tests' tiny fake MNIST).
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
 
 
 # ---- Set-up: seeds, device, memory, how a result was made ----------------------------------------------------
@@ -163,7 +171,8 @@ def load_mnist(
     root: argument, else the environment variable MNIST_ROOT, else "./data"; the split's two files are read from
     root/MNIST/raw, where torchvision downloads the four when one is missing. limit keeps the first `limit` samples.
     Each file's size and magic number are checked against its IDX header, and its SHA-256 against root/SHA256SUMS
-    where that file exists and lists it: a bad file is a ValueError that names it.
+    where that file lists it, else against MNIST's published sum (MNIST_SHA256): a bad file is a ValueError that
+    names it.
     """
     _check_limit("limit", limit)
     root = Path(root or os.environ.get("MNIST_ROOT") or "data")
@@ -188,6 +197,10 @@ def _check_limit(name: str, limit: int | None) -> None:
 
 def _fetch_mnist(root: Path, files: list[Path], download: bool) -> None:
     """Download MNIST with torchvision when one of `files` is missing; FileNotFoundError where that cannot be done."""
+    for file in files:
+        if file.exists() and not file.is_file():
+            raise ValueError(f"{file} is a {'folder' if file.is_dir() else 'special file'}, not a file: put the "
+                             f"original MNIST file {file.name} there instead")
     missing = [file.name for file in files if not file.is_file()]
     if not missing:
         return
@@ -205,18 +218,31 @@ def _fetch_mnist(root: Path, files: list[Path], download: bool) -> None:
 
 
 def _sha256sums(root: Path) -> dict[str, str]:
-    """root/SHA256SUMS (sha256sum's format, "<sha256>  <path from root>" a line) as {path: sha256}; {} without it."""
+    """The SHA-256 each MNIST file must have, as {path from root: sha256}: MNIST's published sums (MNIST_SHA256),
+    replaced by those root/SHA256SUMS lists (sha256sum's format, "<sha256>  <path from root>" a line), if it exists.
+
+    A SHA256SUMS that cannot be read, has a malformed line or lists none of the four files is a ValueError.
+    """
     path = root / "SHA256SUMS"
-    if not path.is_file():
-        return {}
+    published = {f"MNIST/raw/{name}": digest for name, digest in MNIST_SHA256.items()}
+    if not path.exists():
+        return published
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} cannot be read as a checksum list ({error}): fix it, or remove it to check the "
+                         "files against MNIST's published sums") from None
     sums = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         fields = line.split(maxsplit=1)
         if len(fields) == 2 and len(fields[0]) == 64:
             sums[Path(fields[1].lstrip("*")).as_posix()] = fields[0].lower()
         elif fields:
             raise ValueError(f"{path}, line {number}: expected '<sha256>  <file>', got {line!r}")
-    return sums
+    if not sums.keys() & published.keys():
+        raise ValueError(f"{path} lists none of MNIST's files ({', '.join(published)}), so it checks nothing: list "
+                         f"them by their path from {root}, as `sha256sum MNIST/raw/*` run there writes them")
+    return published | sums
 
 
 def _read_idx(path: Path, magic: int, shape: tuple[int, ...], sha256: str | None) -> torch.Tensor:
@@ -224,9 +250,13 @@ def _read_idx(path: Path, magic: int, shape: tuple[int, ...], sha256: str | None
 
     The header is the magic number (2051 for images, 2049 for labels), n, and for images 28, 28: 4 bytes each.
     """
-    data = bytearray(path.read_bytes())
-    header = 8 + 4 * len(shape)
     replace = "replace it with the original MNIST file"
+    try:
+        data = bytearray(path.read_bytes())
+    except OSError as error:
+        raise ValueError(f"{path} exists but cannot be read ({error.strerror or error}): check its permissions, or "
+                         f"{replace}") from None
+    header = 8 + 4 * len(shape)
     if len(data) < header:
         raise ValueError(f"{path} is {len(data)} bytes, shorter than its {header}-byte header: it is truncated; {replace}")
     found, n = struct.unpack_from(">II", data)
@@ -239,8 +269,9 @@ def _read_idx(path: Path, magic: int, shape: tuple[int, ...], sha256: str | None
     if n == 0:
         raise ValueError(f"{path} holds no digits (its header says 0); {replace}")
     if sha256 is not None and (digest := hashlib.sha256(data).hexdigest()) != sha256:
-        raise ValueError(f"{path} has SHA-256 {digest}, but SHA256SUMS lists {sha256}: "
-                         f"it is corrupt or another version; {replace}")
+        listed = "MNIST's published SHA-256 is" if sha256 == MNIST_SHA256.get(path.name) else "SHA256SUMS lists"
+        raise ValueError(f"{path} has SHA-256 {digest}, but {listed} {sha256}: it is corrupt or another version; "
+                         f"{replace}")
     return torch.frombuffer(data, dtype=torch.uint8, offset=header).view(n, *shape)
 
 

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import utils
-from conftest import MNIST_ROOT, needs_mnist
+from conftest import MNIST_ROOT, needs_mnist, write_sums
 
 CPU = torch.device("cpu")
 TRAIN_FILES = ["MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte"]
@@ -65,16 +65,9 @@ def test_corrupt_file_is_named_with_its_size_or_header(tiny_mnist, fault):
 
 def test_images_and_labels_of_different_counts(tiny_mnist):
     (tiny_mnist / LABELS).write_bytes(struct.pack(">II", 2049, 19) + bytes(19))
+    write_sums(tiny_mnist)
     with raises(ValueError, "train-images-idx3-ubyte holds 20 digits", "train-labels-idx1-ubyte 19 labels"):
         utils.load_mnist(tiny_mnist, download=False)
-
-
-def write_sums(root: Path, wrong: set[str] = frozenset()) -> dict[str, str]:
-    """root/SHA256SUMS for the four files, with a made-up sum for those in `wrong`; returns {file: listed sum}."""
-    sums = {name: "0" * 64 if name in wrong else hashlib.sha256((root / name).read_bytes()).hexdigest()
-            for name in TRAIN_FILES + TEST_FILES}
-    (root / "SHA256SUMS").write_text("".join(f"{digest}  {name}\n" for name, digest in sums.items()))
-    return sums
 
 
 def test_checksum_mismatch_names_file_and_both_sums(tiny_mnist):
@@ -101,12 +94,78 @@ def test_malformed_checksum_line(tiny_mnist):
         utils.load_mnist(tiny_mnist, download=False)
 
 
+def test_without_a_checksum_list_the_published_sums_catch_one_flipped_byte(tiny_mnist, monkeypatch):
+    # the tiny files stand in for MNIST's: their sums become the "published" ones, and no SHA256SUMS lists them
+    monkeypatch.setattr(utils, "MNIST_SHA256", {Path(k).name: v for k, v in write_sums(tiny_mnist).items()})
+    (tiny_mnist / "SHA256SUMS").unlink()
+    assert len(utils.load_mnist(tiny_mnist, download=False)[0]) == 20
+    path = tiny_mnist / IMAGES
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(data)
+    with raises(ValueError, str(path), "MNIST's published SHA-256 is " + utils.MNIST_SHA256[path.name]):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
+@needs_mnist
+def test_a_flipped_byte_in_a_copy_of_real_mnist_is_caught_without_a_checksum_list(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in TEST_FILES:
+        (tmp_path / name).write_bytes((Path(MNIST_ROOT) / name).read_bytes())
+    assert len(utils.load_mnist(tmp_path, train=False, limit=1, download=False)[0]) == 1  # the copy passes
+    path = tmp_path / TEST_FILES[0]
+    data = bytearray(path.read_bytes())
+    data[5000] ^= 1  # one pixel of one digit
+    path.write_bytes(data)
+    with raises(ValueError, str(path), "MNIST's published SHA-256 is"):
+        utils.load_mnist(tmp_path, train=False, download=False)
+
+
+def test_a_checksum_list_that_names_none_of_the_files(tiny_mnist):
+    sums = write_sums(tiny_mnist)
+    (tiny_mnist / "SHA256SUMS").write_text("".join(f"{d}  raw/{Path(n).name}\n" for n, d in sums.items()))  # wrong root
+    with raises(ValueError, "SHA256SUMS lists none of MNIST's files", "MNIST/raw/train-images-idx3-ubyte",
+                str(tiny_mnist)):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
+def test_a_folder_where_a_data_file_should_be(tiny_mnist):
+    path = tiny_mnist / IMAGES
+    path.unlink()
+    path.mkdir()
+    with raises(ValueError, str(path), "is a folder, not a file"):
+        utils.load_mnist(tiny_mnist)  # download=True: a folder is not a missing file to download
+
+
+def test_an_unreadable_data_file(tiny_mnist, monkeypatch):
+    path = tiny_mnist / LABELS
+    read_bytes = Path.read_bytes
+
+    def refuse(self):  # as without read permission (tests run as root, who may read anything)
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with raises(ValueError, str(path), "cannot be read (Permission denied)", "permissions"):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
+def test_an_unreadable_checksum_list(tiny_mnist):
+    (tiny_mnist / "SHA256SUMS").write_bytes(b"\xff\xfe not text")
+    with raises(ValueError, "SHA256SUMS cannot be read"):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
 @needs_mnist
 def test_real_mnist_passes_its_checksums():
     sums = Path(MNIST_ROOT) / "SHA256SUMS"
     if not sums.is_file():
         pytest.skip(f"no {sums}")
-    assert set(TRAIN_FILES + TEST_FILES) <= set(utils._sha256sums(Path(MNIST_ROOT)))  # every file is verified
+    listed = dict(reversed(line.split()) for line in sums.read_text().splitlines())
+    assert {Path(name).name: digest for name, digest in listed.items()} == utils.MNIST_SHA256  # MNIST's published sums
+    assert utils._sha256sums(Path(MNIST_ROOT)) == listed
     for train in (True, False):
         images, labels = utils.load_mnist(MNIST_ROOT, train=train, limit=1, download=False)
         assert images.shape == (1, 1, 28, 28) and labels.tolist() == [5 if train else 7]
