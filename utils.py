@@ -129,6 +129,86 @@ def finite_number(name: str, value, zero_ok: bool = True) -> float:
     return value
 
 
+def check_flag(name: str, value) -> None:
+    """A ValueError naming the setting unless `value` is True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_seed(name: str, seed) -> None:
+    """A ValueError naming the setting unless `seed` is a whole number from 0 to 2**32 - 1 (what NumPy accepts)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"{name} must be a whole number from 0 to 2**32 - 1, got {seed!r}")
+
+
+def check_ema_decay(name: str, decay, none_ok: bool = True) -> None:
+    """A ValueError naming the setting unless `decay` is a number in (0, 1), or None (no average) with none_ok."""
+    if (decay is not None or not none_ok) and (isinstance(decay, bool) or not isinstance(decay, (int, float))
+                                                 or not 0 < decay < 1):
+        raise ValueError(f"{name} must be {'None or ' if none_ok else ''}a number in (0, 1), got {decay!r}")
+
+
+# augment's settings: (largest value, whether that value itself is allowed, what it means).
+AUGMENT_LIMITS = {
+    "degrees": (180, True, "a rotation of up to +-degrees; 180 reaches every angle"),
+    "translate": (0.5, False, "a shift of up to translate x the image size; at 0.5 a digit can leave the image"),
+    "scale": (1, False, "a zoom of 1 +- scale; at 1 or more a digit is mirrored or shrunk to nothing"),
+}
+
+
+def check_augmentation(name: str, augmentation) -> None:
+    """A ValueError naming the setting unless `augmentation` is None or {} (no augmentation) or a dict of exactly
+    degrees, translate and scale, each a finite number from 0 to its limit in AUGMENT_LIMITS."""
+    if augmentation is None or isinstance(augmentation, dict) and not augmentation:
+        return
+    if not isinstance(augmentation, dict) or augmentation.keys() != AUGMENT_LIMITS.keys():
+        raise ValueError(f"{name} must be None or {{}} (no augmentation), or a dict of exactly the keys "
+                         f"{', '.join(AUGMENT_LIMITS)}, got {augmentation!r}")
+    for key, value in augmentation.items():
+        high, included, meaning = AUGMENT_LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high \
+                or value == high and not included:
+            raise ValueError(f"{name}: {key} must be a number from 0 to {high} ({'included' if included else 'excluded'}:"
+                             f" {meaning}), got {value!r}")
+
+
+def check_device(name: str, device) -> None:
+    """A ValueError naming the argument unless `device` is a torch.device or a device name that this machine has."""
+    available = _available_devices()
+    if not isinstance(device, (str, torch.device)) or str(device) not in available:
+        raise ValueError(f"{name} must be a torch.device or the name of one this machine has, {available}; "
+                         f"got {device!r}")
+
+
+def _kind(value) -> str:
+    """A value's type and, for an array, its dtype and shape: what an error message says a wrong argument was."""
+    kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
+    return f"{kind} {value.dtype} of shape {list(value.shape)}" if hasattr(value, "shape") and hasattr(value, "dtype") \
+        else kind
+
+
+def check_data(images, labels) -> None:
+    """A ValueError unless `images` is a float tensor [N, C, H, W] of finite values and `labels` an int64 tensor [N] of
+    classes 0-9 on the same device, as load_mnist returns them."""
+    for name, value in (("images", images), ("labels", labels)):
+        if not isinstance(value, torch.Tensor):
+            hint = ": convert it with torch.from_numpy" if isinstance(value, np.ndarray) else ""
+            raise ValueError(f"{name} must be a torch.Tensor, got {_kind(value)}{hint}")
+    if images.dim() != 4 or not images.is_floating_point():
+        hint = "; add the channel axis with images.unsqueeze(1)" if images.dim() == 3 else ""
+        raise ValueError(f"images must be a float tensor [N, C, H, W], got {_kind(images)}{hint}")
+    if labels.dim() != 1 or labels.dtype != torch.int64:
+        raise ValueError(f"labels must be an int64 tensor [N] of classes 0-9, got {_kind(labels)}")
+    if images.device != labels.device:
+        raise ValueError(f"images are on {images.device} but labels on {labels.device}: put both on one device")
+    outside = labels[(labels < 0) | (labels > 9)]
+    if len(outside):
+        raise ValueError(f"labels must be classes 0-9, got {len(outside):,} outside that, the first {outside[0].item()}")
+    non_finite = (~torch.isfinite(images)).sum().item()
+    if non_finite:
+        raise ValueError(f"images hold {non_finite:,} NaN or infinite values; load and normalise them as load_mnist does")
+
+
 def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float, ema_decay: float | None,
                 l1_lambda: float, groups: int, dropout: float, out_dir: str | os.PathLike) -> dict[str, str]:
     """Check the notebook's settings before any training (named as the notebook names them); ValueError on the first
@@ -144,9 +224,7 @@ def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float,
     finite_number("MAX_LR", max_lr, zero_ok=False)
     finite_number("WEIGHT_DECAY", weight_decay)
     finite_number("L1_LAMBDA", l1_lambda)
-    if ema_decay is not None and (isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float))
-                                  or not 0 < ema_decay < 1):
-        raise ValueError(f"EMA_DECAY must be None or a number in (0, 1), got {ema_decay!r}")
+    check_ema_decay("EMA_DECAY", ema_decay)
     probe = Path(out_dir) / "runs" / ".write-test"
     try:
         probe.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +253,11 @@ def load_mnist(
     names it.
     """
     _check_limit("limit", limit)
+    check_flag("train", train)
+    check_flag("download", download)
+    check_device("device", device)
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise ValueError(f"root must be None (MNIST_ROOT, else ./data) or a folder's path, got {root!r}")
     root = Path(root or os.environ.get("MNIST_ROOT") or "data")
     prefix = "train" if train else "t10k"
     image_file, label_file = (root / "MNIST" / "raw" / f"{prefix}-{kind}-ubyte" for kind in ("images-idx3", "labels-idx1"))
@@ -290,6 +373,11 @@ def augment(
     pixels that come from outside the image are filled with the normalised background, not 0 (which is grey after
     normalisation).
     """
+    check_augmentation("augment", {"degrees": degrees, "translate": translate, "scale": scale})
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"augment: images must be a float tensor [N, C, H, W], got {_kind(images)}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"augment: generator must be None or a torch.Generator, got {_kind(generator)}")
     n = images.shape[0]
 
     def uniform(bound: float) -> torch.Tensor:
@@ -321,6 +409,12 @@ class TensorLoader:
         augment_fn: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
     ):
+        check_data(images, labels)
+        check_flag("shuffle", shuffle)
+        if augment_fn is not None and not callable(augment_fn):
+            raise ValueError(f"augment_fn must be None or a function (images, generator) -> images, got {augment_fn!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be None or a torch.Generator, got {_kind(generator)}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if len(images) == 0:
@@ -376,6 +470,9 @@ def mnist_loaders(
     _check_limit("test_limit", test_limit)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_device("device", device)
+    check_seed("seed", seed)
+    check_augmentation("augmentation", augmentation)
     generator = torch.Generator(device=device).manual_seed(seed)
     train_images, train_labels = load_mnist(root, True, device)
     if split == "validation":
@@ -383,6 +480,12 @@ def mnist_loaders(
         train_images, train_labels = train_images[:-VALIDATION_DIGITS], train_labels[:-VALIDATION_DIGITS]
     else:
         held_images, held_labels = load_mnist(root, False, device)
+    if train_limit is not None and train_limit > len(train_images):
+        raise ValueError(f"train_limit={train_limit} but split {split!r} has {len(train_images):,} training digits: "
+                         "use None for all of them, or fewer")
+    if test_limit is not None and test_limit > len(held_images):
+        raise ValueError(f"test_limit={test_limit} but split {split!r} holds out {len(held_images):,} digits: use None "
+                         "for all of them, or fewer")
     train_images, train_labels = train_images[:train_limit], train_labels[:train_limit]
     if len(train_images) < batch_size:
         raise ValueError(f"{len(train_images)} training digits (train_limit={train_limit}) but batch_size={batch_size}: "
@@ -418,8 +521,7 @@ class WeightEMA:
     """
 
     def __init__(self, model: nn.Module, decay: float):
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        check_ema_decay("decay", decay, none_ok=False)
         self.decay, self.updates = decay, 0
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self._pairs = None  # (model, our float tensors, its float tensors, our other tensors, its others)
@@ -446,6 +548,22 @@ CHECK_EVERY = 50  # batches between checks for a non-finite training loss: one h
 CHANCE_ACC = 15.0  # % test accuracy at or below which a model is at chance level (10 classes: 10%)
 
 
+def _divergence(model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer, l1_lambda: float, epoch: int,
+                batch: int, batches: int) -> str:
+    """What a non-finite training loss at `batch` most likely comes from: the inputs (the last batch `x` is not
+    finite), the settings (the first batch, before any optimiser step) or else the learning rate."""
+    where = f"non-finite training loss at epoch {epoch}, batch {batch} of {batches}"
+    group = optimizer.param_groups[0]
+    if not torch.isfinite(x).all():
+        return f"{where}: the inputs hold NaN or infinite values; check the data and its augmentation"
+    if epoch == 1 and batch == 1:
+        return (f"{where}, before any optimiser step, so not the learning rate: the settings or the model; check "
+                f"l1_lambda={l1_lambda:g} (it multiplies sum |w|), weight_decay={group.get('weight_decay', 0):g} and "
+                "that the model's outputs are finite")
+    return (f"{where}: the run diverged, most likely from the learning rate ({group['lr']:.3g} at the last step); "
+            "lower max_lr (MAX_LR)")
+
+
 def _first_non_finite(losses: torch.Tensor) -> int | None:
     bad = torch.nonzero(~torch.isfinite(losses))
     return bad[0].item() if len(bad) else None
@@ -467,6 +585,9 @@ def train(
     does `ema`, an exponential moving average of the weights. Losses and counts stay on the device; every
     CHECK_EVERY batches one read checks them for a non-finite loss, which stops training (FloatingPointError).
     """
+    check_device("device", device)
+    finite_number("l1_lambda", l1_lambda)
+    whole_number("epoch", epoch, "a whole number >= 1")
     if len(loader) == 0:
         raise ValueError("the training loader is empty: it yields no batches")
     model.train()
@@ -494,8 +615,7 @@ def train(
             bad = _first_non_finite(batch_losses[: batch + 1])
             if bad is not None:
                 bar.close()
-                raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {bad + 1} of {len(loader)}: "
-                                         "the run diverged; lower the learning rate")
+                raise FloatingPointError(_divergence(model, x, optimizer, l1_lambda, epoch, bad + 1, len(loader)))
     mean_loss, accuracy = batch_losses.sum().item() / seen, 100.0 * correct.item() / seen
     bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{accuracy:.2f}%")
     bar.close()
@@ -504,6 +624,7 @@ def train(
 
 def test(model: nn.Module, loader: Loader, device: torch.device) -> tuple[float, float]:
     """Mean NLL loss and accuracy (%) over `loader`, in eval mode; the model's mode is restored afterwards."""
+    check_device("device", device)
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), device=device)
@@ -549,8 +670,16 @@ def fit(
     Returns one record per epoch (the history.json schema; weights_l1 is the tested model's sum of |w| over the
     weights L1 penalises); `on_epoch(history)` is called after every epoch.
     """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {_kind(model)}")
+    check_device("device", device)
     whole_number("epochs", epochs, "a whole number >= 1")
     finite_number("max_lr", max_lr, zero_ok=False)
+    finite_number("weight_decay", weight_decay)
+    finite_number("l1_lambda", l1_lambda)
+    check_ema_decay("ema_decay", ema_decay)
+    if on_epoch is not None and not callable(on_epoch):
+        raise ValueError(f"on_epoch must be None or a function of the history so far, got {on_epoch!r}")
     device = torch.device(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=len(train_loader))
@@ -584,6 +713,7 @@ def fit(
 
 def predict(model: nn.Module, loader: Loader, device: torch.device) -> torch.Tensor:
     """The predicted class of every image of `loader`, in order, as int64 on the CPU (eval mode)."""
+    check_device("device", device)
     was_training = model.training
     model.eval()
     with torch.inference_mode():
@@ -602,6 +732,7 @@ def misclassified(
     Fewer than `n` where fewer are wrong, possibly none (zero rows); an empty `data` is a ValueError.
     """
     whole_number("n", n, "a whole number of digits >= 1")
+    check_device("device", device)
     was_training = model.training
     model.eval()
     images, predicted, true = [], [], []

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import utils
+from model import Net
 from conftest import MNIST_ROOT, needs_mnist, write_sums
 
 CPU = torch.device("cpu")
@@ -176,12 +177,12 @@ def test_real_mnist_passes_its_checksums():
 @pytest.mark.parametrize("batch_size", BAD_COUNTS)
 def test_loader_rejects_bad_batch_size(batch_size):
     with raises(ValueError, "batch_size", repr(batch_size), ">= 1"):
-        utils.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(3), batch_size=batch_size)
+        utils.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(3, dtype=torch.long), batch_size=batch_size)
 
 
 def test_loader_rejects_no_images():
     with raises(ValueError, "no images"):
-        utils.TensorLoader(torch.zeros(0, 1, 28, 28), torch.zeros(0), batch_size=2)
+        utils.TensorLoader(torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long), batch_size=2)
 
 
 @pytest.mark.parametrize("setting, value", [("batch_size", "4"), ("test_batch_size", 2.5), ("train_limit", -1),
@@ -200,6 +201,154 @@ def test_mnist_loaders_need_one_full_training_batch(tiny_mnist, train_limit, bat
         utils.mnist_loaders(tiny_mnist, CPU, batch_size, 10, 0, train_limit=train_limit)
     train_loader, _ = utils.mnist_loaders(tiny_mnist, CPU, digits, 10, 0, train_limit=train_limit)  # one batch: fine
     assert len(train_loader) == 1
+
+
+# ---- One set of rules wherever a value enters: loaders, augment, load_mnist, fit, train, test ---------------------
+
+IMAGES_OK, LABELS_OK = torch.zeros(4, 1, 28, 28), torch.arange(4)
+NAN_IMAGES = IMAGES_OK.clone()
+NAN_IMAGES[2, 0, 5, 5] = float("nan")
+
+
+@pytest.mark.parametrize("images, labels, parts", [
+    (IMAGES_OK.numpy(), LABELS_OK, ["images must be a torch.Tensor", "numpy.ndarray", "torch.from_numpy"]),
+    (IMAGES_OK, LABELS_OK.numpy(), ["labels must be a torch.Tensor", "numpy.ndarray"]),
+    (IMAGES_OK.squeeze(1), LABELS_OK, ["images must be a float tensor [N, C, H, W]", "[4, 28, 28]", "unsqueeze(1)"]),
+    (IMAGES_OK.to(torch.uint8), LABELS_OK, ["images must be a float tensor", "torch.uint8"]),
+    (IMAGES_OK, LABELS_OK.int(), ["labels must be an int64 tensor [N]", "torch.int32"]),
+    (IMAGES_OK, LABELS_OK.float(), ["labels must be an int64 tensor [N]", "torch.float32"]),
+    (IMAGES_OK, LABELS_OK[:, None], ["labels must be an int64 tensor [N]", "[4, 1]"]),
+    (IMAGES_OK, torch.tensor([0, 1, 10, 3]), ["labels must be classes 0-9", "1 outside", "the first 10"]),
+    (IMAGES_OK, torch.tensor([-1, 1, 2, 3]), ["labels must be classes 0-9", "the first -1"]),
+    (NAN_IMAGES, LABELS_OK, ["images hold 1 NaN or infinite values"]),
+    (IMAGES_OK.clone().fill_(float("inf")), LABELS_OK, ["images hold 3,136 NaN or infinite values"]),
+])
+def test_loader_refuses_data_it_cannot_train_on(images, labels, parts):
+    with raises(ValueError, *parts):
+        utils.TensorLoader(images, labels, batch_size=2)
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("augment_fn", {"degrees": 10}, ["augment_fn must be None or a function"]),
+    ("generator", 0, ["generator must be None or a torch.Generator", "int"]),
+    ("shuffle", "yes", ["shuffle must be True or False", "'yes'"]),
+])
+def test_loader_refuses_bad_options(setting, value, parts):
+    with raises(ValueError, *parts):
+        utils.TensorLoader(IMAGES_OK, LABELS_OK, 2, **{setting: value})
+
+
+@pytest.mark.parametrize("setting, value, allowed", [
+    ("degrees", 200, "from 0 to 180 (included"), ("degrees", -1, "from 0 to 180"), ("degrees", float("nan"), "180"),
+    ("degrees", "10", "180"), ("translate", 0.5, "from 0 to 0.5 (excluded"), ("translate", True, "0.5"),
+    ("scale", 1.0, "from 0 to 1 (excluded"), ("scale", 1.5, "mirrored or shrunk"), ("scale", float("inf"), "to 1"),
+])
+def test_augment_refuses_settings_outside_their_range(setting, value, allowed):
+    with raises(ValueError, f"augment: {setting} must be a number", allowed, repr(value)):
+        utils.augment(IMAGES_OK, **{setting: value})
+
+
+def test_augment_refuses_images_without_a_channel_axis():
+    with raises(ValueError, "augment: images must be a float tensor [N, C, H, W]", "[4, 28, 28]"):
+        utils.augment(IMAGES_OK.squeeze(1))
+
+
+@pytest.mark.parametrize("augmentation, parts", [
+    ({"degrees": 10.0}, ["augmentation must be None or {} (no augmentation)", "degrees, translate, scale", "{'degrees': 10.0}"]),
+    ({"degree": 10.0, "translate": 0.1, "scale": 0.1}, ["exactly the keys", "'degree'"]),
+    ("yes", ["augmentation must be None or {}", "'yes'"]),
+    ({"degrees": 10.0, "translate": 0.1, "scale": 1.5}, ["augmentation: scale must be a number from 0 to 1", "1.5"]),
+])
+def test_mnist_loaders_check_the_augmentation_as_the_notebook_does(tiny_mnist, augmentation, parts):
+    with raises(ValueError, *parts):
+        utils.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, augmentation)
+
+
+@pytest.mark.parametrize("augmentation", [None, {}, {"degrees": 0, "translate": 0, "scale": 0},
+                                          {"degrees": 180, "translate": 0.49, "scale": 0.99}])
+def test_mnist_loaders_take_every_allowed_augmentation(tiny_mnist, augmentation):
+    train_loader, _ = utils.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, augmentation)
+    assert (train_loader.augment_fn is None) == (not augmentation)  # None and {} both mean no augmentation
+    x, _ = next(iter(train_loader))
+    assert torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "1"])
+def test_mnist_loaders_refuse_a_bad_seed(tiny_mnist, seed):
+    with raises(ValueError, "seed must be a whole number from 0 to 2**32 - 1", repr(seed)):
+        utils.mnist_loaders(tiny_mnist, CPU, 4, 10, seed)
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("train_limit", 21, ["train_limit=21", "has 20 training digits", "None"]),
+    ("test_limit", 11, ["test_limit=11", "holds out 10 digits"]),
+])
+def test_mnist_loaders_refuse_a_limit_beyond_the_data(tiny_mnist, setting, value, parts):
+    with raises(ValueError, *parts):  # slicing would silently give fewer digits than the record says
+        utils.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, **{setting: value})
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("train", "no", ["train must be True or False", "'no'"]),
+    ("download", 1, ["download must be True or False", "1"]),
+    ("root", 5, ["root must be None", "5"]),
+    ("device", "gpu", ["device must be a torch.device", "['cpu'", "'gpu'"]),
+])
+def test_load_mnist_names_a_bad_argument(tiny_mnist, setting, value, parts):
+    with raises(ValueError, *parts):
+        utils.load_mnist(**{"root": tiny_mnist, "download": False, setting: value})
+
+
+def tiny_run():
+    """A linear classifier and a loader of 8 random digits: what fit, train and test need, in milliseconds."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
+    return model, utils.TensorLoader(torch.randn(8, 1, 28, 28), torch.arange(8), 4, shuffle=False)
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("weight_decay", -1e-4, ["weight_decay must be a finite number >= 0", "-0.0001"]),
+    ("weight_decay", "1e-4", ["weight_decay", "'1e-4'"]),
+    ("l1_lambda", -1e-5, ["l1_lambda must be a finite number >= 0", "-1e-05"]),
+    ("l1_lambda", "1e-5", ["l1_lambda", "'1e-5'"]),
+    ("l1_lambda", float("nan"), ["l1_lambda", "nan"]),
+    ("ema_decay", "0.99", ["ema_decay must be None or a number in (0, 1)", "'0.99'"]),
+    ("ema_decay", 1.5, ["ema_decay", "1.5"]),
+    ("ema_decay", True, ["ema_decay", "True"]),
+    ("device", "gpu", ["device must be a torch.device", "'gpu'"]),
+    ("device", 0, ["device must be a torch.device", "0"]),
+    ("on_epoch", "print", ["on_epoch must be None or a function"]),
+    ("model", "Net('B')", ["model must be a torch.nn.Module", "str"]),
+])
+def test_fit_checks_every_setting_as_check_study_does(setting, value, parts):
+    model, loader = tiny_run()
+    arguments = dict(model=model, train_loader=loader, test_loader=loader, device=CPU, epochs=1, max_lr=0.01)
+    with raises(ValueError, *parts):
+        utils.fit(**{**arguments, setting: value})
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("l1_lambda", -1.0, ["l1_lambda must be a finite number >= 0"]), ("epoch", 0, ["epoch must be a whole number"]),
+    ("device", "cuda:7", ["device must be a torch.device", "'cuda:7'"]),
+])
+def test_train_checks_its_settings(setting, value, parts):
+    model, loader = tiny_run()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with raises(ValueError, *parts):
+        utils.train(**{**dict(model=model, loader=loader, optimizer=optimizer, device=CPU), setting: value})
+
+
+@pytest.mark.parametrize("function", [utils.test, utils.predict, utils.misclassified])
+def test_evaluation_names_a_device_this_machine_lacks(monkeypatch, function):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model, loader = tiny_run()
+    with raises(ValueError, "device must be a torch.device", "'cuda'"):
+        function(model, loader, "cuda")
+    function(model, loader, "cpu")  # a name this machine has is as good as a torch.device
+
+
+def test_weight_ema_names_a_decay_given_as_text():
+    with raises(ValueError, "decay must be a number in (0, 1)", "'0.99'"):
+        utils.WeightEMA(nn.Linear(1, 1), decay="0.99")
 
 
 # ---- get_device ---------------------------------------------------------------------------------------------
@@ -323,9 +472,26 @@ def test_a_non_finite_training_loss_stops_within_check_every_batches():
     x, y = torch.randn(200 * 4, 1, 28, 28), torch.arange(800) % 10
     loader = utils.TensorLoader(x, y, 4, shuffle=False)
     model = TurnsNaN(after=20)
-    with raises(FloatingPointError, "epoch 3", "batch 20 of 200"):
+    with raises(FloatingPointError, "epoch 3", "batch 20 of 200", "most likely from the learning rate (0.01 "):
         utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU, epoch=3)
     assert model.calls == utils.CHECK_EVERY  # it stopped at the first check after the NaN, not at the epoch's end
+
+
+def test_a_non_finite_loss_from_the_inputs_says_so():
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    loader = utils.TensorLoader(x, y, 4, shuffle=False, augment_fn=lambda images, g: images / 0 * 0)  # NaN images
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
+    with raises(FloatingPointError, "batch 1 of 2", "the inputs hold NaN or infinite values"):
+        utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU)
+
+
+def test_a_non_finite_loss_at_the_first_batch_blames_the_settings_not_the_learning_rate():
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    model = Net("B")
+    with raises(FloatingPointError, "epoch 1, batch 1 of 2", "before any optimiser step, so not the learning rate",
+                "l1_lambda=1e+300"):  # the L1 term overflows float32 at once
+        utils.train(model, utils.TensorLoader(x, y, 4), torch.optim.AdamW(model.parameters(), lr=1e-3), CPU,
+                    l1_lambda=1e300)
 
 
 def test_a_non_finite_test_loss_is_an_error():
