@@ -834,19 +834,45 @@ def print_summary(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -
 
 # ---- Records: the history file, tables, the worked example -------------------------------------------------
 
+EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")  # numbers in every record
+
+
+def _history_problem(runs: dict, keys: dict[str, type | tuple[type, ...]] | None = None) -> str | None:
+    """What makes `runs` no history ({model name: entry whose "history" is a non-empty list of epoch records with
+    every EPOCH_KEYS number, and `keys` of the given types}), in words; None if it is one."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    for name, entry in runs.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("history"), list) or not entry["history"]:
+            return f"model {name!r} has no 'history' list of epochs"
+        wrong = [k for k, kind in (keys or {}).items() if not isinstance(entry.get(k), kind) or isinstance(entry.get(k), bool)]
+        if wrong:
+            return f"model {name!r} lacks {wrong} or holds the wrong type there"
+        for i, record in enumerate(entry["history"], 1):
+            missing = [k for k in EPOCH_KEYS if not number(record.get(k))] if isinstance(record, dict) else EPOCH_KEYS
+            if missing:
+                return f"model {name!r}, epoch record {i}: no number for {list(missing)}"
+    return None
+
+
 def load_history(path: str | os.PathLike) -> dict:
-    """The history file as a dict, {} if it does not exist yet; ValueError if it is not a JSON object."""
+    """The history file as a dict, {} if it does not exist yet; a ValueError naming the file if it is not valid
+    JSON or not a history (`_history_problem`: a truncated, foreign or hand-edited file)."""
     path = Path(path)
     if not path.exists():
         return {}
+    fix = "fix it, or delete it to start a new history"
     try:
         data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} cannot be read ({error}); {fix}") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}): "
-                         "fix it, or delete it to start a new history") from None
+                         f"{fix}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} holds {json.dumps(data)[:40]}, not a JSON object of {{model name: entry}}: "
-                         "fix it, or delete it to start a new history")
+        raise ValueError(f"{path} holds {json.dumps(data)[:40]}, not a JSON object of {{model name: entry}}: {fix}")
+    problem = _history_problem(data)
+    if problem:
+        raise ValueError(f"{path} is not a history file: {problem}; {fix}")
     return data
 
 
@@ -903,7 +929,11 @@ def results_table(runs: dict) -> str:
     "lowest test acc" is the lowest test accuracy over the second half of the epochs (epochs 11-20 of 20): how far
     the curve dips once it has settled. Nothing is selected by its test score: every number is either the last
     epoch's or a property of the whole second half. "seconds / epoch" is the median epoch, training plus testing.
+    A dict that is not such a history (`_history_problem`) is a ValueError that says what is wrong.
     """
+    problem = "no models" if not runs else _history_problem(runs, {"params": int, "l1_lambda": (int, float), "device": str})
+    if problem:
+        raise ValueError(f"results_table needs the history file's {{model name: entry}}: {problem}")
     rows = []
     for name, run in runs.items():
         history = run["history"]

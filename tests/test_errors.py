@@ -1,6 +1,7 @@
 """Errors for people: each bad setting, file, device or diverging run is refused with a message that names it."""
 
 import hashlib
+import json
 import re
 import struct
 from pathlib import Path
@@ -11,8 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import utils
+from conftest import MNIST_ROOT, ROOT, needs_mnist, write_sums
 from model import Net
-from conftest import MNIST_ROOT, needs_mnist, write_sums
 
 CPU = torch.device("cpu")
 TRAIN_FILES = ["MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte"]
@@ -421,6 +422,50 @@ def test_load_history_rejects_a_bad_file(tmp_path, text, parts):
         utils.load_history(path)
 
 
+EPOCH = dict(epoch=1, train_loss=0.5, train_acc=88.0, test_loss=0.1, test_acc=97.5, lr=0.004, seconds=5.0)
+ENTRY = dict(norm="B", l1_lambda=1e-5, params=7234, device="cpu", history=[EPOCH])
+FOREIGN = {  # what a history file must not be mistaken for; each: (its text, what the error says)
+    "an experiment's JSON": (json.dumps({"experiment": "seeds", "settings": {"EPOCHS": 20}, "runs": []}),
+                             ["model 'experiment' has no 'history' list"]),
+    "an entry without history": (json.dumps({"BN": {"norm": "B"}}), ["model 'BN' has no 'history' list"]),
+    "history as text": (json.dumps({"BN": {"history": "20 epochs"}}), ["model 'BN' has no 'history' list"]),
+    "no epochs": (json.dumps({"BN": {"history": []}}), ["model 'BN' has no 'history' list"]),
+    "a record as a list": (json.dumps({"BN": {"history": [[1, 0.5]]}}), ["epoch record 1", "'epoch'"]),
+    "a number as text": (json.dumps({"BN": {"history": [EPOCH, {**EPOCH, "test_acc": "97.5"}]}}),
+                         ["model 'BN', epoch record 2: no number for ['test_acc']"]),
+    "a missing number": (json.dumps({"BN": {"history": [{k: v for k, v in EPOCH.items() if k != "lr"}]}}), ["['lr']"]),
+}
+
+
+@pytest.mark.parametrize("case", FOREIGN)
+def test_load_history_refuses_a_file_that_is_no_history(tmp_path, case):
+    text, parts = FOREIGN[case]
+    path = tmp_path / "history.json"
+    path.write_text(text)
+    with raises(ValueError, str(path), "is not a history file", *parts):
+        utils.load_history(path)
+    with raises(ValueError, str(path)):  # nor is anything saved into it
+        utils.save_history(path, "GN", ENTRY)
+    assert path.read_text() == text
+
+
+@pytest.mark.parametrize("runs, parts", [
+    ({}, ["no models"]),
+    ({"BN": {k: v for k, v in ENTRY.items() if k != "params"}}, ["model 'BN' lacks ['params']"]),
+    ({"BN": {**ENTRY, "params": "7,234"}}, ["['params']"]),
+    ({"BN": {**ENTRY, "device": None}}, ["['device']"]),
+    ({"BN": {**ENTRY, "history": [{**EPOCH, "test_acc": None}]}}, ["epoch record 1", "['test_acc']"]),
+    ({"BN": [ENTRY]}, ["model 'BN' has no 'history' list"]),
+])
+def test_results_table_says_what_is_wrong_with_its_input(runs, parts):
+    with raises(ValueError, "results_table", *parts):
+        utils.results_table(runs)
+
+
+def test_results_table_of_the_committed_history_still_works():
+    assert utils.results_table(utils.load_history(ROOT / "results" / "history.json")).count("\n") == 4
+
+
 # ---- The notebook's settings, checked before any training (utils.check_study) --------------------------------------
 
 GOOD = dict(variants={"BN": "B", "LN": "L", "GN": "G"}, epochs=20, max_lr=0.02, weight_decay=1e-4, ema_decay=0.998,
@@ -520,8 +565,8 @@ def test_a_run_at_chance_warns_and_is_not_published(tmp_path):
 
 def test_nothing_non_finite_goes_into_json(tmp_path):
     path = tmp_path / "history.json"
-    utils.save_history(path, "BN", {"history": [{"test_loss": 0.1}]})
+    utils.save_history(path, "BN", {"history": [EPOCH]})
     before = path.read_bytes()
     with pytest.raises(ValueError, match="not JSON compliant"):
-        utils.save_history(path, "LN", {"history": [{"test_loss": float("nan")}]})
+        utils.save_history(path, "LN", {"history": [{**EPOCH, "test_loss": float("nan")}]})
     assert path.read_bytes() == before
