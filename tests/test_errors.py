@@ -498,6 +498,66 @@ def test_check_study_refuses_an_out_dir_that_cannot_hold_files(tmp_path):
         utils.check_study(**GOOD, out_dir=blocker)
 
 
+def notebook_settings(out_dir: Path, **changes) -> dict:
+    """The notebook's globals as its cell 3 sees them: the parameters cell run as written, the Colab cell's names,
+    OUT_DIR in a temporary folder, and `changes` on top (as papermill's injected cell would make them)."""
+    import nbformat
+
+    cells = nbformat.read(ROOT / "S6_Normalization.ipynb", as_version=4).cells
+    names = {"GITHUB_REPO": "OWNER/REPO", "GITHUB_BRANCH": "main"}
+    exec(next(c.source for c in cells if "parameters" in c.metadata.get("tags", [])), names)
+    return {**names, "OUT_DIR": str(out_dir), **changes}
+
+
+def test_check_notebook_takes_the_parameters_cell_as_written(tmp_path):
+    assert utils.check_notebook(notebook_settings(tmp_path)) == {"BN": "B", "LN": "L", "GN": "G"}
+
+
+@pytest.mark.parametrize("name, value, parts", [
+    ("MAX_LRR", 0.5, ["unknown setting MAX_LRR=0.5", "did you mean MAX_LR?", "EPOCHS, SEED"]),
+    ("EPOCH", 1, ["unknown setting EPOCH=1", "did you mean EPOCHS?"]),
+    ("max_lr", 0.5, ["unknown setting max_lr=0.5", "did you mean MAX_LR?"]),
+    ("TRAIN_LIMT", 100, ["did you mean TRAIN_LIMIT?"]),
+    ("XYZZY", 1, ["unknown setting XYZZY=1", "no setting has a name close to it"]),
+])
+def test_check_notebook_names_the_setting_a_typo_meant(tmp_path, name, value, parts):
+    with raises(ValueError, *parts):
+        utils.check_notebook(notebook_settings(tmp_path, **{name: value}))
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("SEED", -1, ["SEED must be a whole number from 0 to 2**32 - 1", "-1"]), ("SEED", 2**32, ["SEED", "4294967296"]),
+    ("SEED", 1.5, ["SEED", "1.5"]), ("SEED", "1", ["SEED", "'1'"]), ("SEED", None, ["SEED", "None"]),
+    ("BATCH_SIZE", 0, ["BATCH_SIZE must be a whole number", "0"]), ("TEST_BATCH_SIZE", 2.5, ["TEST_BATCH_SIZE", "2.5"]),
+    ("AUGMENTATION", "yes", ["AUGMENTATION must be None or {} (no augmentation)", "'yes'"]),
+    ("AUGMENTATION", {"degrees": 10}, ["AUGMENTATION must be", "exactly the keys degrees, translate, scale"]),
+    ("AUGMENTATION", {"degrees": 10, "translate": 0.1, "scale": 1.0}, ["AUGMENTATION: scale must be a number from 0 to 1"]),
+    ("AUGMENTATION", {"degrees": 360, "translate": 0.1, "scale": 0.1}, ["AUGMENTATION: degrees", "180", "360"]),
+    ("AUGMENTATION", {"degrees": 10, "translate": 0.5, "scale": 0.1}, ["AUGMENTATION: translate", "0.5 (excluded"]),
+    ("TRAIN_LIMIT", 0, ["TRAIN_LIMIT must be None (every digit) or a whole number", "0"]),
+    ("TRAIN_LIMIT", "100", ["TRAIN_LIMIT", "'100'"]), ("TEST_LIMIT", -1, ["TEST_LIMIT", "-1"]),
+    ("TRAIN_LIMIT", 100, ["TRAIN_LIMIT=100 is below BATCH_SIZE=128"]),
+    ("DEVICE", "gpu", ["DEVICE must be None", "['cpu'", "'gpu'"]), ("DEVICE", 0, ["DEVICE must be None", "0"]),
+    ("DATA_ROOT", 5, ["DATA_ROOT must be a folder's path", "5"]), ("DATA_ROOT", "", ["DATA_ROOT", "''"]),
+    ("DATA_ROOT", str(ROOT / "README.md"), ["DATA_ROOT=", "README.md' is a file"]),
+    ("OUT_DIR", None, ["OUT_DIR must be a folder's path", "None"]),
+    ("EPOCHS", "20", ["EPOCHS", "'20'"]), ("VARIANTS", {}, ["VARIANTS"]), ("EMA_DECAY", "0.998", ["EMA_DECAY", "'0.998'"]),
+])
+def test_check_notebook_names_each_bad_setting(tmp_path, monkeypatch, setting, value, parts):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with raises(ValueError, *parts):
+        utils.check_notebook(notebook_settings(tmp_path, **{setting: value}))
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_check_notebook_needs_every_setting(tmp_path):
+    names = notebook_settings(tmp_path)
+    del names["SEED"]
+    with raises(ValueError, "['SEED'] are not set"):
+        utils.check_notebook(names)
+
+
 # ---- Divergence is an error, never a saved run -------------------------------------------------------------------
 
 class TurnsNaN(nn.Module):

@@ -14,6 +14,7 @@ import nbformat
 import papermill
 import pytest
 
+import utils
 from conftest import MNIST_ROOT, ROOT, needs_mnist
 
 NOTEBOOK = ROOT / "S6_Normalization.ipynb"
@@ -38,6 +39,16 @@ def test_papermill_reads_every_setting_of_the_parameters_cell():
     tree = ast.parse(notebook.cells[parameters_index(notebook)].source)
     settings = [node.targets[0].id for node in tree.body if isinstance(node, ast.Assign)]
     assert list(papermill.inspect_notebook(NOTEBOOK)) == settings
+
+
+def test_utils_knows_every_setting_the_notebook_assigns():
+    # check_notebook tells an injected typo from a setting by these names: they must be the cells' own
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assigned = lambda cell: [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                             for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()]
+    assert tuple(assigned(notebook.cells[parameters_index(notebook)])) == utils.SETTINGS
+    assert tuple(name for cell in notebook.cells[: parameters_index(notebook)] if cell.cell_type == "code"
+                 for name in assigned(cell)) == utils.COLAB_SETTINGS
 
 
 def execute(out_dir, **parameters):
@@ -84,9 +95,10 @@ def test_notebook_runs_end_to_end(tmp_path):
     ("DATA_ROOT", "{tmp}/nowhere", "MNIST_ROOT"),
     ("GROUPS", 3, "groups=3"),
     ("EPOCHS", 0, "EPOCHS"),
-    ("BATCH_SIZE", 0, "batch_size"),
+    ("BATCH_SIZE", 0, "BATCH_SIZE"),
     ("VARIANTS", {"BN": "B", "XN": "X"}, "norm must be one of"),
-    ("TEST_LIMIT", 0, "limit"),
+    ("TEST_LIMIT", 0, "TEST_LIMIT"),
+    ("MAX_LRR", 0.5, "did you mean MAX_LR"),  # a typo: papermill injects it all the same
 ])
 def test_a_failing_run_changes_nothing(tmp_path, published, setting, value, message):
     value = value.format(tmp=tmp_path) if isinstance(value, str) else value
