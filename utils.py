@@ -18,6 +18,8 @@ import math
 import os
 import platform
 import random
+import shutil
+import signal
 import statistics
 import struct
 import subprocess
@@ -238,7 +240,8 @@ def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float,
 
 # The notebook's settings: the names its parameters cell assigns, in order, and those its Colab cell assigns.
 SETTINGS = ("EPOCHS", "SEED", "BATCH_SIZE", "TEST_BATCH_SIZE", "MAX_LR", "WEIGHT_DECAY", "EMA_DECAY", "L1_LAMBDA",
-            "GROUPS", "DROPOUT", "AUGMENTATION", "VARIANTS", "TRAIN_LIMIT", "TEST_LIMIT", "DATA_ROOT", "DEVICE", "OUT_DIR")
+            "GROUPS", "DROPOUT", "AUGMENTATION", "VARIANTS", "TRAIN_LIMIT", "TEST_LIMIT", "DATA_ROOT", "DEVICE", "OUT_DIR",
+            "REPLACE_RESULTS")
 COLAB_SETTINGS = ("GITHUB_REPO", "GITHUB_BRANCH")
 
 
@@ -275,6 +278,7 @@ def check_notebook(names: dict) -> dict[str, str]:
     if Path(names["DATA_ROOT"]).exists() and not Path(names["DATA_ROOT"]).is_dir():
         raise ValueError(f"DATA_ROOT={str(names['DATA_ROOT'])!r} is a file: it must be the folder that holds MNIST/raw "
                          "(or one to download MNIST into)")
+    check_flag("REPLACE_RESULTS", names["REPLACE_RESULTS"])
     return check_study(names["VARIANTS"], names["EPOCHS"], names["MAX_LR"], names["WEIGHT_DECAY"], names["EMA_DECAY"],
                        names["L1_LAMBDA"], names["GROUPS"], names["DROPOUT"], names["OUT_DIR"])
 
@@ -920,14 +924,53 @@ def load_history(path: str | os.PathLike) -> dict:
     return data
 
 
+def _sibling(path: Path, tag: str) -> Path:
+    """path's sibling name.<tag>.suffix; the suffix kept, since savefig reads the format from it."""
+    return path.with_name(f"{path.stem}.{tag}{path.suffix}")
+
+
 def replace_file(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """`write(tmp)` into a temporary sibling of `path`, then replace `path` with it in one step: never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # the suffix kept: savefig reads the format from it
+    tmp = _sibling(path, "tmp")
     write(tmp)
     tmp.replace(path)
     return path
+
+
+def replace_files(files: dict[Path, bytes]) -> list[Path]:
+    """Replace every file of `files` ({path: content}) or none of them; returns the paths.
+
+    Each content is first written into a temporary sibling and read back; only then do they replace the old files,
+    one after another, each old one copied aside until all are in. An error or an interrupt at any point puts back
+    every file already replaced and removes every file written here. (A SIGKILL or a power cut during the
+    replacements themselves, a few milliseconds, would leave some files new and the copies aside, name.old.suffix.)
+    """
+    staged, kept, done = {}, {}, []
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staged[path] = _sibling(path, "tmp")
+            staged[path].write_bytes(data)
+            if staged[path].read_bytes() != data:
+                raise OSError(f"{staged[path]} does not read back as it was written: not published")
+            if path.exists():
+                kept[path] = shutil.copy2(path, _sibling(path, "old"))
+        for path, tmp in staged.items():
+            tmp.replace(path)
+            done.append(path)
+    except BaseException:
+        for path in reversed(done):
+            if path in kept:
+                Path(kept[path]).replace(path)
+            else:
+                path.unlink()
+        raise
+    finally:
+        for leftover in [*staged.values(), *kept.values()]:
+            Path(leftover).unlink(missing_ok=True)
+    return list(files)
 
 
 def write_json(path: str | os.PathLike, data: dict) -> Path:
@@ -943,22 +986,131 @@ def save_history(path: str | os.PathLike, name: str, entry: dict) -> None:
     write_json(path, data)
 
 
-def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: dict[str, list[dict]]) -> list[Path]:
-    """Copy a finished run's results/ and Images/ files from run_dir into out_dir, each replaced in one step.
+_interruptions: list[str] = []  # what interrupted the watched run, or could have done so unseen (watch_interrupts)
 
-    Called only once every variant has finished, so a failed or interrupted run never touches the published
-    results (its own finished epochs stay in run_dir). A variant whose final test accuracy is at chance level is
-    a diverged run: RuntimeError, and nothing is published.
+
+def _interrupt(signum: int, frame) -> None:
+    name = signal.Signals(signum).name
+    _interruptions.append(f"{name} arrived")
+    raise KeyboardInterrupt(f"{name}: the run stops here and is not published")
+
+
+def _watch_sigint(info) -> None:
+    """IPython's pre_run_cell event: ipykernel sets its own SIGINT handler before each cell; this one also records."""
+    signal.signal(signal.SIGINT, _interrupt)
+
+
+def _parent_ignores_sigint() -> bool:
+    """Whether this process's parent ignores SIGINT (read from /proc on Linux; False where that cannot be read)."""
+    try:
+        status = Path(f"/proc/{os.getppid()}/status").read_text()
+    except OSError:
+        return False
+    ignored = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigIgn:")), 0)
+    return bool(ignored >> (signal.SIGINT - 1) & 1)
+
+
+def watch_interrupts() -> list[str]:
+    """Watch the run from now on for what must keep it from being published; returns that list, emptied, for
+    `publish`.
+
+    SIGINT and SIGTERM are recorded, and raise KeyboardInterrupt, even where the parent started this process with
+    SIGINT ignored; in IPython the SIGINT handler is installed again before every cell (ipykernel installs its own for
+    each cell, and ignores SIGINT between cells). A parent that ignores SIGINT, such as papermill started in the
+    background by a shell, would swallow an interrupt meant for the run: that is recorded at once, with a warning.
     """
+    _interruptions.clear()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is not None:
+        shell.events.register("pre_run_cell", _watch_sigint)
+    if _parent_ignores_sigint():
+        _interruptions.append(f"the process that runs this one (pid {os.getppid()}) ignores SIGINT, so an interrupt sent "
+                              "to it would not have stopped this run; start it in the foreground, or with job control "
+                              "(`set -m` in a script), to publish")
+        warnings.warn(f"{_interruptions[-1]}: this run will not be published", RuntimeWarning, stacklevel=2)
+    return _interruptions
+
+
+def _study_settings(runs: dict) -> dict:
+    """The settings a history's runs were made with (the Colab cell's aside), {} unless every entry records the same."""
+    found = [{k: v for k, v in (entry.get("settings") or {}).items() if k not in COLAB_SETTINGS} for entry in runs.values()]
+    return found[0] if found and all(f == found[0] for f in found) else {}
+
+
+def _incomplete(run_dir: Path, runs: dict, histories: dict[str, list[dict]]) -> str | None:
+    """What is missing from a run's files for it to be the whole run `histories` says it was; None if nothing."""
+    settings = _study_settings(runs)
+    variants = list(settings.get("VARIANTS") or {})
+    if sorted(runs) != sorted(histories) or sorted(runs) != sorted(variants):
+        return f"its history file holds {sorted(runs)}, the run {sorted(histories)}, and VARIANTS names {sorted(variants)}"
+    for name, entry in runs.items():
+        if entry["history"] != histories[name] or len(entry["history"]) != settings.get("EPOCHS") \
+                or "predictions" not in entry:
+            return f"{name} has {len(entry['history'])} of {settings.get('EPOCHS')} epochs on file, or not the run's, " \
+                   "or no predictions"
+    figures = ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in runs]
+    for figure in figures:
+        path = run_dir / "Images" / f"{figure}.png"
+        if not path.is_file() or not path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"):
+            return f"{path} is missing or not a PNG"
+    return None
+
+
+def _differs(out_dir: Path, targets: list[Path], runs: dict) -> str | None:
+    """Why out_dir's files must not be replaced by this run's without REPLACE_RESULTS: the run is not the study their
+    history.json records (other settings, or none recorded); None where it is, or where none of `targets` exist."""
+    present = [path for path in targets if path.exists()]
+    published = out_dir / "results" / "history.json"
+    if not present:
+        return None
+    if not published.is_file():
+        return f"{out_dir} holds {present[0]} and more, but no results/history.json that says what made them"
+    try:
+        theirs = _study_settings(load_history(published))
+    except ValueError as error:
+        return str(error)
+    ours = _study_settings(runs)
+    changed = [f"{k} {ours.get(k)!r} (published: {theirs.get(k)!r})" for k in dict.fromkeys([*theirs, *ours])
+               if ours.get(k) != theirs.get(k)]
+    return f"its settings differ from those {published} records: {', '.join(changed)}" if changed else None
+
+
+def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: dict[str, list[dict]],
+            replace: bool = False, interruptions: Iterable[str] = ()) -> list[Path]:
+    """Copy a finished run's results/ and Images/ files from run_dir into out_dir, all of them or none
+    (`replace_files`); returns the files published, [] where the run is kept apart.
+
+    Refused, with a RuntimeError: a run that something interrupted (`interruptions`, from `watch_interrupts`); one
+    whose files are not the whole run (`histories`: every variant of VARIANTS, its EPOCHS epochs, its predictions and
+    figures); a variant at chance level (a diverged run). Kept apart in run_dir, with the reason printed, unless
+    `replace` (the notebook's REPLACE_RESULTS): a run whose settings are not those out_dir's results/history.json
+    records (fewer epochs, a TRAIN_LIMIT or TEST_LIMIT, a subset of VARIANTS, any other setting), and any run where
+    out_dir holds files it would replace but no such record. Out_dir's files change only by a full study at their
+    settings, or on purpose.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    where = f"the run's files are in {run_dir}"
+    interruptions = list(interruptions)
+    if interruptions:
+        raise RuntimeError(f"not published: {'; '.join(interruptions)}; {where}")
+    runs = load_history(run_dir / "results" / "history.json")
+    problem = _incomplete(run_dir, runs, histories)
+    if problem:
+        raise RuntimeError(f"not published: {problem}; {where}")
     for name, history in histories.items():
         if history[-1]["test_acc"] <= CHANCE_ACC:
             raise RuntimeError(f"{name} ended at {history[-1]['test_acc']:.2f}% test accuracy, chance level: not "
-                               f"published; the run's files are in {run_dir}")
-    published = []
-    for source in sorted(Path(run_dir).glob("results/*")) + sorted(Path(run_dir).glob("Images/*")):
-        data = source.read_bytes()
-        published.append(replace_file(Path(out_dir) / source.relative_to(run_dir), lambda tmp: tmp.write_bytes(data)))
-    return published
+                               f"published; {where}")
+    sources = [p for p in sorted(run_dir.glob("results/*")) + sorted(run_dir.glob("Images/*")) if p.is_file()]
+    files = {out_dir / source.relative_to(run_dir): source.read_bytes() for source in sources}
+    reason = None if replace else _differs(out_dir, list(files), runs)
+    if reason:
+        print(f"not published into {out_dir}: {reason}. This run's results and figures stay in {run_dir}; "
+              "REPLACE_RESULTS = True replaces the published ones with such a run")
+        return []
+    return replace_files(files)
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
