@@ -162,7 +162,6 @@ INTERRUPTS = {  # what is signalled, with what, and whether papermill starts wit
     "SIGINT to the kernel": ("kernel", signal.SIGINT, False),
     "SIGTERM to the kernel": ("kernel", signal.SIGTERM, False),
     "a dying kernel": ("kernel", signal.SIGKILL, False),
-    "SIGTERM to papermill": ("papermill", signal.SIGTERM, False),
     "SIGINT to papermill, which ignores it": ("papermill", signal.SIGINT, True),
 }
 
