@@ -1048,10 +1048,10 @@ def _incomplete(run_dir: Path, runs: dict, histories: dict[str, list[dict]]) -> 
     if sorted(runs) != sorted(histories) or sorted(runs) != sorted(variants):
         return f"its history file holds {sorted(runs)}, the run {sorted(histories)}, and VARIANTS names {sorted(variants)}"
     for name, entry in runs.items():
-        if entry["history"] != histories[name] or len(entry["history"]) != settings.get("EPOCHS") \
-                or "predictions" not in entry:
-            return f"{name} has {len(entry['history'])} of {settings.get('EPOCHS')} epochs on file, or not the run's, " \
-                   "or no predictions"
+        if entry["history"] != histories[name]:
+            return f"{name}'s epochs on file ({len(entry['history'])}) are not those it trained ({len(histories[name])})"
+        if len(entry["history"]) != settings.get("EPOCHS") or "predictions" not in entry:
+            return f"{name} has {len(entry['history'])} of its {settings.get('EPOCHS')} epochs on file, or no predictions"
     figures = ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in runs]
     for figure in figures:
         path = run_dir / "Images" / f"{figure}.png"
@@ -1064,9 +1064,9 @@ def _differs(out_dir: Path, targets: list[Path], runs: dict) -> str | None:
     """Why out_dir's files must not be replaced by this run's without REPLACE_RESULTS: the run is not the study their
     history.json records (other settings, or none recorded); None where it is, or where none of `targets` exist."""
     present = [path for path in targets if path.exists()]
-    published = out_dir / "results" / "history.json"
     if not present:
         return None
+    published = out_dir / "results" / "history.json"
     if not published.is_file():
         return f"{out_dir} holds {present[0]} and more, but no results/history.json that says what made them"
     try:
@@ -1096,7 +1096,7 @@ def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: d
     where = f"the run's files are in {run_dir}"
     interruptions = list(interruptions)
     if interruptions:
-        raise RuntimeError(f"not published: {'; '.join(interruptions)}; {where}")
+        raise RuntimeError(f"not published: {'; '.join(interruptions)}; {where} (a new run starts at cell 3)")
     runs = load_history(run_dir / "results" / "history.json")
     problem = _incomplete(run_dir, runs, histories)
     if problem:

@@ -795,6 +795,15 @@ def test_a_run_whose_files_are_not_whole_is_refused(tmp_path, out_dir, damage, n
     assert snapshot(out_dir) == before
 
 
+def test_a_run_without_its_last_save_is_refused(tmp_path, out_dir):
+    run_dir, histories = make_run(tmp_path)
+    runs = utils.load_history(run_dir / "results" / "history.json")
+    del runs["GN"]["predictions"]  # saved with the last epoch's, as the notebook does once a variant has finished
+    utils.write_json(run_dir / "results" / "history.json", runs)
+    with raises(RuntimeError, "GN has 20 of its 20 epochs on file, or no predictions"):
+        utils.publish(run_dir, out_dir, histories, replace=True)
+
+
 def test_a_variant_missing_from_the_run_is_refused(tmp_path, out_dir):
     run_dir, histories = make_run(tmp_path, variants=("BN", "LN"), VARIANTS=SETTINGS["VARIANTS"])  # GN never trained
     with raises(RuntimeError, "VARIANTS names ['BN', 'GN', 'LN']"):
@@ -804,7 +813,7 @@ def test_a_variant_missing_from_the_run_is_refused(tmp_path, out_dir):
 def test_a_run_with_fewer_epochs_on_file_than_it_ran_is_refused(tmp_path, out_dir):
     run_dir, histories = make_run(tmp_path)
     histories["LN"] = histories["LN"] + [histories["LN"][-1]]  # the run went on after its last save
-    with raises(RuntimeError, "LN has 20 of 20 epochs on file, or not the run's"):
+    with raises(RuntimeError, "LN's epochs on file (20) are not those it trained (21)"):
         utils.publish(run_dir, out_dir, histories, replace=True)
 
 
