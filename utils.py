@@ -904,12 +904,15 @@ def _history_problem(runs: dict, keys: dict[str, type | tuple[type, ...]] | None
     return None
 
 
-def load_history(path: str | os.PathLike) -> dict:
-    """The history file as a dict, {} if it does not exist yet; a ValueError naming the file if it is not valid
-    JSON or not a history (`_history_problem`: a truncated, foreign or hand-edited file)."""
+def load_history(path: str | os.PathLike, missing_ok: bool = True) -> dict:
+    """The history file as a dict; where it does not exist, {} (a history yet to start) or, without missing_ok, a
+    ValueError naming it. So is a file that is not valid JSON or not a history (`_history_problem`: a truncated,
+    foreign or hand-edited file)."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and missing_ok:
         return {}
+    if not path.exists():
+        raise ValueError(f"{path} does not exist: no model has finished an epoch there yet")
     fix = "fix it, or delete it to start a new history"
     try:
         data = json.loads(path.read_text())

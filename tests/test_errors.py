@@ -468,6 +468,12 @@ def test_results_table_says_what_is_wrong_with_its_input(runs, parts):
         utils.results_table(runs)
 
 
+def test_a_history_that_must_be_there_is_named_when_it_is_not(tmp_path):
+    assert utils.load_history(tmp_path / "history.json") == {}  # a history yet to start, for save_history
+    with raises(ValueError, str(tmp_path / "history.json"), "does not exist"):
+        utils.load_history(tmp_path / "history.json", missing_ok=False)
+
+
 def test_results_table_of_the_committed_history_still_works():
     assert utils.results_table(utils.load_history(ROOT / "results" / "history.json")).count("\n") == 4
 
