@@ -64,6 +64,18 @@ def sigint_reaches_this_process():
     signal.signal(signal.SIGINT, handler)
 
 
+def test_the_parameters_cell_as_written_is_the_committed_study():
+    # a run of the notebook as it stands publishes (its settings are those results/history.json records) and a run
+    # with any setting changed does not, unless REPLACE_RESULTS says so
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    names = {}
+    exec(notebook.cells[parameters_index(notebook)].source, names)
+    settings = {k: v for k, v in names.items() if k.isupper() and k not in ("DATA_ROOT", "OUT_DIR", "REPLACE_RESULTS")}
+    committed = utils.load_history(ROOT / "results" / "history.json")
+    assert json.loads(json.dumps(settings)) == utils._study_settings(committed)
+    assert names["REPLACE_RESULTS"] is False
+
+
 def execute(out_dir, **parameters):
     """Run the notebook with the small settings, DATA_ROOT and OUT_DIR, and `parameters` on top."""
     settings = {**SMALL, "DATA_ROOT": str(MNIST_ROOT), "OUT_DIR": str(out_dir), **parameters}
