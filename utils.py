@@ -11,12 +11,15 @@ augmentation runs on whole batches there: no PIL, no worker processes, no per-sa
 """
 
 import copy
+import difflib
 import hashlib
 import json
 import math
 import os
 import platform
 import random
+import shutil
+import signal
 import statistics
 import struct
 import subprocess
@@ -44,6 +47,14 @@ with warnings.catch_warnings():
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel mean and standard deviation of the training set
 BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a black pixel after normalisation
 ROOT = Path(__file__).resolve().parent  # the repository
+# MNIST's four original files (decompressed) and their published SHA-256 sums: every file read is checked against its
+# sum, unless a SHA256SUMS beside the data lists that file (another copy, such as the tests' tiny fake MNIST).
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
 
 
 # ---- Set-up: seeds, device, memory, how a result was made ----------------------------------------------------
@@ -121,6 +132,88 @@ def finite_number(name: str, value, zero_ok: bool = True) -> float:
     return value
 
 
+def check_flag(name: str, value) -> None:
+    """A ValueError naming the setting unless `value` is True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_seed(name: str, seed) -> None:
+    """A ValueError naming the setting unless `seed` is a whole number from 0 to 2**32 - 1 (what NumPy accepts)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"{name} must be a whole number from 0 to 2**32 - 1, got {seed!r}")
+
+
+def check_ema_decay(name: str, decay, none_ok: bool = True) -> None:
+    """A ValueError naming the setting unless `decay` is a number in (0, 1), or None (no average) with none_ok."""
+    if (decay is not None or not none_ok) and (isinstance(decay, bool) or not isinstance(decay, (int, float))
+                                                 or not 0 < decay < 1):
+        raise ValueError(f"{name} must be {'None or ' if none_ok else ''}a number in (0, 1), got {decay!r}")
+
+
+# augment's settings: (largest value, whether that value itself is allowed, what it means).
+AUGMENT_LIMITS = {
+    "degrees": (180, True, "a rotation of up to +-degrees; 180 reaches every angle"),
+    "translate": (0.5, False, "a shift of up to translate x the image size; at 0.5 a digit can leave the image"),
+    "scale": (1, False, "a zoom of 1 +- scale; at 1 or more a digit is mirrored or shrunk to nothing"),
+}
+
+
+def check_augmentation(name: str, augmentation) -> None:
+    """A ValueError naming the setting unless `augmentation` is None or {} (no augmentation) or a dict of exactly
+    degrees, translate and scale, each a finite number from 0 to its limit in AUGMENT_LIMITS."""
+    if augmentation is None or isinstance(augmentation, dict) and not augmentation:
+        return
+    if not isinstance(augmentation, dict) or augmentation.keys() != AUGMENT_LIMITS.keys():
+        raise ValueError(f"{name} must be None or {{}} (no augmentation), or a dict of exactly the keys "
+                         f"{', '.join(AUGMENT_LIMITS)}, got {augmentation!r}")
+    for key, value in augmentation.items():
+        high, included, meaning = AUGMENT_LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high \
+                or value == high and not included:
+            raise ValueError(f"{name}: {key} must be a number from 0 to {high} ({'included' if included else 'excluded'}:"
+                             f" {meaning}), got {value!r}")
+
+
+def check_device(name: str, device) -> None:
+    """A ValueError naming the argument unless `device` is a torch.device or a device name that this machine has."""
+    available = _available_devices()
+    if not isinstance(device, (str, torch.device)) or str(device) not in available:
+        raise ValueError(f"{name} must be a torch.device or the name of one this machine has, {available}; "
+                         f"got {device!r}")
+
+
+def _kind(value) -> str:
+    """A value's type and, for an array, its dtype and shape: what an error message says a wrong argument was."""
+    kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
+    return f"{kind} {value.dtype} of shape {list(value.shape)}" if hasattr(value, "shape") and hasattr(value, "dtype") \
+        else kind
+
+
+def check_data(images, labels) -> None:
+    """A ValueError unless `images` is a float tensor [N, C, H, W] of finite values and `labels` an int64 tensor [N] of
+    classes 0-9 on the same device, as load_mnist returns them."""
+    for name, value in (("images", images), ("labels", labels)):
+        if not isinstance(value, torch.Tensor):
+            hint = ": convert it with torch.from_numpy" if isinstance(value, np.ndarray) else ""
+            raise ValueError(f"{name} must be a torch.Tensor, got {_kind(value)}{hint}")
+    if images.dim() != 4 or not images.is_floating_point():
+        hint = "; add the channel axis with images.unsqueeze(1)" if images.dim() == 3 else ""
+        raise ValueError(f"images must be a float tensor [N, C, H, W], got {_kind(images)}{hint}")
+    if labels.dim() != 1 or labels.dtype != torch.int64:
+        raise ValueError(f"labels must be an int64 tensor [N] of classes 0-9, got {_kind(labels)}")
+    if images.device != labels.device:
+        raise ValueError(f"images are on {images.device} but labels on {labels.device}: put both on one device")
+    outside = labels[(labels < 0) | (labels > 9)]
+    if len(outside):
+        raise ValueError(f"labels must be classes 0-9, got {len(outside):,} outside that, the first {outside[0].item()}")
+    if not torch.isfinite(images.sum()):  # one fast pass; counted only where something is wrong
+        non_finite = (~torch.isfinite(images)).sum().item()
+        if non_finite:
+            raise ValueError(f"images hold {non_finite:,} NaN or infinite values; load and normalise them as load_mnist "
+                             "does")
+
+
 def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float, ema_decay: float | None,
                 l1_lambda: float, groups: int, dropout: float, out_dir: str | os.PathLike) -> dict[str, str]:
     """Check the notebook's settings before any training (named as the notebook names them); ValueError on the first
@@ -136,9 +229,7 @@ def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float,
     finite_number("MAX_LR", max_lr, zero_ok=False)
     finite_number("WEIGHT_DECAY", weight_decay)
     finite_number("L1_LAMBDA", l1_lambda)
-    if ema_decay is not None and (isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float))
-                                  or not 0 < ema_decay < 1):
-        raise ValueError(f"EMA_DECAY must be None or a number in (0, 1), got {ema_decay!r}")
+    check_ema_decay("EMA_DECAY", ema_decay)
     probe = Path(out_dir) / "runs" / ".write-test"
     try:
         probe.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +238,51 @@ def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float,
     except OSError as error:
         raise ValueError(f"OUT_DIR={str(out_dir)!r} is not writable ({error}); choose a folder you can write to") from None
     return norms
+
+
+# The notebook's settings: the names its parameters cell assigns, in order, and those its Colab cell assigns.
+SETTINGS = ("EPOCHS", "SEED", "BATCH_SIZE", "TEST_BATCH_SIZE", "MAX_LR", "WEIGHT_DECAY", "EMA_DECAY", "L1_LAMBDA",
+            "GROUPS", "DROPOUT", "AUGMENTATION", "VARIANTS", "TRAIN_LIMIT", "TEST_LIMIT", "DATA_ROOT", "DEVICE", "OUT_DIR",
+            "REPLACE_RESULTS")
+COLAB_SETTINGS = ("GITHUB_REPO", "GITHUB_BRANCH")
+
+
+def check_notebook(names: dict) -> dict[str, str]:
+    """Check every setting of the notebook before any work, from its globals() (papermill's cell of injected settings
+    runs just before): a name in capitals that is no setting, or a setting's name in other letters (a typo such as
+    `-p MAX_LRR 0.5`, `-p max_lr 0.5`), is a ValueError naming the nearest setting; so is a bad value, with the
+    setting, its value and what is allowed. Returns check_study's {variant: norm}."""
+    known = SETTINGS + COLAB_SETTINGS
+    for name, value in names.items():
+        if (name.isupper() or name.upper() in known) and name not in known:
+            nearest = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f"did you mean {nearest[0]}?" if nearest else "no setting has a name close to it."
+            raise ValueError(f"unknown setting {name}={value!r}: {hint} The settings are {', '.join(SETTINGS)}")
+    missing = [name for name in SETTINGS if name not in names]
+    if missing:
+        raise ValueError(f"settings {missing} are not set: run the parameters cell first")
+    check_seed("SEED", names["SEED"])
+    whole_number("BATCH_SIZE", names["BATCH_SIZE"], "a whole number of images >= 1")
+    whole_number("TEST_BATCH_SIZE", names["TEST_BATCH_SIZE"], "a whole number of images >= 1")
+    check_augmentation("AUGMENTATION", names["AUGMENTATION"])
+    _check_limit("TRAIN_LIMIT", names["TRAIN_LIMIT"])
+    _check_limit("TEST_LIMIT", names["TEST_LIMIT"])
+    if names["TRAIN_LIMIT"] is not None and names["TRAIN_LIMIT"] < names["BATCH_SIZE"]:
+        raise ValueError(f"TRAIN_LIMIT={names['TRAIN_LIMIT']} is below BATCH_SIZE={names['BATCH_SIZE']}: training needs "
+                         "at least one full batch; raise TRAIN_LIMIT (None for every digit) or lower BATCH_SIZE")
+    device, available = names["DEVICE"], _available_devices()
+    if device is not None and (not isinstance(device, (str, torch.device)) or str(device) not in available):
+        raise ValueError(f"DEVICE must be None (cuda, then mps, then cpu) or one of this machine's {available}, "
+                         f"got {device!r}")
+    for name in ("DATA_ROOT", "OUT_DIR"):
+        if not isinstance(names[name], (str, os.PathLike)) or not str(names[name]):
+            raise ValueError(f"{name} must be a folder's path, got {names[name]!r}")
+    if Path(names["DATA_ROOT"]).exists() and not Path(names["DATA_ROOT"]).is_dir():
+        raise ValueError(f"DATA_ROOT={str(names['DATA_ROOT'])!r} is a file: it must be the folder that holds MNIST/raw "
+                         "(or one to download MNIST into)")
+    check_flag("REPLACE_RESULTS", names["REPLACE_RESULTS"])
+    return check_study(names["VARIANTS"], names["EPOCHS"], names["MAX_LR"], names["WEIGHT_DECAY"], names["EMA_DECAY"],
+                       names["L1_LAMBDA"], names["GROUPS"], names["DROPOUT"], names["OUT_DIR"])
 
 
 # ---- Data: MNIST in memory, augmentation, loaders -------------------------------------------------------------
@@ -163,9 +299,15 @@ def load_mnist(
     root: argument, else the environment variable MNIST_ROOT, else "./data"; the split's two files are read from
     root/MNIST/raw, where torchvision downloads the four when one is missing. limit keeps the first `limit` samples.
     Each file's size and magic number are checked against its IDX header, and its SHA-256 against root/SHA256SUMS
-    where that file exists and lists it: a bad file is a ValueError that names it.
+    where that file lists it, else against MNIST's published sum (MNIST_SHA256): a bad file is a ValueError that
+    names it.
     """
     _check_limit("limit", limit)
+    check_flag("train", train)
+    check_flag("download", download)
+    check_device("device", device)
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise ValueError(f"root must be None (MNIST_ROOT, else ./data) or a folder's path, got {root!r}")
     root = Path(root or os.environ.get("MNIST_ROOT") or "data")
     prefix = "train" if train else "t10k"
     image_file, label_file = (root / "MNIST" / "raw" / f"{prefix}-{kind}-ubyte" for kind in ("images-idx3", "labels-idx1"))
@@ -188,6 +330,10 @@ def _check_limit(name: str, limit: int | None) -> None:
 
 def _fetch_mnist(root: Path, files: list[Path], download: bool) -> None:
     """Download MNIST with torchvision when one of `files` is missing; FileNotFoundError where that cannot be done."""
+    for file in files:
+        if file.exists() and not file.is_file():
+            raise ValueError(f"{file} is a {'folder' if file.is_dir() else 'special file'}, not a file: put the "
+                             f"original MNIST file {file.name} there instead")
     missing = [file.name for file in files if not file.is_file()]
     if not missing:
         return
@@ -205,18 +351,31 @@ def _fetch_mnist(root: Path, files: list[Path], download: bool) -> None:
 
 
 def _sha256sums(root: Path) -> dict[str, str]:
-    """root/SHA256SUMS (sha256sum's format, "<sha256>  <path from root>" a line) as {path: sha256}; {} without it."""
+    """The SHA-256 each MNIST file must have, as {path from root: sha256}: MNIST's published sums (MNIST_SHA256),
+    replaced by those root/SHA256SUMS lists (sha256sum's format, "<sha256>  <path from root>" a line), if it exists.
+
+    A SHA256SUMS that cannot be read, has a malformed line or lists none of the four files is a ValueError.
+    """
     path = root / "SHA256SUMS"
-    if not path.is_file():
-        return {}
+    published = {f"MNIST/raw/{name}": digest for name, digest in MNIST_SHA256.items()}
+    if not path.exists():
+        return published
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} cannot be read as a checksum list ({error}): fix it, or remove it to check the "
+                         "files against MNIST's published sums") from None
     sums = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         fields = line.split(maxsplit=1)
         if len(fields) == 2 and len(fields[0]) == 64:
             sums[Path(fields[1].lstrip("*")).as_posix()] = fields[0].lower()
         elif fields:
             raise ValueError(f"{path}, line {number}: expected '<sha256>  <file>', got {line!r}")
-    return sums
+    if not sums.keys() & published.keys():
+        raise ValueError(f"{path} lists none of MNIST's files ({', '.join(published)}), so it checks nothing: list "
+                         f"them by their path from {root}, as `sha256sum MNIST/raw/*` run there writes them")
+    return published | sums
 
 
 def _read_idx(path: Path, magic: int, shape: tuple[int, ...], sha256: str | None) -> torch.Tensor:
@@ -224,9 +383,13 @@ def _read_idx(path: Path, magic: int, shape: tuple[int, ...], sha256: str | None
 
     The header is the magic number (2051 for images, 2049 for labels), n, and for images 28, 28: 4 bytes each.
     """
-    data = bytearray(path.read_bytes())
-    header = 8 + 4 * len(shape)
     replace = "replace it with the original MNIST file"
+    try:
+        data = bytearray(path.read_bytes())
+    except OSError as error:
+        raise ValueError(f"{path} exists but cannot be read ({error.strerror or error}): check its permissions, or "
+                         f"{replace}") from None
+    header = 8 + 4 * len(shape)
     if len(data) < header:
         raise ValueError(f"{path} is {len(data)} bytes, shorter than its {header}-byte header: it is truncated; {replace}")
     found, n = struct.unpack_from(">II", data)
@@ -239,8 +402,9 @@ def _read_idx(path: Path, magic: int, shape: tuple[int, ...], sha256: str | None
     if n == 0:
         raise ValueError(f"{path} holds no digits (its header says 0); {replace}")
     if sha256 is not None and (digest := hashlib.sha256(data).hexdigest()) != sha256:
-        raise ValueError(f"{path} has SHA-256 {digest}, but SHA256SUMS lists {sha256}: "
-                         f"it is corrupt or another version; {replace}")
+        listed = "MNIST's published SHA-256 is" if sha256 == MNIST_SHA256.get(path.name) else "SHA256SUMS lists"
+        raise ValueError(f"{path} has SHA-256 {digest}, but {listed} {sha256}: it is corrupt or another version; "
+                         f"{replace}")
     return torch.frombuffer(data, dtype=torch.uint8, offset=header).view(n, *shape)
 
 
@@ -259,6 +423,11 @@ def augment(
     pixels that come from outside the image are filled with the normalised background, not 0 (which is grey after
     normalisation).
     """
+    check_augmentation("augment", {"degrees": degrees, "translate": translate, "scale": scale})
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"augment: images must be a float tensor [N, C, H, W], got {_kind(images)}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"augment: generator must be None or a torch.Generator, got {_kind(generator)}")
     n = images.shape[0]
 
     def uniform(bound: float) -> torch.Tensor:
@@ -290,6 +459,12 @@ class TensorLoader:
         augment_fn: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
     ):
+        check_data(images, labels)
+        check_flag("shuffle", shuffle)
+        if augment_fn is not None and not callable(augment_fn):
+            raise ValueError(f"augment_fn must be None or a function (images, generator) -> images, got {augment_fn!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be None or a torch.Generator, got {_kind(generator)}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if len(images) == 0:
@@ -345,6 +520,9 @@ def mnist_loaders(
     _check_limit("test_limit", test_limit)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_device("device", device)
+    check_seed("seed", seed)
+    check_augmentation("augmentation", augmentation)
     generator = torch.Generator(device=device).manual_seed(seed)
     train_images, train_labels = load_mnist(root, True, device)
     if split == "validation":
@@ -352,6 +530,12 @@ def mnist_loaders(
         train_images, train_labels = train_images[:-VALIDATION_DIGITS], train_labels[:-VALIDATION_DIGITS]
     else:
         held_images, held_labels = load_mnist(root, False, device)
+    if train_limit is not None and train_limit > len(train_images):
+        raise ValueError(f"train_limit={train_limit} but split {split!r} has {len(train_images):,} training digits: "
+                         "use None for all of them, or fewer")
+    if test_limit is not None and test_limit > len(held_images):
+        raise ValueError(f"test_limit={test_limit} but split {split!r} holds out {len(held_images):,} digits: use None "
+                         "for all of them, or fewer")
     train_images, train_labels = train_images[:train_limit], train_labels[:train_limit]
     if len(train_images) < batch_size:
         raise ValueError(f"{len(train_images)} training digits (train_limit={train_limit}) but batch_size={batch_size}: "
@@ -387,8 +571,7 @@ class WeightEMA:
     """
 
     def __init__(self, model: nn.Module, decay: float):
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        check_ema_decay("decay", decay, none_ok=False)
         self.decay, self.updates = decay, 0
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self._pairs = None  # (model, our float tensors, its float tensors, our other tensors, its others)
@@ -415,6 +598,22 @@ CHECK_EVERY = 50  # batches between checks for a non-finite training loss: one h
 CHANCE_ACC = 15.0  # % test accuracy at or below which a model is at chance level (10 classes: 10%)
 
 
+def _divergence(model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer, l1_lambda: float, epoch: int,
+                batch: int, batches: int) -> str:
+    """What a non-finite training loss at `batch` most likely comes from: the inputs (the last batch `x` is not
+    finite), the settings (the first batch, before any optimiser step) or else the learning rate."""
+    where = f"non-finite training loss at epoch {epoch}, batch {batch} of {batches}"
+    group = optimizer.param_groups[0]
+    if not torch.isfinite(x).all():
+        return f"{where}: the inputs hold NaN or infinite values; check the data and its augmentation"
+    if epoch == 1 and batch == 1:
+        return (f"{where}, before any optimiser step, so not the learning rate: the settings or the model; check "
+                f"l1_lambda={l1_lambda:g} (it multiplies sum |w|), weight_decay={group.get('weight_decay', 0):g} and "
+                "that the model's outputs are finite")
+    return (f"{where}: the run diverged, most likely from the learning rate ({group['lr']:.3g} at the last step); "
+            "lower max_lr (MAX_LR)")
+
+
 def _first_non_finite(losses: torch.Tensor) -> int | None:
     bad = torch.nonzero(~torch.isfinite(losses))
     return bad[0].item() if len(bad) else None
@@ -436,6 +635,9 @@ def train(
     does `ema`, an exponential moving average of the weights. Losses and counts stay on the device; every
     CHECK_EVERY batches one read checks them for a non-finite loss, which stops training (FloatingPointError).
     """
+    check_device("device", device)
+    finite_number("l1_lambda", l1_lambda)
+    whole_number("epoch", epoch, "a whole number >= 1")
     if len(loader) == 0:
         raise ValueError("the training loader is empty: it yields no batches")
     model.train()
@@ -463,8 +665,7 @@ def train(
             bad = _first_non_finite(batch_losses[: batch + 1])
             if bad is not None:
                 bar.close()
-                raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {bad + 1} of {len(loader)}: "
-                                         "the run diverged; lower the learning rate")
+                raise FloatingPointError(_divergence(model, x, optimizer, l1_lambda, epoch, bad + 1, len(loader)))
     mean_loss, accuracy = batch_losses.sum().item() / seen, 100.0 * correct.item() / seen
     bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{accuracy:.2f}%")
     bar.close()
@@ -473,6 +674,7 @@ def train(
 
 def test(model: nn.Module, loader: Loader, device: torch.device) -> tuple[float, float]:
     """Mean NLL loss and accuracy (%) over `loader`, in eval mode; the model's mode is restored afterwards."""
+    check_device("device", device)
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), device=device)
@@ -518,8 +720,16 @@ def fit(
     Returns one record per epoch (the history.json schema; weights_l1 is the tested model's sum of |w| over the
     weights L1 penalises); `on_epoch(history)` is called after every epoch.
     """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {_kind(model)}")
+    check_device("device", device)
     whole_number("epochs", epochs, "a whole number >= 1")
     finite_number("max_lr", max_lr, zero_ok=False)
+    finite_number("weight_decay", weight_decay)
+    finite_number("l1_lambda", l1_lambda)
+    check_ema_decay("ema_decay", ema_decay)
+    if on_epoch is not None and not callable(on_epoch):
+        raise ValueError(f"on_epoch must be None or a function of the history so far, got {on_epoch!r}")
     device = torch.device(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=len(train_loader))
@@ -553,6 +763,7 @@ def fit(
 
 def predict(model: nn.Module, loader: Loader, device: torch.device) -> torch.Tensor:
     """The predicted class of every image of `loader`, in order, as int64 on the CPU (eval mode)."""
+    check_device("device", device)
     was_training = model.training
     model.eval()
     with torch.inference_mode():
@@ -571,6 +782,7 @@ def misclassified(
     Fewer than `n` where fewer are wrong, possibly none (zero rows); an empty `data` is a ValueError.
     """
     whole_number("n", n, "a whole number of digits >= 1")
+    check_device("device", device)
     was_training = model.training
     model.eval()
     images, predicted, true = [], [], []
@@ -672,30 +884,98 @@ def print_summary(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)) -
 
 # ---- Records: the history file, tables, the worked example -------------------------------------------------
 
-def load_history(path: str | os.PathLike) -> dict:
-    """The history file as a dict, {} if it does not exist yet; ValueError if it is not a JSON object."""
+EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")  # numbers in every record
+
+
+def _history_problem(runs: dict, keys: dict[str, type | tuple[type, ...]] | None = None) -> str | None:
+    """What makes `runs` no history ({model name: entry whose "history" is a non-empty list of epoch records with
+    every EPOCH_KEYS number, and `keys` of the given types}), in words; None if it is one."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    for name, entry in runs.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("history"), list) or not entry["history"]:
+            return f"model {name!r} has no 'history' list of epochs"
+        wrong = [k for k, kind in (keys or {}).items() if not isinstance(entry.get(k), kind) or isinstance(entry.get(k), bool)]
+        if wrong:
+            return f"model {name!r} lacks {wrong} or holds the wrong type there"
+        for i, record in enumerate(entry["history"], 1):
+            missing = [k for k in EPOCH_KEYS if not number(record.get(k))] if isinstance(record, dict) else EPOCH_KEYS
+            if missing:
+                return f"model {name!r}, epoch record {i}: no number for {list(missing)}"
+    return None
+
+
+def load_history(path: str | os.PathLike, missing_ok: bool = True) -> dict:
+    """The history file as a dict; where it does not exist, {} (a history yet to start) or, without missing_ok, a
+    ValueError naming it. So is a file that is not valid JSON or not a history (`_history_problem`: a truncated,
+    foreign or hand-edited file)."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and missing_ok:
         return {}
+    if not path.exists():
+        raise ValueError(f"{path} does not exist: no model has finished an epoch there yet")
+    fix = "fix it, or delete it to start a new history"
     try:
         data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} cannot be read ({error}); {fix}") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}): "
-                         "fix it, or delete it to start a new history") from None
+                         f"{fix}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} holds {json.dumps(data)[:40]}, not a JSON object of {{model name: entry}}: "
-                         "fix it, or delete it to start a new history")
+        raise ValueError(f"{path} holds {json.dumps(data)[:40]}, not a JSON object of {{model name: entry}}: {fix}")
+    problem = _history_problem(data)
+    if problem:
+        raise ValueError(f"{path} is not a history file: {problem}; {fix}")
     return data
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    """path's sibling name.<tag>.suffix; the suffix kept, since savefig reads the format from it."""
+    return path.with_name(f"{path.stem}.{tag}{path.suffix}")
 
 
 def replace_file(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """`write(tmp)` into a temporary sibling of `path`, then replace `path` with it in one step: never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # the suffix kept: savefig reads the format from it
+    tmp = _sibling(path, "tmp")
     write(tmp)
     tmp.replace(path)
     return path
+
+
+def replace_files(files: dict[Path, bytes]) -> list[Path]:
+    """Replace every file of `files` ({path: content}) or none of them; returns the paths.
+
+    Each content is first written into a temporary sibling and read back; only then do they replace the old files,
+    one after another, each old one copied aside until all are in. An error or an interrupt at any point puts back
+    every file already replaced and removes every file written here. (A SIGKILL or a power cut during the
+    replacements themselves, a few milliseconds, would leave some files new and the copies aside, name.old.suffix.)
+    """
+    staged, kept, done = {}, {}, []
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staged[path] = _sibling(path, "tmp")
+            staged[path].write_bytes(data)
+            if staged[path].read_bytes() != data:
+                raise OSError(f"{staged[path]} does not read back as it was written: not published")
+            if path.exists():
+                kept[path] = shutil.copy2(path, _sibling(path, "old"))
+        for path, tmp in staged.items():
+            tmp.replace(path)
+            done.append(path)
+    except BaseException:
+        for path in reversed(done):
+            if path in kept:
+                Path(kept[path]).replace(path)
+            else:
+                path.unlink()
+        raise
+    finally:
+        for leftover in [*staged.values(), *kept.values()]:
+            Path(leftover).unlink(missing_ok=True)
+    return list(files)
 
 
 def write_json(path: str | os.PathLike, data: dict) -> Path:
@@ -711,22 +991,131 @@ def save_history(path: str | os.PathLike, name: str, entry: dict) -> None:
     write_json(path, data)
 
 
-def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: dict[str, list[dict]]) -> list[Path]:
-    """Copy a finished run's results/ and Images/ files from run_dir into out_dir, each replaced in one step.
+_interruptions: list[str] = []  # what interrupted the watched run, or could have done so unseen (watch_interrupts)
 
-    Called only once every variant has finished, so a failed or interrupted run never touches the published
-    results (its own finished epochs stay in run_dir). A variant whose final test accuracy is at chance level is
-    a diverged run: RuntimeError, and nothing is published.
+
+def _interrupt(signum: int, frame) -> None:
+    name = signal.Signals(signum).name
+    _interruptions.append(f"{name} arrived")
+    raise KeyboardInterrupt(f"{name}: the run stops here and is not published")
+
+
+def _watch_sigint(info) -> None:
+    """IPython's pre_run_cell event: ipykernel sets its own SIGINT handler before each cell; this one also records."""
+    signal.signal(signal.SIGINT, _interrupt)
+
+
+def _parent_ignores_sigint() -> bool:
+    """Whether this process's parent ignores SIGINT (read from /proc on Linux; False where that cannot be read)."""
+    try:
+        status = Path(f"/proc/{os.getppid()}/status").read_text()
+    except OSError:
+        return False
+    ignored = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigIgn:")), 0)
+    return bool(ignored >> (signal.SIGINT - 1) & 1)
+
+
+def watch_interrupts() -> list[str]:
+    """Watch the run from now on for what must keep it from being published; returns that list, emptied, for
+    `publish`.
+
+    SIGINT and SIGTERM are recorded, and raise KeyboardInterrupt, even where the parent started this process with
+    SIGINT ignored; in IPython the SIGINT handler is installed again before every cell (ipykernel installs its own for
+    each cell, and ignores SIGINT between cells). A parent that ignores SIGINT, such as papermill started in the
+    background by a shell, would swallow an interrupt meant for the run: that is recorded at once, with a warning.
     """
+    _interruptions.clear()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is not None:
+        shell.events.register("pre_run_cell", _watch_sigint)
+    if _parent_ignores_sigint():
+        _interruptions.append(f"the process that runs this one (pid {os.getppid()}) ignores SIGINT, so an interrupt sent "
+                              "to it would not have stopped this run; start it in the foreground, or with job control "
+                              "(`set -m` in a script), to publish")
+        warnings.warn(f"{_interruptions[-1]}: this run will not be published", RuntimeWarning, stacklevel=2)
+    return _interruptions
+
+
+def _study_settings(runs: dict) -> dict:
+    """The settings a history's runs were made with (the Colab cell's aside), {} unless every entry records the same."""
+    found = [{k: v for k, v in (entry.get("settings") or {}).items() if k not in COLAB_SETTINGS} for entry in runs.values()]
+    return found[0] if found and all(f == found[0] for f in found) else {}
+
+
+def _incomplete(run_dir: Path, runs: dict, histories: dict[str, list[dict]]) -> str | None:
+    """What is missing from a run's files for it to be the whole run `histories` says it was; None if nothing."""
+    settings = _study_settings(runs)
+    variants = list(settings.get("VARIANTS") or {})
+    if sorted(runs) != sorted(histories) or sorted(runs) != sorted(variants):
+        return f"its history file holds {sorted(runs)}, the run {sorted(histories)}, and VARIANTS names {sorted(variants)}"
+    for name, entry in runs.items():
+        if entry["history"] != histories[name]:
+            return f"{name}'s epochs on file ({len(entry['history'])}) are not those it trained ({len(histories[name])})"
+        if len(entry["history"]) != settings.get("EPOCHS") or "predictions" not in entry:
+            return f"{name} has {len(entry['history'])} of its {settings.get('EPOCHS')} epochs on file, or no predictions"
+    figures = ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in runs]
+    for figure in figures:
+        path = run_dir / "Images" / f"{figure}.png"
+        if not path.is_file() or not path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"):
+            return f"{path} is missing or not a PNG"
+    return None
+
+
+def _differs(out_dir: Path, targets: list[Path], runs: dict) -> str | None:
+    """Why out_dir's files must not be replaced by this run's without REPLACE_RESULTS: the run is not the study their
+    history.json records (other settings, or none recorded); None where it is, or where none of `targets` exist."""
+    present = [path for path in targets if path.exists()]
+    if not present:
+        return None
+    published = out_dir / "results" / "history.json"
+    if not published.is_file():
+        return f"{out_dir} holds {present[0]} and more, but no results/history.json that says what made them"
+    try:
+        theirs = _study_settings(load_history(published))
+    except ValueError as error:
+        return str(error)
+    ours = _study_settings(runs)
+    changed = [f"{k} {ours.get(k)!r} (published: {theirs.get(k)!r})" for k in dict.fromkeys([*theirs, *ours])
+               if ours.get(k) != theirs.get(k)]
+    return f"its settings differ from those {published} records: {', '.join(changed)}" if changed else None
+
+
+def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: dict[str, list[dict]],
+            replace: bool = False, interruptions: Iterable[str] = ()) -> list[Path]:
+    """Copy a finished run's results/ and Images/ files from run_dir into out_dir, all of them or none
+    (`replace_files`); returns the files published, [] where the run is kept apart.
+
+    Refused, with a RuntimeError: a run that something interrupted (`interruptions`, from `watch_interrupts`); one
+    whose files are not the whole run (`histories`: every variant of VARIANTS, its EPOCHS epochs, its predictions and
+    figures); a variant at chance level (a diverged run). Kept apart in run_dir, with the reason printed, unless
+    `replace` (the notebook's REPLACE_RESULTS): a run whose settings are not those out_dir's results/history.json
+    records (fewer epochs, a TRAIN_LIMIT or TEST_LIMIT, a subset of VARIANTS, any other setting), and any run where
+    out_dir holds files it would replace but no such record. Out_dir's files change only by a full study at their
+    settings, or on purpose.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    where = f"the run's files are in {run_dir}"
+    interruptions = list(interruptions)
+    if interruptions:
+        raise RuntimeError(f"not published: {'; '.join(interruptions)}; {where} (a new run starts at cell 3)")
+    runs = load_history(run_dir / "results" / "history.json")
+    problem = _incomplete(run_dir, runs, histories)
+    if problem:
+        raise RuntimeError(f"not published: {problem}; {where}")
     for name, history in histories.items():
         if history[-1]["test_acc"] <= CHANCE_ACC:
             raise RuntimeError(f"{name} ended at {history[-1]['test_acc']:.2f}% test accuracy, chance level: not "
-                               f"published; the run's files are in {run_dir}")
-    published = []
-    for source in sorted(Path(run_dir).glob("results/*")) + sorted(Path(run_dir).glob("Images/*")):
-        data = source.read_bytes()
-        published.append(replace_file(Path(out_dir) / source.relative_to(run_dir), lambda tmp: tmp.write_bytes(data)))
-    return published
+                               f"published; {where}")
+    sources = [p for p in sorted(run_dir.glob("results/*")) + sorted(run_dir.glob("Images/*")) if p.is_file()]
+    files = {out_dir / source.relative_to(run_dir): source.read_bytes() for source in sources}
+    reason = None if replace else _differs(out_dir, list(files), runs)
+    if reason:
+        print(f"not published into {out_dir}: {reason}. This run's results and figures stay in {run_dir}; "
+              "REPLACE_RESULTS = True replaces the published ones with such a run")
+        return []
+    return replace_files(files)
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
@@ -741,7 +1130,11 @@ def results_table(runs: dict) -> str:
     "lowest test acc" is the lowest test accuracy over the second half of the epochs (epochs 11-20 of 20): how far
     the curve dips once it has settled. Nothing is selected by its test score: every number is either the last
     epoch's or a property of the whole second half. "seconds / epoch" is the median epoch, training plus testing.
+    A dict that is not such a history (`_history_problem`) is a ValueError that says what is wrong.
     """
+    problem = "no models" if not runs else _history_problem(runs, {"params": int, "l1_lambda": (int, float), "device": str})
+    if problem:
+        raise ValueError(f"results_table needs the history file's {{model name: entry}}: {problem}")
     rows = []
     for name, run in runs.items():
         history = run["history"]

@@ -1,5 +1,6 @@
 """Helpers shared by the test modules: where real MNIST is, a tiny fake MNIST, and the norms' input shapes."""
 
+import hashlib
 import os
 import struct
 from pathlib import Path
@@ -21,15 +22,25 @@ def write_idx(folder: Path, prefix: str, images: torch.Tensor, labels: torch.Ten
     (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.numpy().tobytes())
 
 
+def write_sums(root: Path, wrong: set[str] = frozenset()) -> dict[str, str]:
+    """root/SHA256SUMS for the four files under root, with a made-up sum for those in `wrong`; returns {file: sum}."""
+    names = sorted(p.relative_to(root).as_posix() for p in (root / "MNIST" / "raw").glob("*-ubyte"))
+    sums = {name: "0" * 64 if name in wrong else hashlib.sha256((root / name).read_bytes()).hexdigest() for name in names}
+    (root / "SHA256SUMS").write_text("".join(f"{digest}  {name}\n" for name, digest in sums.items()))
+    return sums
+
+
 @pytest.fixture
 def tiny_mnist(tmp_path):
-    """A root folder holding MNIST/raw with 20 training and 10 test digits of random pixels, labels 0-9 in turn."""
+    """A root folder holding MNIST/raw with 20 training and 10 test digits of random pixels, labels 0-9 in turn, and
+    the SHA256SUMS that lists them (they are not MNIST's files, whose published sums utils checks otherwise)."""
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     g = torch.Generator().manual_seed(0)
     for prefix, n in (("train", 20), ("t10k", 10)):
         images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
         write_idx(raw, prefix, images, torch.arange(n, dtype=torch.uint8) % 10)
+    write_sums(tmp_path)
     return tmp_path
 
 

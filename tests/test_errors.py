@@ -1,8 +1,15 @@
 """Errors for people: each bad setting, file, device or diverging run is refused with a message that names it."""
 
 import hashlib
+import json
+import os
 import re
+import shutil
+import signal
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import utils
-from conftest import MNIST_ROOT, needs_mnist
+from conftest import MNIST_ROOT, ROOT, needs_mnist, write_sums
+from model import Net
 
 CPU = torch.device("cpu")
 TRAIN_FILES = ["MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte"]
@@ -65,16 +73,9 @@ def test_corrupt_file_is_named_with_its_size_or_header(tiny_mnist, fault):
 
 def test_images_and_labels_of_different_counts(tiny_mnist):
     (tiny_mnist / LABELS).write_bytes(struct.pack(">II", 2049, 19) + bytes(19))
+    write_sums(tiny_mnist)
     with raises(ValueError, "train-images-idx3-ubyte holds 20 digits", "train-labels-idx1-ubyte 19 labels"):
         utils.load_mnist(tiny_mnist, download=False)
-
-
-def write_sums(root: Path, wrong: set[str] = frozenset()) -> dict[str, str]:
-    """root/SHA256SUMS for the four files, with a made-up sum for those in `wrong`; returns {file: listed sum}."""
-    sums = {name: "0" * 64 if name in wrong else hashlib.sha256((root / name).read_bytes()).hexdigest()
-            for name in TRAIN_FILES + TEST_FILES}
-    (root / "SHA256SUMS").write_text("".join(f"{digest}  {name}\n" for name, digest in sums.items()))
-    return sums
 
 
 def test_checksum_mismatch_names_file_and_both_sums(tiny_mnist):
@@ -101,12 +102,78 @@ def test_malformed_checksum_line(tiny_mnist):
         utils.load_mnist(tiny_mnist, download=False)
 
 
+def test_without_a_checksum_list_the_published_sums_catch_one_flipped_byte(tiny_mnist, monkeypatch):
+    # the tiny files stand in for MNIST's: their sums become the "published" ones, and no SHA256SUMS lists them
+    monkeypatch.setattr(utils, "MNIST_SHA256", {Path(k).name: v for k, v in write_sums(tiny_mnist).items()})
+    (tiny_mnist / "SHA256SUMS").unlink()
+    assert len(utils.load_mnist(tiny_mnist, download=False)[0]) == 20
+    path = tiny_mnist / IMAGES
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(data)
+    with raises(ValueError, str(path), "MNIST's published SHA-256 is " + utils.MNIST_SHA256[path.name]):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
+@needs_mnist
+def test_a_flipped_byte_in_a_copy_of_real_mnist_is_caught_without_a_checksum_list(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in TEST_FILES:
+        (tmp_path / name).write_bytes((Path(MNIST_ROOT) / name).read_bytes())
+    assert len(utils.load_mnist(tmp_path, train=False, limit=1, download=False)[0]) == 1  # the copy passes
+    path = tmp_path / TEST_FILES[0]
+    data = bytearray(path.read_bytes())
+    data[5000] ^= 1  # one pixel of one digit
+    path.write_bytes(data)
+    with raises(ValueError, str(path), "MNIST's published SHA-256 is"):
+        utils.load_mnist(tmp_path, train=False, download=False)
+
+
+def test_a_checksum_list_that_names_none_of_the_files(tiny_mnist):
+    sums = write_sums(tiny_mnist)
+    (tiny_mnist / "SHA256SUMS").write_text("".join(f"{d}  raw/{Path(n).name}\n" for n, d in sums.items()))  # wrong root
+    with raises(ValueError, "SHA256SUMS lists none of MNIST's files", "MNIST/raw/train-images-idx3-ubyte",
+                str(tiny_mnist)):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
+def test_a_folder_where_a_data_file_should_be(tiny_mnist):
+    path = tiny_mnist / IMAGES
+    path.unlink()
+    path.mkdir()
+    with raises(ValueError, str(path), "is a folder, not a file"):
+        utils.load_mnist(tiny_mnist)  # download=True: a folder is not a missing file to download
+
+
+def test_an_unreadable_data_file(tiny_mnist, monkeypatch):
+    path = tiny_mnist / LABELS
+    read_bytes = Path.read_bytes
+
+    def refuse(self):  # as without read permission (tests run as root, who may read anything)
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with raises(ValueError, str(path), "cannot be read (Permission denied)", "permissions"):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
+def test_an_unreadable_checksum_list(tiny_mnist):
+    (tiny_mnist / "SHA256SUMS").write_bytes(b"\xff\xfe not text")
+    with raises(ValueError, "SHA256SUMS cannot be read"):
+        utils.load_mnist(tiny_mnist, download=False)
+
+
 @needs_mnist
 def test_real_mnist_passes_its_checksums():
     sums = Path(MNIST_ROOT) / "SHA256SUMS"
     if not sums.is_file():
         pytest.skip(f"no {sums}")
-    assert set(TRAIN_FILES + TEST_FILES) <= set(utils._sha256sums(Path(MNIST_ROOT)))  # every file is verified
+    listed = dict(reversed(line.split()) for line in sums.read_text().splitlines())
+    assert {Path(name).name: digest for name, digest in listed.items()} == utils.MNIST_SHA256  # MNIST's published sums
+    assert utils._sha256sums(Path(MNIST_ROOT)) == listed
     for train in (True, False):
         images, labels = utils.load_mnist(MNIST_ROOT, train=train, limit=1, download=False)
         assert images.shape == (1, 1, 28, 28) and labels.tolist() == [5 if train else 7]
@@ -117,12 +184,12 @@ def test_real_mnist_passes_its_checksums():
 @pytest.mark.parametrize("batch_size", BAD_COUNTS)
 def test_loader_rejects_bad_batch_size(batch_size):
     with raises(ValueError, "batch_size", repr(batch_size), ">= 1"):
-        utils.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(3), batch_size=batch_size)
+        utils.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(3, dtype=torch.long), batch_size=batch_size)
 
 
 def test_loader_rejects_no_images():
     with raises(ValueError, "no images"):
-        utils.TensorLoader(torch.zeros(0, 1, 28, 28), torch.zeros(0), batch_size=2)
+        utils.TensorLoader(torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long), batch_size=2)
 
 
 @pytest.mark.parametrize("setting, value", [("batch_size", "4"), ("test_batch_size", 2.5), ("train_limit", -1),
@@ -141,6 +208,154 @@ def test_mnist_loaders_need_one_full_training_batch(tiny_mnist, train_limit, bat
         utils.mnist_loaders(tiny_mnist, CPU, batch_size, 10, 0, train_limit=train_limit)
     train_loader, _ = utils.mnist_loaders(tiny_mnist, CPU, digits, 10, 0, train_limit=train_limit)  # one batch: fine
     assert len(train_loader) == 1
+
+
+# ---- One set of rules wherever a value enters: loaders, augment, load_mnist, fit, train, test ---------------------
+
+IMAGES_OK, LABELS_OK = torch.zeros(4, 1, 28, 28), torch.arange(4)
+NAN_IMAGES = IMAGES_OK.clone()
+NAN_IMAGES[2, 0, 5, 5] = float("nan")
+
+
+@pytest.mark.parametrize("images, labels, parts", [
+    (IMAGES_OK.numpy(), LABELS_OK, ["images must be a torch.Tensor", "numpy.ndarray", "torch.from_numpy"]),
+    (IMAGES_OK, LABELS_OK.numpy(), ["labels must be a torch.Tensor", "numpy.ndarray"]),
+    (IMAGES_OK.squeeze(1), LABELS_OK, ["images must be a float tensor [N, C, H, W]", "[4, 28, 28]", "unsqueeze(1)"]),
+    (IMAGES_OK.to(torch.uint8), LABELS_OK, ["images must be a float tensor", "torch.uint8"]),
+    (IMAGES_OK, LABELS_OK.int(), ["labels must be an int64 tensor [N]", "torch.int32"]),
+    (IMAGES_OK, LABELS_OK.float(), ["labels must be an int64 tensor [N]", "torch.float32"]),
+    (IMAGES_OK, LABELS_OK[:, None], ["labels must be an int64 tensor [N]", "[4, 1]"]),
+    (IMAGES_OK, torch.tensor([0, 1, 10, 3]), ["labels must be classes 0-9", "1 outside", "the first 10"]),
+    (IMAGES_OK, torch.tensor([-1, 1, 2, 3]), ["labels must be classes 0-9", "the first -1"]),
+    (NAN_IMAGES, LABELS_OK, ["images hold 1 NaN or infinite values"]),
+    (IMAGES_OK.clone().fill_(float("inf")), LABELS_OK, ["images hold 3,136 NaN or infinite values"]),
+])
+def test_loader_refuses_data_it_cannot_train_on(images, labels, parts):
+    with raises(ValueError, *parts):
+        utils.TensorLoader(images, labels, batch_size=2)
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("augment_fn", {"degrees": 10}, ["augment_fn must be None or a function"]),
+    ("generator", 0, ["generator must be None or a torch.Generator", "int"]),
+    ("shuffle", "yes", ["shuffle must be True or False", "'yes'"]),
+])
+def test_loader_refuses_bad_options(setting, value, parts):
+    with raises(ValueError, *parts):
+        utils.TensorLoader(IMAGES_OK, LABELS_OK, 2, **{setting: value})
+
+
+@pytest.mark.parametrize("setting, value, allowed", [
+    ("degrees", 200, "from 0 to 180 (included"), ("degrees", -1, "from 0 to 180"), ("degrees", float("nan"), "180"),
+    ("degrees", "10", "180"), ("translate", 0.5, "from 0 to 0.5 (excluded"), ("translate", True, "0.5"),
+    ("scale", 1.0, "from 0 to 1 (excluded"), ("scale", 1.5, "mirrored or shrunk"), ("scale", float("inf"), "to 1"),
+])
+def test_augment_refuses_settings_outside_their_range(setting, value, allowed):
+    with raises(ValueError, f"augment: {setting} must be a number", allowed, repr(value)):
+        utils.augment(IMAGES_OK, **{setting: value})
+
+
+def test_augment_refuses_images_without_a_channel_axis():
+    with raises(ValueError, "augment: images must be a float tensor [N, C, H, W]", "[4, 28, 28]"):
+        utils.augment(IMAGES_OK.squeeze(1))
+
+
+@pytest.mark.parametrize("augmentation, parts", [
+    ({"degrees": 10.0}, ["augmentation must be None or {} (no augmentation)", "degrees, translate, scale", "{'degrees': 10.0}"]),
+    ({"degree": 10.0, "translate": 0.1, "scale": 0.1}, ["exactly the keys", "'degree'"]),
+    ("yes", ["augmentation must be None or {}", "'yes'"]),
+    ({"degrees": 10.0, "translate": 0.1, "scale": 1.5}, ["augmentation: scale must be a number from 0 to 1", "1.5"]),
+])
+def test_mnist_loaders_check_the_augmentation_as_the_notebook_does(tiny_mnist, augmentation, parts):
+    with raises(ValueError, *parts):
+        utils.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, augmentation)
+
+
+@pytest.mark.parametrize("augmentation", [None, {}, {"degrees": 0, "translate": 0, "scale": 0},
+                                          {"degrees": 180, "translate": 0.49, "scale": 0.99}])
+def test_mnist_loaders_take_every_allowed_augmentation(tiny_mnist, augmentation):
+    train_loader, _ = utils.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, augmentation)
+    assert (train_loader.augment_fn is None) == (not augmentation)  # None and {} both mean no augmentation
+    x, _ = next(iter(train_loader))
+    assert torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "1"])
+def test_mnist_loaders_refuse_a_bad_seed(tiny_mnist, seed):
+    with raises(ValueError, "seed must be a whole number from 0 to 2**32 - 1", repr(seed)):
+        utils.mnist_loaders(tiny_mnist, CPU, 4, 10, seed)
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("train_limit", 21, ["train_limit=21", "has 20 training digits", "None"]),
+    ("test_limit", 11, ["test_limit=11", "holds out 10 digits"]),
+])
+def test_mnist_loaders_refuse_a_limit_beyond_the_data(tiny_mnist, setting, value, parts):
+    with raises(ValueError, *parts):  # slicing would silently give fewer digits than the record says
+        utils.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, **{setting: value})
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("train", "no", ["train must be True or False", "'no'"]),
+    ("download", 1, ["download must be True or False", "1"]),
+    ("root", 5, ["root must be None", "5"]),
+    ("device", "gpu", ["device must be a torch.device", "['cpu'", "'gpu'"]),
+])
+def test_load_mnist_names_a_bad_argument(tiny_mnist, setting, value, parts):
+    with raises(ValueError, *parts):
+        utils.load_mnist(**{"root": tiny_mnist, "download": False, setting: value})
+
+
+def tiny_run():
+    """A linear classifier and a loader of 8 random digits: what fit, train and test need, in milliseconds."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
+    return model, utils.TensorLoader(torch.randn(8, 1, 28, 28), torch.arange(8), 4, shuffle=False)
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("weight_decay", -1e-4, ["weight_decay must be a finite number >= 0", "-0.0001"]),
+    ("weight_decay", "1e-4", ["weight_decay", "'1e-4'"]),
+    ("l1_lambda", -1e-5, ["l1_lambda must be a finite number >= 0", "-1e-05"]),
+    ("l1_lambda", "1e-5", ["l1_lambda", "'1e-5'"]),
+    ("l1_lambda", float("nan"), ["l1_lambda", "nan"]),
+    ("ema_decay", "0.99", ["ema_decay must be None or a number in (0, 1)", "'0.99'"]),
+    ("ema_decay", 1.5, ["ema_decay", "1.5"]),
+    ("ema_decay", True, ["ema_decay", "True"]),
+    ("device", "gpu", ["device must be a torch.device", "'gpu'"]),
+    ("device", 0, ["device must be a torch.device", "0"]),
+    ("on_epoch", "print", ["on_epoch must be None or a function"]),
+    ("model", "Net('B')", ["model must be a torch.nn.Module", "str"]),
+])
+def test_fit_checks_every_setting_as_check_study_does(setting, value, parts):
+    model, loader = tiny_run()
+    arguments = dict(model=model, train_loader=loader, test_loader=loader, device=CPU, epochs=1, max_lr=0.01)
+    with raises(ValueError, *parts):
+        utils.fit(**{**arguments, setting: value})
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("l1_lambda", -1.0, ["l1_lambda must be a finite number >= 0"]), ("epoch", 0, ["epoch must be a whole number"]),
+    ("device", "cuda:7", ["device must be a torch.device", "'cuda:7'"]),
+])
+def test_train_checks_its_settings(setting, value, parts):
+    model, loader = tiny_run()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with raises(ValueError, *parts):
+        utils.train(**{**dict(model=model, loader=loader, optimizer=optimizer, device=CPU), setting: value})
+
+
+@pytest.mark.parametrize("function", [utils.test, utils.predict, utils.misclassified])
+def test_evaluation_names_a_device_this_machine_lacks(monkeypatch, function):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model, loader = tiny_run()
+    with raises(ValueError, "device must be a torch.device", "'cuda'"):
+        function(model, loader, "cuda")
+    function(model, loader, "cpu")  # a name this machine has is as good as a torch.device
+
+
+def test_weight_ema_names_a_decay_given_as_text():
+    with raises(ValueError, "decay must be a number in (0, 1)", "'0.99'"):
+        utils.WeightEMA(nn.Linear(1, 1), decay="0.99")
 
 
 # ---- get_device ---------------------------------------------------------------------------------------------
@@ -213,6 +428,56 @@ def test_load_history_rejects_a_bad_file(tmp_path, text, parts):
         utils.load_history(path)
 
 
+EPOCH = dict(epoch=1, train_loss=0.5, train_acc=88.0, test_loss=0.1, test_acc=97.5, lr=0.004, seconds=5.0)
+ENTRY = dict(norm="B", l1_lambda=1e-5, params=7234, device="cpu", history=[EPOCH])
+FOREIGN = {  # what a history file must not be mistaken for; each: (its text, what the error says)
+    "an experiment's JSON": (json.dumps({"experiment": "seeds", "settings": {"EPOCHS": 20}, "runs": []}),
+                             ["model 'experiment' has no 'history' list"]),
+    "an entry without history": (json.dumps({"BN": {"norm": "B"}}), ["model 'BN' has no 'history' list"]),
+    "history as text": (json.dumps({"BN": {"history": "20 epochs"}}), ["model 'BN' has no 'history' list"]),
+    "no epochs": (json.dumps({"BN": {"history": []}}), ["model 'BN' has no 'history' list"]),
+    "a record as a list": (json.dumps({"BN": {"history": [[1, 0.5]]}}), ["epoch record 1", "'epoch'"]),
+    "a number as text": (json.dumps({"BN": {"history": [EPOCH, {**EPOCH, "test_acc": "97.5"}]}}),
+                         ["model 'BN', epoch record 2: no number for ['test_acc']"]),
+    "a missing number": (json.dumps({"BN": {"history": [{k: v for k, v in EPOCH.items() if k != "lr"}]}}), ["['lr']"]),
+}
+
+
+@pytest.mark.parametrize("case", FOREIGN)
+def test_load_history_refuses_a_file_that_is_no_history(tmp_path, case):
+    text, parts = FOREIGN[case]
+    path = tmp_path / "history.json"
+    path.write_text(text)
+    with raises(ValueError, str(path), "is not a history file", *parts):
+        utils.load_history(path)
+    with raises(ValueError, str(path)):  # nor is anything saved into it
+        utils.save_history(path, "GN", ENTRY)
+    assert path.read_text() == text
+
+
+@pytest.mark.parametrize("runs, parts", [
+    ({}, ["no models"]),
+    ({"BN": {k: v for k, v in ENTRY.items() if k != "params"}}, ["model 'BN' lacks ['params']"]),
+    ({"BN": {**ENTRY, "params": "7,234"}}, ["['params']"]),
+    ({"BN": {**ENTRY, "device": None}}, ["['device']"]),
+    ({"BN": {**ENTRY, "history": [{**EPOCH, "test_acc": None}]}}, ["epoch record 1", "['test_acc']"]),
+    ({"BN": [ENTRY]}, ["model 'BN' has no 'history' list"]),
+])
+def test_results_table_says_what_is_wrong_with_its_input(runs, parts):
+    with raises(ValueError, "results_table", *parts):
+        utils.results_table(runs)
+
+
+def test_a_history_that_must_be_there_is_named_when_it_is_not(tmp_path):
+    assert utils.load_history(tmp_path / "history.json") == {}  # a history yet to start, for save_history
+    with raises(ValueError, str(tmp_path / "history.json"), "does not exist"):
+        utils.load_history(tmp_path / "history.json", missing_ok=False)
+
+
+def test_results_table_of_the_committed_history_still_works():
+    assert utils.results_table(utils.load_history(ROOT / "results" / "history.json")).count("\n") == 4
+
+
 # ---- The notebook's settings, checked before any training (utils.check_study) --------------------------------------
 
 GOOD = dict(variants={"BN": "B", "LN": "L", "GN": "G"}, epochs=20, max_lr=0.02, weight_decay=1e-4, ema_decay=0.998,
@@ -245,6 +510,66 @@ def test_check_study_refuses_an_out_dir_that_cannot_hold_files(tmp_path):
         utils.check_study(**GOOD, out_dir=blocker)
 
 
+def notebook_settings(out_dir: Path, **changes) -> dict:
+    """The notebook's globals as its cell 3 sees them: the parameters cell run as written, the Colab cell's names,
+    OUT_DIR in a temporary folder, and `changes` on top (as papermill's injected cell would make them)."""
+    import nbformat
+
+    cells = nbformat.read(ROOT / "S6_Normalization.ipynb", as_version=4).cells
+    names = {"GITHUB_REPO": "OWNER/REPO", "GITHUB_BRANCH": "main"}
+    exec(next(c.source for c in cells if "parameters" in c.metadata.get("tags", [])), names)
+    return {**names, "OUT_DIR": str(out_dir), **changes}
+
+
+def test_check_notebook_takes_the_parameters_cell_as_written(tmp_path):
+    assert utils.check_notebook(notebook_settings(tmp_path)) == {"BN": "B", "LN": "L", "GN": "G"}
+
+
+@pytest.mark.parametrize("name, value, parts", [
+    ("MAX_LRR", 0.5, ["unknown setting MAX_LRR=0.5", "did you mean MAX_LR?", "EPOCHS, SEED"]),
+    ("EPOCH", 1, ["unknown setting EPOCH=1", "did you mean EPOCHS?"]),
+    ("max_lr", 0.5, ["unknown setting max_lr=0.5", "did you mean MAX_LR?"]),
+    ("TRAIN_LIMT", 100, ["did you mean TRAIN_LIMIT?"]),
+    ("XYZZY", 1, ["unknown setting XYZZY=1", "no setting has a name close to it"]),
+])
+def test_check_notebook_names_the_setting_a_typo_meant(tmp_path, name, value, parts):
+    with raises(ValueError, *parts):
+        utils.check_notebook(notebook_settings(tmp_path, **{name: value}))
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("SEED", -1, ["SEED must be a whole number from 0 to 2**32 - 1", "-1"]), ("SEED", 2**32, ["SEED", "4294967296"]),
+    ("SEED", 1.5, ["SEED", "1.5"]), ("SEED", "1", ["SEED", "'1'"]), ("SEED", None, ["SEED", "None"]),
+    ("BATCH_SIZE", 0, ["BATCH_SIZE must be a whole number", "0"]), ("TEST_BATCH_SIZE", 2.5, ["TEST_BATCH_SIZE", "2.5"]),
+    ("AUGMENTATION", "yes", ["AUGMENTATION must be None or {} (no augmentation)", "'yes'"]),
+    ("AUGMENTATION", {"degrees": 10}, ["AUGMENTATION must be", "exactly the keys degrees, translate, scale"]),
+    ("AUGMENTATION", {"degrees": 10, "translate": 0.1, "scale": 1.0}, ["AUGMENTATION: scale must be a number from 0 to 1"]),
+    ("AUGMENTATION", {"degrees": 360, "translate": 0.1, "scale": 0.1}, ["AUGMENTATION: degrees", "180", "360"]),
+    ("AUGMENTATION", {"degrees": 10, "translate": 0.5, "scale": 0.1}, ["AUGMENTATION: translate", "0.5 (excluded"]),
+    ("TRAIN_LIMIT", 0, ["TRAIN_LIMIT must be None (every digit) or a whole number", "0"]),
+    ("TRAIN_LIMIT", "100", ["TRAIN_LIMIT", "'100'"]), ("TEST_LIMIT", -1, ["TEST_LIMIT", "-1"]),
+    ("TRAIN_LIMIT", 100, ["TRAIN_LIMIT=100 is below BATCH_SIZE=128"]),
+    ("DEVICE", "gpu", ["DEVICE must be None", "['cpu'", "'gpu'"]), ("DEVICE", 0, ["DEVICE must be None", "0"]),
+    ("DATA_ROOT", 5, ["DATA_ROOT must be a folder's path", "5"]), ("DATA_ROOT", "", ["DATA_ROOT", "''"]),
+    ("DATA_ROOT", str(ROOT / "README.md"), ["DATA_ROOT=", "README.md' is a file"]),
+    ("OUT_DIR", None, ["OUT_DIR must be a folder's path", "None"]),
+    ("EPOCHS", "20", ["EPOCHS", "'20'"]), ("VARIANTS", {}, ["VARIANTS"]), ("EMA_DECAY", "0.998", ["EMA_DECAY", "'0.998'"]),
+])
+def test_check_notebook_names_each_bad_setting(tmp_path, monkeypatch, setting, value, parts):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with raises(ValueError, *parts):
+        utils.check_notebook(notebook_settings(tmp_path, **{setting: value}))
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_check_notebook_needs_every_setting(tmp_path):
+    names = notebook_settings(tmp_path)
+    del names["SEED"]
+    with raises(ValueError, "['SEED'] are not set"):
+        utils.check_notebook(names)
+
+
 # ---- Divergence is an error, never a saved run -------------------------------------------------------------------
 
 class TurnsNaN(nn.Module):
@@ -264,9 +589,26 @@ def test_a_non_finite_training_loss_stops_within_check_every_batches():
     x, y = torch.randn(200 * 4, 1, 28, 28), torch.arange(800) % 10
     loader = utils.TensorLoader(x, y, 4, shuffle=False)
     model = TurnsNaN(after=20)
-    with raises(FloatingPointError, "epoch 3", "batch 20 of 200"):
+    with raises(FloatingPointError, "epoch 3", "batch 20 of 200", "most likely from the learning rate (0.01 "):
         utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU, epoch=3)
     assert model.calls == utils.CHECK_EVERY  # it stopped at the first check after the NaN, not at the epoch's end
+
+
+def test_a_non_finite_loss_from_the_inputs_says_so():
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    loader = utils.TensorLoader(x, y, 4, shuffle=False, augment_fn=lambda images, g: images / 0 * 0)  # NaN images
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
+    with raises(FloatingPointError, "batch 1 of 2", "the inputs hold NaN or infinite values"):
+        utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU)
+
+
+def test_a_non_finite_loss_at_the_first_batch_blames_the_settings_not_the_learning_rate():
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    model = Net("B")
+    with raises(FloatingPointError, "epoch 1, batch 1 of 2", "before any optimiser step, so not the learning rate",
+                "l1_lambda=1e+300"):  # the L1 term overflows float32 at once
+        utils.train(model, utils.TensorLoader(x, y, 4), torch.optim.AdamW(model.parameters(), lr=1e-3), CPU,
+                    l1_lambda=1e300)
 
 
 def test_a_non_finite_test_loss_is_an_error():
@@ -285,18 +627,239 @@ def test_a_run_at_chance_warns_and_is_not_published(tmp_path):
     with pytest.warns(RuntimeWarning, match="chance level"):
         history = utils.fit(model, loader, blank, CPU, epochs=1, max_lr=1e-9)
     assert history[-1]["test_acc"] == 10.0
-    run = tmp_path / "runs" / "study"
-    utils.save_history(run / "results" / "history.json", "BN", {"history": history})
+    run_dir, histories = make_run(tmp_path, variants=("BN",), EPOCHS=1)
+    histories["BN"][-1]["test_acc"] = history[-1]["test_acc"]
+    utils.write_json(run_dir / "results" / "history.json", {"BN": {**COMMITTED["BN"], "history": histories["BN"],
+                                                                   "settings": SETTINGS | {"EPOCHS": 1, "VARIANTS": {"BN": "B"}}}})
     with raises(RuntimeError, "BN", "chance level", "not published"):
-        utils.publish(run, tmp_path, {"BN": [{**history[-1], "test_acc": 10.0}]})
-    assert not (tmp_path / "results").exists()
-    assert utils.publish(run, tmp_path, {"BN": [{**history[-1], "test_acc": 99.0}]}) == [tmp_path / "results" / "history.json"]
+        utils.publish(run_dir, tmp_path / "out", histories)
+    assert not (tmp_path / "out").exists()
 
 
 def test_nothing_non_finite_goes_into_json(tmp_path):
     path = tmp_path / "history.json"
-    utils.save_history(path, "BN", {"history": [{"test_loss": 0.1}]})
+    utils.save_history(path, "BN", {"history": [EPOCH]})
     before = path.read_bytes()
     with pytest.raises(ValueError, match="not JSON compliant"):
-        utils.save_history(path, "LN", {"history": [{"test_loss": float("nan")}]})
+        utils.save_history(path, "LN", {"history": [{**EPOCH, "test_loss": float("nan")}]})
     assert path.read_bytes() == before
+
+
+# ---- Publishing: the committed results change only on purpose, all files or none, never after an interrupt -------
+
+COMMITTED = json.loads((ROOT / "results" / "history.json").read_text())
+SETTINGS = COMMITTED["BN"]["settings"]  # the committed study's
+FIGURES = ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in COMMITTED]
+
+
+def make_run(tmp_path: Path, variants=("BN", "LN", "GN"), **changes) -> tuple[Path, dict]:
+    """A finished run's folder as the notebook leaves it, with the committed runs' entries under `changes` to the
+    committed settings (fewer EPOCHS: the first epochs), each epoch a second slower so that its files differ from the
+    committed ones, and a figure of each name; returns the folder and the run's histories."""
+    settings = SETTINGS | {"VARIANTS": {name: SETTINGS["VARIANTS"][name] for name in variants}} | changes
+    run_dir = tmp_path / "runs" / "study-test"
+    runs = {name: {**COMMITTED[name], "settings": settings, "history": [
+        {**record, "seconds": record["seconds"] + 1} for record in COMMITTED[name]["history"][: settings["EPOCHS"]]]}
+        for name in variants}
+    utils.write_json(run_dir / "results" / "history.json", runs)
+    for figure in ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in variants]:
+        (run_dir / "Images").mkdir(parents=True, exist_ok=True)
+        (run_dir / "Images" / f"{figure}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + f"{figure} of this run".encode())
+    return run_dir, {name: entry["history"] for name, entry in runs.items()}
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    """An OUT_DIR holding a copy of the committed results/ and Images/."""
+    for folder in ("results", "Images"):
+        shutil.copytree(ROOT / folder, tmp_path / "out" / folder)
+    return tmp_path / "out"
+
+
+def snapshot(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def published_from(run_dir: Path, out_dir: Path) -> bool:
+    """Whether every file of the run is in out_dir, byte for byte."""
+    return all((out_dir / p.relative_to(run_dir)).read_bytes() == content for p, content in snapshot(run_dir).items())
+
+
+@pytest.mark.parametrize("variants, changes, named", [
+    (("BN", "LN", "GN"), {"EPOCHS": 1}, "EPOCHS 1 (published: 20)"),
+    (("BN", "LN", "GN"), {"TRAIN_LIMIT": 2048}, "TRAIN_LIMIT 2048 (published: None)"),
+    (("BN", "LN", "GN"), {"TEST_LIMIT": 500}, "TEST_LIMIT 500 (published: None)"),
+    (("BN",), {}, "VARIANTS {'BN': 'B'} (published: {'BN': 'B', 'LN': 'L', 'GN': 'G'})"),
+    (("BN", "LN", "GN"), {"SEED": 2}, "SEED 2 (published: 1)"),
+    (("BN", "LN", "GN"), {"DEVICE": "cpu"}, "DEVICE 'cpu' (published: None)"),
+    (("BN", "LN", "GN"), {"AUGMENTATION": None}, "AUGMENTATION None (published: {'degrees': 10.0"),
+])
+def test_a_run_that_is_not_the_committed_study_stays_apart(tmp_path, out_dir, capsys, variants, changes, named):
+    run_dir, histories = make_run(tmp_path, variants, **changes)
+    before = snapshot(out_dir)
+    assert utils.publish(run_dir, out_dir, histories) == []
+    assert snapshot(out_dir) == before  # every committed file byte-identical, nothing added
+    printed = capsys.readouterr().out
+    assert f"not published into {out_dir}" in printed and named in printed and str(run_dir) in printed
+    assert "REPLACE_RESULTS = True" in printed
+
+
+@pytest.mark.parametrize("changes", [{}, {"GITHUB_REPO": "someone/s6", "GITHUB_BRANCH": "dev"}])  # Colab's: no study's
+def test_the_full_study_at_the_committed_settings_replaces_its_files_and_only_them(tmp_path, out_dir, changes):
+    run_dir, histories = make_run(tmp_path, **changes)
+    before = snapshot(out_dir)
+    published = utils.publish(run_dir, out_dir, histories)
+    assert sorted(published) == sorted(out_dir / p.relative_to(run_dir) for p in snapshot(run_dir))
+    assert published_from(run_dir, out_dir)
+    assert {p: b for p, b in snapshot(out_dir).items() if p not in published} == \
+        {p: b for p, b in before.items() if p not in published}  # the experiments' JSON and figures untouched
+    assert not [p for p in out_dir.rglob("*") if ".tmp." in p.name or ".old." in p.name]
+
+
+def test_replace_results_publishes_any_finished_run(tmp_path, out_dir):
+    run_dir, histories = make_run(tmp_path, EPOCHS=1, TRAIN_LIMIT=2048)
+    assert len(utils.publish(run_dir, out_dir, histories, replace=True)) == 1 + len(FIGURES)
+    assert published_from(run_dir, out_dir)
+
+
+def test_a_run_publishes_where_it_replaces_nothing(tmp_path):
+    run_dir, histories = make_run(tmp_path, EPOCHS=1)
+    assert len(utils.publish(run_dir, tmp_path / "fresh", histories)) == 1 + len(FIGURES)
+    assert published_from(run_dir, tmp_path / "fresh")
+
+
+@pytest.mark.parametrize("history", [None, "foreign"])
+def test_files_whose_origin_is_not_recorded_are_not_replaced(tmp_path, out_dir, capsys, history):
+    if history is None:
+        (out_dir / "results" / "history.json").unlink()
+    else:
+        (out_dir / "results" / "history.json").write_text('{"experiment": "seeds"}')
+    run_dir, histories = make_run(tmp_path)  # the committed settings, but out_dir no longer says what made its figures
+    before = snapshot(out_dir)
+    assert utils.publish(run_dir, out_dir, histories) == []
+    assert snapshot(out_dir) == before
+    assert ("no results/history.json" if history is None else "is not a history file") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("break_target", ["folder in a file's place", "file in Images/'s place"])
+def test_a_target_that_cannot_be_written_leaves_every_file_as_it_was(tmp_path, out_dir, break_target):
+    if break_target == "folder in a file's place":  # found after the first files are staged
+        (out_dir / "Images" / "misclassified_GN.png").unlink()
+        (out_dir / "Images" / "misclassified_GN.png").mkdir()
+    else:
+        shutil.rmtree(out_dir / "Images")
+        (out_dir / "Images").write_text("not a folder")
+    run_dir, histories = make_run(tmp_path)
+    before = snapshot(out_dir)
+    with pytest.raises(OSError):
+        utils.publish(run_dir, out_dir, histories)
+    assert snapshot(out_dir) == before  # the staged and set-aside files removed too
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_a_failure_among_the_replacements_puts_back_every_file(tmp_path, out_dir, monkeypatch, error):
+    run_dir, histories = make_run(tmp_path)
+    before = snapshot(out_dir)
+    replace, calls = Path.replace, []
+
+    def fail_on_the_fifth(self, target):
+        calls.append(self)
+        if len(calls) == 5:
+            raise error
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", fail_on_the_fifth)
+    with pytest.raises(type(error)):
+        utils.publish(run_dir, out_dir, histories)
+    assert len(calls) > 5  # four files were in, and were put back
+    assert snapshot(out_dir) == before
+
+
+def test_a_staged_file_that_does_not_read_back_is_not_published(tmp_path, out_dir, monkeypatch):
+    run_dir, histories = make_run(tmp_path)
+    before = snapshot(out_dir)
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: b"" if ".tmp." in self.name else read_bytes(self))
+    with raises(OSError, "does not read back as it was written"):
+        utils.publish(run_dir, out_dir, histories)
+    assert snapshot(out_dir) == before
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda run_dir: (run_dir / "Images" / "curves_LN.png").unlink(), "curves_LN.png is missing or not a PNG"),
+    (lambda run_dir: (run_dir / "Images" / "test_loss.png").write_bytes(b""), "test_loss.png is missing or not a PNG"),
+    (lambda run_dir: utils.write_json(run_dir / "results" / "history.json", {
+        k: v for k, v in utils.load_history(run_dir / "results" / "history.json").items() if k != "GN"}),
+     "its history file holds ['BN', 'LN'], the run ['BN', 'GN', 'LN']"),
+])
+def test_a_run_whose_files_are_not_whole_is_refused(tmp_path, out_dir, damage, named):
+    run_dir, histories = make_run(tmp_path)
+    damage(run_dir)
+    before = snapshot(out_dir)
+    with raises(RuntimeError, "not published", named, str(run_dir)):
+        utils.publish(run_dir, out_dir, histories, replace=True)
+    assert snapshot(out_dir) == before
+
+
+def test_a_run_without_its_last_save_is_refused(tmp_path, out_dir):
+    run_dir, histories = make_run(tmp_path)
+    runs = utils.load_history(run_dir / "results" / "history.json")
+    del runs["GN"]["predictions"]  # saved with the last epoch's, as the notebook does once a variant has finished
+    utils.write_json(run_dir / "results" / "history.json", runs)
+    with raises(RuntimeError, "GN has 20 of its 20 epochs on file, or no predictions"):
+        utils.publish(run_dir, out_dir, histories, replace=True)
+
+
+def test_a_variant_missing_from_the_run_is_refused(tmp_path, out_dir):
+    run_dir, histories = make_run(tmp_path, variants=("BN", "LN"), VARIANTS=SETTINGS["VARIANTS"])  # GN never trained
+    with raises(RuntimeError, "VARIANTS names ['BN', 'GN', 'LN']"):
+        utils.publish(run_dir, out_dir, histories, replace=True)
+
+
+def test_a_run_with_fewer_epochs_on_file_than_it_ran_is_refused(tmp_path, out_dir):
+    run_dir, histories = make_run(tmp_path)
+    histories["LN"] = histories["LN"] + [histories["LN"][-1]]  # the run went on after its last save
+    with raises(RuntimeError, "LN's epochs on file (20) are not those it trained (21)"):
+        utils.publish(run_dir, out_dir, histories, replace=True)
+
+
+@pytest.fixture
+def restore_signals():
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in handlers.items():
+        signal.signal(s, handler)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_is_never_published(tmp_path, out_dir, restore_signals, monkeypatch, signum):
+    monkeypatch.setattr(utils, "_parent_ignores_sigint", lambda: False)
+    interruptions = utils.watch_interrupts()
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signum)  # as a Ctrl-C or a kill would, during training
+        time.sleep(5)  # the handler runs here
+    assert interruptions == [f"{signal.Signals(signum).name} arrived"]
+    run_dir, histories = make_run(tmp_path)  # the files are whole: the run went on, as if the interrupt were caught
+    before = snapshot(out_dir)
+    with raises(RuntimeError, "not published", f"{signal.Signals(signum).name} arrived", str(run_dir)):
+        utils.publish(run_dir, out_dir, histories, True, interruptions)
+    assert snapshot(out_dir) == before
+    assert utils.watch_interrupts() == []  # a new run starts with a clean record
+
+
+def test_a_parent_that_ignores_sigint_keeps_the_run_from_publication(tmp_path, out_dir, restore_signals, monkeypatch):
+    monkeypatch.setattr(utils, "_parent_ignores_sigint", lambda: True)
+    with pytest.warns(RuntimeWarning, match="ignores SIGINT"):
+        interruptions = utils.watch_interrupts()
+    run_dir, histories = make_run(tmp_path)
+    with raises(RuntimeError, "not published", "ignores SIGINT", "set -m"):
+        utils.publish(run_dir, out_dir, histories, True, interruptions)
+
+
+@pytest.mark.parametrize("ignored", [True, False])
+def test_parent_ignores_sigint_reads_the_parent(ignored):
+    # a parent process that ignores SIGINT (or not) starts a child that asks
+    parent = ("import signal, subprocess, sys; "
+              + ("signal.signal(signal.SIGINT, signal.SIG_IGN); " if ignored else "signal.signal(signal.SIGINT, signal.SIG_DFL); ")
+              + "sys.exit(subprocess.run([sys.executable, '-c', 'import utils, sys; sys.exit(utils._parent_ignores_sigint())']).returncode)")
+    assert subprocess.run([sys.executable, "-c", parent], cwd=ROOT).returncode == int(ignored)

@@ -1,5 +1,6 @@
-"""The notebook run with parameters by papermill, as the experiments run it: its outputs, and that a run that fails
-or is interrupted leaves the published results as they were and keeps its own finished epochs."""
+"""The notebook run with parameters by papermill: its outputs; that a run which fails, is interrupted however it is
+(SIGINT, SIGTERM, a dying kernel, a parent that ignores SIGINT) or is not the committed study leaves the published
+results as they were and keeps its own files; and that REPLACE_RESULTS publishes on purpose."""
 
 import ast
 import json
@@ -9,11 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 import papermill
 import pytest
 
+import utils
 from conftest import MNIST_ROOT, ROOT, needs_mnist
 
 NOTEBOOK = ROOT / "S6_Normalization.ipynb"
@@ -38,6 +41,39 @@ def test_papermill_reads_every_setting_of_the_parameters_cell():
     tree = ast.parse(notebook.cells[parameters_index(notebook)].source)
     settings = [node.targets[0].id for node in tree.body if isinstance(node, ast.Assign)]
     assert list(papermill.inspect_notebook(NOTEBOOK)) == settings
+
+
+def test_utils_knows_every_setting_the_notebook_assigns():
+    # check_notebook tells an injected typo from a setting by these names: they must be the cells' own
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assigned = lambda cell: [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                             for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()]
+    assert tuple(assigned(notebook.cells[parameters_index(notebook)])) == utils.SETTINGS
+    assert tuple(name for cell in notebook.cells[: parameters_index(notebook)] if cell.cell_type == "code"
+                 for name in assigned(cell)) == utils.COLAB_SETTINGS
+
+
+@pytest.fixture(autouse=True)
+def sigint_reaches_this_process():
+    """The kernels run here are children of pytest, and the notebook never publishes under a parent that ignores
+    SIGINT (as a shell's background job does): let it reach pytest, as in a foreground run, whoever started it."""
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+def test_the_parameters_cell_as_written_is_the_committed_study():
+    # a run of the notebook as it stands publishes (its settings are those results/history.json records) and a run
+    # with any setting changed does not, unless REPLACE_RESULTS says so
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    names = {}
+    exec(notebook.cells[parameters_index(notebook)].source, names)
+    settings = {k: v for k, v in names.items() if k.isupper() and k not in ("DATA_ROOT", "OUT_DIR", "REPLACE_RESULTS")}
+    committed = utils.load_history(ROOT / "results" / "history.json")
+    assert json.loads(json.dumps(settings)) == utils._study_settings(committed)
+    assert names["REPLACE_RESULTS"] is False
 
 
 def execute(out_dir, **parameters):
@@ -84,9 +120,10 @@ def test_notebook_runs_end_to_end(tmp_path):
     ("DATA_ROOT", "{tmp}/nowhere", "MNIST_ROOT"),
     ("GROUPS", 3, "groups=3"),
     ("EPOCHS", 0, "EPOCHS"),
-    ("BATCH_SIZE", 0, "batch_size"),
+    ("BATCH_SIZE", 0, "BATCH_SIZE"),
     ("VARIANTS", {"BN": "B", "XN": "X"}, "norm must be one of"),
-    ("TEST_LIMIT", 0, "limit"),
+    ("TEST_LIMIT", 0, "TEST_LIMIT"),
+    ("MAX_LRR", 0.5, "did you mean MAX_LR"),  # a typo: papermill injects it all the same
 ])
 def test_a_failing_run_changes_nothing(tmp_path, published, setting, value, message):
     value = value.format(tmp=tmp_path) if isinstance(value, str) else value
@@ -98,25 +135,84 @@ def test_a_failing_run_changes_nothing(tmp_path, published, setting, value, mess
 
 @pytest.mark.slow
 @needs_mnist
-def test_an_interrupted_run_keeps_its_finished_epochs(tmp_path, published):
+def test_a_quick_run_leaves_the_committed_results_alone(tmp_path, published):
+    notebook = execute(tmp_path)  # EPOCHS 1 and limits: not the study that made the committed files
+    assert unchanged(published)
+    assert {p for p in tmp_path.rglob("*") if p.is_file() and "runs" not in p.parts} - set(published) == \
+        {tmp_path / "executed.ipynb"}  # nothing added beside them either
+    (run_dir,) = (tmp_path / "runs").glob("study-*")  # the run's own files are all there
+    assert [f.stem for f in sorted((run_dir / "Images").glob("*.png"))] == sorted(FIGURES)
+    assert list(json.loads((run_dir / "results" / "history.json").read_text())) == ["BN", "LN", "GN"]
+    said = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
+    assert "not published into" in said and "EPOCHS 1 (published: 20)" in said and f"kept in {run_dir}" in said
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_replace_results_publishes_a_quick_run(tmp_path, published):
+    execute(tmp_path, REPLACE_RESULTS=True)
+    runs = json.loads((tmp_path / "results" / "history.json").read_text())
+    assert {run["settings"]["EPOCHS"] for run in runs.values()} == {1}
+    replaced = {tmp_path / "results" / "history.json"} | {tmp_path / "Images" / f"{figure}.png" for figure in FIGURES}
+    assert all(p.read_bytes() != content for p, content in published.items() if p in replaced)
+    assert unchanged({p: content for p, content in published.items() if p not in replaced})  # the experiments' files
+
+
+def kernel_of(papermill: int) -> int:
+    """The pid of the kernel papermill started (its child), from /proc."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == papermill and "ipykernel" in (stat.parent / "cmdline").read_text():
+            return int(stat.parent.name)
+    raise AssertionError(f"papermill (pid {papermill}) has no kernel")
+
+
+INTERRUPTS = {  # what is signalled, with what, and whether papermill starts with SIGINT ignored (a background job)
+    "SIGINT to the kernel": ("kernel", signal.SIGINT, False),
+    "SIGTERM to the kernel": ("kernel", signal.SIGTERM, False),
+    "a dying kernel": ("kernel", signal.SIGKILL, False),
+    "SIGINT to papermill, which ignores it": ("papermill", signal.SIGINT, True),
+}
+
+
+@pytest.mark.slow
+@needs_mnist
+@pytest.mark.parametrize("case", INTERRUPTS)
+def test_an_interrupted_run_is_never_published_and_keeps_its_finished_epochs(tmp_path, published, case):
+    target, signum, ignore_sigint = INTERRUPTS[case]
     command = [sys.executable, "-m", "papermill", str(NOTEBOOK), str(tmp_path / "executed.ipynb"), "--cwd", str(ROOT),
-               "-p", "DATA_ROOT", str(MNIST_ROOT), "-p", "OUT_DIR", str(tmp_path), "-p", "EPOCHS", "20",
-               "-p", "TRAIN_LIMIT", "2048", "-p", "TEST_LIMIT", "500", "-p", "BATCH_SIZE", "32"]
+               "-p", "DATA_ROOT", str(MNIST_ROOT), "-p", "OUT_DIR", str(tmp_path), "-p", "EPOCHS", "3",
+               "-p", "TRAIN_LIMIT", "2048", "-p", "TEST_LIMIT", "500", "-p", "BATCH_SIZE", "32",
+               "-p", "REPLACE_RESULTS", "True"]  # so that only the interrupt keeps it from publication
+    sigint = signal.SIG_IGN if ignore_sigint else signal.SIG_DFL
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                               env={**os.environ, "TQDM_DISABLE": "1"})
-    deadline = time.monotonic() + 240
+                               env={**os.environ, "TQDM_DISABLE": "1"}, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+    kernel, deadline = None, time.monotonic() + 240
     try:
         while time.monotonic() < deadline:  # wait for the first finished epoch, then interrupt the run
             histories = list(tmp_path.glob("runs/study-*/results/history.json"))
-            if histories and len(json.loads(histories[0].read_text() or "{}").get("BN", {}).get("history", [])) >= 2:
+            if histories and json.loads(histories[0].read_text() or "{}").get("BN", {}).get("history"):
                 break
             assert process.poll() is None, "the run ended before it could be interrupted"
-            time.sleep(0.5)
+            time.sleep(0.2)
         else:
             pytest.fail("no epoch finished in time")
+        kernel = kernel_of(process.pid)
+        os.kill(process.pid if target == "papermill" else kernel, signum)
+        process.wait(timeout=180)
+        while Path(f"/proc/{kernel}").exists() and time.monotonic() < deadline:  # the kernel ends with papermill
+            time.sleep(0.2)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # papermill and its kernel, as a closed laptop or a Ctrl-C would
-        process.wait()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if kernel and Path(f"/proc/{kernel}").exists():
+            os.kill(kernel, signal.SIGKILL)
     assert unchanged(published)
-    kept = json.loads(histories[0].read_text())["BN"]["history"]
-    assert [r["epoch"] for r in kept[:2]] == [1, 2]
+    runs = json.loads(histories[0].read_text())
+    assert [r["epoch"] for r in runs["BN"]["history"]][:1] == [1]  # its finished epochs stay in its own folder
+    if ignore_sigint:  # the run went on to the end, as its parent ignored the interrupt: only the record stopped it
+        assert {name: len(run["history"]) for name, run in runs.items()} == {"BN": 3, "LN": 3, "GN": 3}

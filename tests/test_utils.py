@@ -44,7 +44,7 @@ def test_loader_covers_every_sample_once_per_epoch():
 
 def test_loader_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="3 images but 2 labels"):
-        utils.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(2), batch_size=2)
+        utils.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(2, dtype=torch.long), batch_size=2)
 
 
 def test_augment_shape_seed_and_identity():
