@@ -1084,8 +1084,9 @@ def _differs(out_dir: Path, targets: list[Path], runs: dict) -> str | None:
 
 def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: dict[str, list[dict]],
             replace: bool = False, interruptions: Iterable[str] = ()) -> list[Path]:
-    """Copy a finished run's results/ and Images/ files from run_dir into out_dir, all of them or none
-    (`replace_files`); returns the files published, [] where the run is kept apart.
+    """Copy a finished run's results/ and Images/ files from run_dir into out_dir, with README.md and STUDY.md's
+    generated numbers made from it (`_documents`), all of them or none (`replace_files`); returns the files published,
+    [] where the run is kept apart.
 
     Refused, with a RuntimeError: a run that something interrupted (`interruptions`, from `watch_interrupts`); one
     whose files are not the whole run (`histories`: every variant of VARIANTS, its EPOCHS epochs, its predictions and
@@ -1115,7 +1116,19 @@ def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: d
         print(f"not published into {out_dir}: {reason}. This run's results and figures stay in {run_dir}; "
               "REPLACE_RESULTS = True replaces the published ones with such a run")
         return []
-    return replace_files(files)
+    return replace_files({**files, **_documents(out_dir, runs)})
+
+
+def _documents(out_dir: Path, runs: dict) -> dict[Path, bytes]:
+    """README.md and STUDY.md under out_dir with their generated numbers made from this run's history
+    (experiments/report.py), where out_dir is a copy of the repository that holds them; {} elsewhere (a folder of
+    the user's, a Colab session with the files uploaded). So a published run brings its README along, in one step."""
+    if not all((out_dir / name).is_file() for name in ("README.md", "STUDY.md", "experiments/report.py")):
+        return {}
+    from experiments import report
+
+    generated = report.blocks({**report.load(out_dir), "history": runs})
+    return {out_dir / name: report.render((out_dir / name).read_text(), generated).encode() for name in report.DOCUMENTS}
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

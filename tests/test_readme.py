@@ -3,6 +3,7 @@ results: each block must be as generated, and what the documents show must be co
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -55,3 +56,22 @@ def test_committed_notebook_shows_its_run():
     assert not any(o.get("name") == "stderr" for o in outputs)
     assert utils.results_table(utils.load_history(ROOT / "results" / "history.json")) in "".join(
         "".join(o["data"]["text/markdown"]) for o in outputs if "text/markdown" in o.get("data", {}))
+
+
+def test_a_published_full_run_brings_its_numbers_into_the_documents(tmp_path):
+    """Command one (a full run publishes) then command two (these tests) is green: publishing rewrites the generated
+    blocks from the new history in the same step, so the documents match the results they sit beside."""
+    copy = tmp_path / "repo"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "runs", "__pycache__", ".pytest_cache", "data"))
+    runs = utils.load_history(ROOT / "results" / "history.json")
+    runs["LN"]["history"][-1]["test_acc"] = 99.01  # a new run, as it might end on another machine
+    run_dir = tmp_path / "run"
+    utils.write_json(run_dir / "results" / "history.json", runs)
+    shutil.copytree(ROOT / "Images", run_dir / "Images")
+    published = utils.publish(run_dir, copy, {name: run["history"] for name, run in runs.items()})
+    assert {copy / "README.md", copy / "STUDY.md", copy / "results" / "history.json"} <= set(published)
+    generated = report.blocks(report.load(copy))
+    for name in report.DOCUMENTS:
+        text = (copy / name).read_text()
+        assert report.render(text, generated) == text
+    assert "LayerNorm at 99.01%" in (copy / "STUDY.md").read_text()
