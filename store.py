@@ -53,6 +53,7 @@ def run_spec(settings: dict, norm: str, seed: int, l1_lambda: float = 0.0, group
         raise ValueError(f"norm_batch={norm_batch} is not below the batch of {spec['batch_size']}: that is plain "
                          "BatchNorm over the whole batch, norm_batch=None; a ghost batch must be smaller")
     groups = settings["GROUPS"] if norm == "G" and groups is None else groups  # one spec for the notebook's GN
+    spec["augmentation"] = spec["augmentation"] or None  # None and {} are the same run: no augmentation
     spec.update(norm=norm, seed=seed, l1_lambda=float(l1_lambda), groups=groups, norm_batch=norm_batch, split=split)
     return spec
 

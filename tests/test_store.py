@@ -60,6 +60,8 @@ def test_spec_is_canonical_and_checked():
     assert gn["groups"] == 2 and gn["norm"] == "G"  # the notebook's GN and 2 groups are one run
     assert store.key(gn) == store.key(store.run_spec(SETTINGS, "G", seed=1, groups=2))
     assert store.run_spec(SETTINGS, "L", seed=1)["groups"] is None
+    plain = [store.key(store.run_spec({**SETTINGS, "AUGMENTATION": a}, "L", seed=1)) for a in (None, {})]
+    assert plain[0] == plain[1]  # no augmentation, however it is said, is one run
     with pytest.raises(ValueError, match="norm_batch=128"):
         store.run_spec(SETTINGS, "B", seed=1, norm_batch=128)  # the whole batch is plain BN: one run, one label
     with pytest.raises(ValueError, match="max_lrr"):
