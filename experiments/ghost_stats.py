@@ -14,7 +14,6 @@ group means, not the running average; the table compares each way with the runni
 import matplotlib.pyplot as plt
 
 import store
-import utils
 from experiments import runner
 
 NAME = "ghost_stats"
@@ -39,37 +38,17 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
                WAYS[2]: [runner.accuracy(runner.recomputed_statistics(m, train.images, settings["BATCH_SIZE"]),
                                          held.images, held.labels)[0] for m in models],
                WAYS[3]: [runner.batch_statistics(m, k, held.images, held.labels) for m in models]}
-        rows.append(dict(k=k, acc=acc, mean={w: runner.mean_std(a)[0] for w, a in acc.items()},
-                         against_running={w: runner.compare(acc[w], acc[WAYS[0]]) for w in WAYS[1:]}))
-    runner.verdicts([c for r in rows for c in r["against_running"].values()])
+        rows.append(dict(k=k, **runner.compare_ways(acc)))
+    runner.verdicts([c for r in rows for c in r["against"].values()])
     return dict(rows=rows, seeds=len(SEEDS), margin=runner.MARGIN)
 
 
 def figure(results: dict) -> plt.Figure:
     rows = results["summary"]["rows"]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    width = 0.8 / len(WAYS)
-    for i, way in enumerate(WAYS):
-        ax.bar([x + i * width for x in range(len(rows))], [100 - r["mean"][way] for r in rows], width, label=way)
-        for x, r in enumerate(rows):
-            ax.scatter([x + i * width] * len(r["acc"][way]), [100 - a for a in r["acc"][way]], color="black", s=6, zorder=3)
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], [f"k = {r['k']}" for r in rows])
-    ax.set_yscale("log")
-    ax.set(ylabel="test error (%), log scale", title=f"Ghost-batch BatchNorm at test time: mean (bars) and "
-                                                      f"{results['summary']['seeds']} seeds (dots)")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
-    return fig
+    return runner.ways_figure(rows, [f"k = {r['k']}" for r in rows], "Ghost-batch BatchNorm at test time: mean (bars) "
+                              f"and {results['summary']['seeds']} seeds (dots)")
 
 
 def tables(results: dict) -> list[str]:
-    body = []
-    for r in results["summary"]["rows"]:
-        cells = [r["k"], ", ".join(f"{a:.2f}" for a in r["acc"][WAYS[0]])]
-        for way in WAYS[1:]:
-            c = r["against_running"][way]
-            cells.append(f"{', '.join(f'{a:.2f}' for a in r['acc'][way])}: {runner.interval(c)}, "
-                         f"p {runner.p_value(c['p_holm'])}, {c['verdict']}")
-        body.append(cells)
-    return [utils.markdown_table(["k", "running statistics, per seed (%)"] + [
-        f"{way}, per seed (%): against running [95% interval], paired t p (Holm), verdict" for way in WAYS[1:]], body)]
+    rows = results["summary"]["rows"]
+    return [runner.ways_table(rows, "k", [r["k"] for r in rows])]

@@ -143,10 +143,10 @@ def pick(r: dict) -> str:
         out.append("- **BatchNorm at test time**: " + not_yet("bn_test"))
     if "shift" in r:
         rows = r["shift"]["summary"]["rows"][1:]
-        better = lambda column: [x["shift"] for x in rows if x["against_bn"][column]["verdict"] == "differs"
-                                 and x["against_bn"][column]["difference"] > 0]
-        worse = lambda column: [x["shift"] for x in rows if x["against_bn"][column]["verdict"] == "differs"
-                                and x["against_bn"][column]["difference"] < 0]
+        better = lambda column: [x["shift"] for x in rows if x["against"][column]["verdict"] == "differs"
+                                 and x["against"][column]["difference"] > 0]
+        worse = lambda column: [x["shift"] for x in rows if x["against"][column]["verdict"] == "differs"
+                                and x["against"][column]["difference"] < 0]
         re_est = "BN, re-estimated on the shifted digits"
         out.append(f"- **Test digits that drift** ({len(rows)} shifts, shift): against BatchNorm with its running "
                    f"statistics, re-estimating them on the shifted digits is better under {len(better(re_est))} and "

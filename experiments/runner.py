@@ -140,7 +140,8 @@ def recomputed_statistics(model: Net, images: torch.Tensor, batch: int, norm_bat
     which include the spread of the group means); in eval mode."""
     copy_ = Net("B", norm_batch=norm_batch)
     copy_.load_state_dict(model.state_dict())
-    torch.optim.swa_utils.update_bn(utils.TensorLoader(images, torch.zeros(len(images)), batch, shuffle=False), copy_)
+    torch.optim.swa_utils.update_bn(utils.TensorLoader(images, torch.zeros(len(images), dtype=torch.long), batch,
+                                                       shuffle=False), copy_)
     return copy_.eval()
 
 
@@ -250,6 +251,46 @@ def verdicts(comparisons: list[dict], margin: float = MARGIN) -> None:
 def interval(c: dict) -> str:
     """A comparison's difference and 95% interval for a table: "+0.060 [-0.010, +0.130]"."""
     return f"{c['difference']:+.3f}" + ("" if c["ci"] is None else f" [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]")
+
+
+# ---- Tables and figures of several ways of evaluating one set of models -------------------------------------------
+
+def compare_ways(acc: dict[str, list[float]]) -> dict:
+    """One row of an evaluation table: `acc` ({way: accuracy per seed}, the first way the reference), each way's mean,
+    and each other way compared with the first over seeds (call `verdicts` on the whole table's comparisons)."""
+    reference = next(iter(acc))
+    return dict(acc=acc, mean={w: mean_std(a)[0] for w, a in acc.items()},
+                against={w: compare(a, acc[reference]) for w, a in acc.items() if w != reference})
+
+
+def ways_table(rows: list[dict], label: str, labels: list[str]) -> str:
+    """Markdown table of `compare_ways` rows: the reference way's mean, then each other way's mean with its difference
+    from the reference [95% interval], Holm-adjusted paired p and verdict."""
+    ways = list(rows[0]["acc"])
+    body = [[name, f"{r['mean'][ways[0]]:.2f}"] + [f"{r['mean'][w]:.2f}: {interval(r['against'][w])}, "
+                                                     f"p {p_value(r['against'][w]['p_holm'])}, {r['against'][w]['verdict']}"
+                                                     for w in ways[1:]] for name, r in zip(labels, rows)]
+    return utils.markdown_table([label, f"{ways[0]} (%)"] + [f"{w} (%): against {ways[0]} [95% interval], paired t p "
+                                                              "(Holm), verdict" for w in ways[1:]], body)
+
+
+def ways_figure(rows: list[dict], labels: list[str], title: str):
+    """Grouped bars of the mean test error of each way (log scale), with each seed as a dot."""
+    import matplotlib.pyplot as plt
+
+    ways = list(rows[0]["acc"])
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(ways)
+    for i, way in enumerate(ways):
+        ax.bar([x + i * width for x in range(len(rows))], [100 - r["mean"][way] for r in rows], width, label=way)
+        for x, r in enumerate(rows):
+            ax.scatter([x + i * width] * len(r["acc"][way]), [100 - a for a in r["acc"][way]], color="black", s=6, zorder=3)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set(ylabel="test error (%), log scale", title=title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return fig
 
 
 # ---- Records -----------------------------------------------------------------------------------------------------

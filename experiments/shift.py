@@ -60,34 +60,17 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
                                             held.labels)[0] for m in models["BN"]],
                "LN": [runner.accuracy(m, images, held.labels)[0] for m in models["LN"]],
                "GN": [runner.accuracy(m, images, held.labels)[0] for m in models["GN"]]}
-        rows.append(dict(shift=shift, acc=acc, mean={k: runner.mean_std(a)[0] for k, a in acc.items()},
-                         against_bn={k: runner.compare(acc[k], acc[COLUMNS[0]]) for k in COLUMNS[1:]}))
-    runner.verdicts([c for r in rows for c in r["against_bn"].values()])
+        rows.append(dict(shift=shift, **runner.compare_ways(acc)))
+    runner.verdicts([c for r in rows for c in r["against"].values()])
     return dict(rows=rows, seeds=len(models["BN"]), margin=runner.MARGIN)
 
 
 def figure(results: dict) -> plt.Figure:
     rows = results["summary"]["rows"]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.8 / len(COLUMNS)
-    for i, column in enumerate(COLUMNS):
-        ax.bar([x + i * width for x in range(len(rows))], [100 - r["mean"][column] for r in rows], width, label=column)
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], [r["shift"] for r in rows], fontsize=8)
-    ax.set_yscale("log")
-    ax.set(ylabel="test error (%), log scale",
-           title=f"Shifted test digits: mean over {results['summary']['seeds']} seeds")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
-    return fig
+    return runner.ways_figure(rows, [r["shift"] for r in rows],
+                              f"Shifted test digits: mean (bars) and {results['summary']['seeds']} seeds (dots)")
 
 
 def tables(results: dict) -> list[str]:
-    body = []
-    for r in results["summary"]["rows"]:
-        cells = [r["shift"], f"{r['mean'][COLUMNS[0]]:.2f}"]
-        for column in COLUMNS[1:]:
-            c = r["against_bn"][column]
-            cells.append(f"{r['mean'][column]:.2f}: {runner.interval(c)}, p {runner.p_value(c['p_holm'])}, {c['verdict']}")
-        body.append(cells)
-    return [utils.markdown_table(["test digits", f"{COLUMNS[0]} (%)"] + [f"{c} (%): against BN's running statistics "
-                                 "[95% interval], paired t p (Holm), verdict" for c in COLUMNS[1:]], body)]
+    rows = results["summary"]["rows"]
+    return [runner.ways_table(rows, "test digits", [r["shift"] for r in rows])]
