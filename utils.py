@@ -814,23 +814,21 @@ def _save(fig: plt.Figure, path: str | os.PathLike | None) -> plt.Figure:
 
 
 def plot_metric(histories: dict[str, list[dict]], key: str, path: str | os.PathLike | None = None) -> plt.Figure:
-    """One curve per model of `key` ("test_loss", "test_acc", ...) against the epoch.
+    """One curve per model of `key` ("test_loss", "test_acc", ...) against the epoch, on a log axis.
 
-    Accuracy axes start just below the lowest value after the first quarter of the epochs, so that the differences
-    at the top stay visible; the early epochs may fall below the axis.
+    An accuracy is drawn as its error, 100 - accuracy: on a log axis every epoch stays in view and the last ones, a
+    few tenths of a point apart, still separate.
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    error = key.endswith("acc")
     for name, history in histories.items():
-        ax.plot([r["epoch"] for r in history], [r[key] for r in history], marker="o", markersize=3, label=name)
-    label = key.replace("_", " ").replace("acc", "accuracy (%)")
-    title = label[0].upper() + label[1:]
-    if key.endswith("acc"):
-        later = [r[key] for h in histories.values() for r in h[len(h) // 4 :]]
-        ax.set_ylim(min(later) - 0.1, min(100.0, max(later) + 0.1))
-        title += " (zoomed: early epochs may lie below)"
-    ax.set(xlabel="epoch", ylabel=label, title=title)
+        ax.plot([r["epoch"] for r in history], [100 - r[key] if error else r[key] for r in history], marker="o",
+                markersize=3, label=name)
+    label = key.replace("_", " ").replace("acc", "error (%)")
+    ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel=f"{label}, log scale", title=label[0].upper() + label[1:] + ", one run")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
     ax.legend()
     return _save(fig, path)
 

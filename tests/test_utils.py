@@ -234,6 +234,9 @@ def test_metric_and_curve_plots(tmp_path):
     history = [dict(epoch=e, train_loss=1 / e, train_acc=90 + e, test_loss=1 / e, test_acc=91 + e) for e in (1, 2, 3)]
     fig = utils.plot_metric({"BN": history, "GN": history}, "test_loss", tmp_path / "loss.png")
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["BN", "GN"]
+    accuracy = utils.plot_metric({"BN": history}, "test_acc")
+    (line,) = accuracy.axes[0].get_lines()
+    assert list(line.get_ydata()) == [8, 7, 6] and accuracy.axes[0].get_yscale() == "log"  # every epoch, as error
     fig2 = utils.plot_curves("BN", history, tmp_path / "curves.png")
     assert len(fig2.axes) == 2
     assert (tmp_path / "loss.png").exists() and (tmp_path / "curves.png").exists()
