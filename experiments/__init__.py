@@ -1,10 +1,12 @@
 """The experiments beyond the notebook's study, behind one entry point: `python -m experiments NAME`.
 
-- seeds: the notebook's three variants over five seeds, with paired tests of significance and time to target;
-- l1: the BN model's L1 lambda;
+- main: BN, BN + L1, LN and GN over ten seeds, with paired, equivalence and Holm-adjusted tests;
+- l1 and lr: the L1 lambda and each norm's peak learning rate, chosen on the validation split;
 - norm_batch: BatchNorm against the number of images it normalises over, LN and GN as controls;
+- ghost_stats: what breaks BatchNorm on ghost batches of one or two images, and what restores it;
 - gn_groups: GroupNorm from one group (LayerNorm) to one per channel (InstanceNorm);
-- bn_test: the study's BN model evaluated with running, batch and recomputed statistics.
+- bn_test and shift: the main comparison's stored models at test time, and on test digits that drift.
 
-Each writes results/NAME.json and Images/NAME.png; the shared machinery is in experiments/runner.py.
+Each reads its runs from the run store (store.py), trains only those it does not hold, and writes results/NAME.json
+and Images/NAME.png; the shared machinery is in experiments/runner.py, the documents' numbers in experiments/report.py.
 """
