@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from conftest import MNIST_ROOT, ROOT, needs_mnist
+import store
 from experiments import main, runner
 from experiments.__main__ import EXPERIMENTS
 
@@ -134,3 +135,23 @@ def test_unreachable_scheduler_is_named():
     with pytest.raises(ValueError, match="no Dask scheduler answered"):
         with runner.executor(1, "tcp://127.0.0.1:9", timeout="1s"):
             pass
+
+
+COMMITTED = sorted(p.stem for p in (ROOT / "results").glob("*.json") if p.stem in EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_committed_experiment_reads_every_run_from_the_committed_store(name):
+    """Running a committed experiment again trains nothing: each run it lists is in results/runs under the key this
+    code gives it, and is the run its JSON says it used, made at a clean commit."""
+    results = json.loads((ROOT / "results" / f"{name}.json").read_text())
+    module = importlib.import_module(f"experiments.{name}")
+    made_with = store.Store().read(store.STORE / f"{results['runs'][0]['key']}.safetensors")[0]["identity"]["torch"]
+    if made_with != store.torch.__version__:
+        pytest.skip(f"the store was made with torch {made_with}, this machine has {store.torch.__version__}: its runs "
+                    "would be trained again")
+    runs = module.runs(runner.settings_for(False, **module.OVERRIDES), module.SEEDS)
+    assert [store.key(r["spec"]) for r in runs] == [r["key"] for r in results["runs"]]
+    assert all(store.Store().file(r["spec"]).is_file() for r in runs)
+    assert all(r["git_commit"] and "+" not in r["git_commit"] for r in results["runs"])
+    assert "+" not in results["environment"]["git_commit"]
