@@ -8,8 +8,9 @@ environment and commit it was made in, its per-epoch history and a SHA-256 over 
 tensors and strings, so reading a record executes nothing.
 
     spec = store.run_spec(settings, "G", seed=3)      # settings: the notebook's parameters, as in its parameters cell
-    record = Store(STORE).get(spec)                    # None until it has been trained
-    model, record = store.train(spec)                  # train it; Store(STORE).put(record, model) keeps it
+    found = store.Store().get(spec)                    # (record, state dict), or None until it has been trained
+    model, record = store.train(spec)                  # train it; store.Store().put(record, model.state_dict()) keeps it
+    model = store.Store().model(spec)                  # a stored model, ready to evaluate
 """
 
 import ast
