@@ -163,6 +163,15 @@ def pick(r: dict) -> str:
             f"{x['against_2_groups']['verdict']}" for x in rows) + f" (gn_groups, {len(rows[0]['seeds'])} seeds).")
     else:
         out.append("- **GroupNorm's groups**: " + not_yet("gn_groups"))
+    if "ghost_stats" in r:
+        g = r["ghost_stats"]["summary"]
+        parts = []
+        for row in g["rows"]:
+            means = ", ".join(f"{way} {mean:.2f}%" for way, mean in row["mean"].items())
+            parts.append(f"at k = {row['k']}: {means}")
+        out.append(f"- **BatchNorm trained on ghost batches of one or two images** (ghost_stats, {g['seeds']} seeds, "
+                   f"test accuracy): {'; '.join(parts)}. Which of these restores a model says what it learned to "
+                   "depend on; STUDY.md gives each comparison with its test.")
     for name, question in (("norm_batch", "One or a few images per normalisation group"),
                            ("lr", "Each norm's own learning rate")):
         if name not in r:
