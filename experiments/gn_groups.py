@@ -42,12 +42,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
         mean, std = runner.mean_std(acc)
         rows.append(dict(groups=g, seeds=[r["seed"] for r in chosen], test_acc=acc, mean=mean, std=std,
                          test_loss=runner.mean_std([r["record"]["history"][-1]["test_loss"] for r in chosen])[0]))
-    reference = next(r for r in rows if r["groups"] == REFERENCE)
-    others = [r for r in rows if r is not reference]
-    comparisons = [runner.compare(r["test_acc"], reference["test_acc"]) for r in others]
-    runner.verdicts(comparisons)
-    for r, c in zip(others, comparisons):
-        r["against_2_groups"] = c
+    runner.compare_rows(rows, next(r for r in rows if r["groups"] == REFERENCE), "against_2_groups")
     return dict(rows=rows, margin=runner.MARGIN)
 
 

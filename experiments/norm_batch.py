@@ -54,12 +54,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
             row.update(batch_stat_acc=batch_acc, batch_stat_mean=runner.mean_std(batch_acc)[0],
                        batch_stat_std=runner.mean_std(batch_acc)[1])
         rows.append(row)
-    whole = next(r for r in rows if r["norm"] == "B" and r["k"] == settings["BATCH_SIZE"])
-    others = [r for r in rows if r is not whole]
-    comparisons = [runner.compare(r["test_acc"], whole["test_acc"]) for r in others]
-    runner.verdicts(comparisons)
-    for r, c in zip(others, comparisons):
-        r["against_whole_batch"] = c
+    runner.compare_rows(rows, next(r for r in rows if r["norm"] == "B" and r["k"] == settings["BATCH_SIZE"]), "against_whole_batch")
     return dict(rows=rows, margin=runner.MARGIN)
 
 

@@ -248,6 +248,15 @@ def verdicts(comparisons: list[dict], margin: float = MARGIN) -> None:
                         and c["p_equivalence_holm"] < ALPHA else "inconclusive")
 
 
+def compare_rows(rows: list[dict], reference: dict, field: str) -> None:
+    """Compare every row's "test_acc" (per seed) with the reference row's, store it in each other row under `field`,
+    and give the table its Holm-adjusted verdicts."""
+    others = [r for r in rows if r is not reference]
+    for r in others:
+        r[field] = compare(r["test_acc"], reference["test_acc"])
+    verdicts([r[field] for r in others])
+
+
 def interval(c: dict) -> str:
     """A comparison's difference and 95% interval for a table: "+0.060 [-0.010, +0.130]"."""
     return f"{c['difference']:+.3f}" + ("" if c["ci"] is None else f" [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]")
