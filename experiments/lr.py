@@ -35,10 +35,11 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
             acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
             by_rate[str(rate)] = dict(validation_acc=acc, mean=runner.mean_std(acc)[0])
         best = max(RATES, key=lambda rate: by_rate[str(rate)]["mean"])
-        variants[v] = dict(rates=by_rate, best=best,
-                           best_vs_shared=runner.compare(by_rate[str(best)]["validation_acc"],
-                                                         by_rate[str(shared)]["validation_acc"]))
-    runner.verdicts([x["best_vs_shared"] for x in variants.values()])
+        # where the shared rate is the best, there is nothing to compare (a comparison with itself would only
+        # dilute the table's Holm adjustment)
+        variants[v] = dict(rates=by_rate, best=best, best_vs_shared=None if best == shared else runner.compare(
+            by_rate[str(best)]["validation_acc"], by_rate[str(shared)]["validation_acc"]))
+    runner.verdicts([x["best_vs_shared"] for x in variants.values() if x["best_vs_shared"] is not None])
     return dict(variants=variants, shared=shared, seeds=list(SEEDS), margin=runner.MARGIN)
 
 
@@ -65,8 +66,9 @@ def tables(results: dict) -> list[str]:
     body = []
     for v, x in s["variants"].items():
         c = x["best_vs_shared"]
-        body.append([v] + [f"{x['rates'][str(r)]['mean']:.2f}" for r in RATES]
-                    + [f"{x['best']:g}", runner.interval(c), runner.p_value(c["p_holm"]), c["verdict"]])
+        body.append([v] + [f"{x['rates'][str(r)]['mean']:.2f}" for r in RATES] + [f"{x['best']:g}"]
+                    + (["-", "-", "the shared rate is its best"] if c is None else
+                       [runner.interval(c), runner.p_value(c["p_holm"]), c["verdict"]]))
     return [utils.markdown_table(["variant"] + [f"validation acc at {r:g} (%)" for r in RATES]
                                  + ["best rate", f"best - shared {s['shared']:g} (points) [95% interval]",
                                     "paired t p (Holm)", "verdict"], body)]

@@ -73,6 +73,20 @@ def test_compare_gives_interval_equivalence_and_power():
     assert runner.seeds_for_power(0.1, effect=0.1) == 10  # a paired effect of one standard deviation: 10 pairs for 80%
 
 
+
+def test_lr_compares_each_variant_s_best_rate_with_the_shared_one_and_not_the_shared_with_itself():
+    from experiments import lr
+    shared = runner.notebook_settings()["MAX_LR"]
+    acc = {("A", 0.01): [99.3, 99.4], ("A", 0.02): [99.5, 99.5], ("A", 0.04): [99.4, 99.4],  # A's best is shared
+           ("Z", 0.01): [99.0, 99.1], ("Z", 0.02): [99.2, 99.3], ("Z", 0.04): [99.6, 99.6]}
+    runs = [dict(variant=v, max_lr=rate, seed=seed, record=dict(history=[dict(test_acc=a)]))
+            for (v, rate), values in acc.items() for seed, a in zip((1, 2), values)]
+    s = lr.summarise(runs, dict(MAX_LR=shared), None)
+    assert shared == 0.02 and s["variants"]["A"]["best"] == 0.02 and s["variants"]["A"]["best_vs_shared"] is None
+    z = s["variants"]["Z"]["best_vs_shared"]
+    assert s["variants"]["Z"]["best"] == 0.04 and z["difference"] == pytest.approx(0.35) and z["p_holm"] == z["p"]
+    assert "the shared rate is its best" in lr.tables(dict(summary=s))[0]
+
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory):
     """Every experiment's --quick run, in this process, all on one store: a run two experiments share trains once."""
