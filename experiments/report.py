@@ -172,10 +172,31 @@ def pick(r: dict) -> str:
         out.append(f"- **BatchNorm trained on ghost batches of one or two images** (ghost_stats, {g['seeds']} seeds, "
                    f"test accuracy): {'; '.join(parts)}. Which of these restores a model says what it learned to "
                    "depend on; STUDY.md gives each comparison with its test.")
-    for name, question in (("norm_batch", "One or a few images per normalisation group"),
-                           ("lr", "Each norm's own learning rate")):
-        if name not in r:
-            out.append(f"- **{question}**: not measured at 20 epochs yet, so no advice from this study: " + not_yet(name))
+    if "norm_batch" in r:
+        rows = [x for x in r["norm_batch"]["summary"]["rows"] if "against_whole_batch" in x]
+        name = lambda x: f"k = {x['k']}" if x["norm"] == "B" else runner.LABELS[x["norm"]]
+        out.append("- **One or a few images per normalisation group** (norm_batch, BatchNorm without L1 on ghost batches "
+                   f"of k images, {len(rows[0]['seeds'])} seeds, running statistics), against BatchNorm on the whole "
+                   "batch of 128: " + "; ".join(f"{name(x)}: {runner.interval(x['against_whole_batch'])} points, "
+                                                f"{x['against_whole_batch']['verdict']}" for x in rows) + ".")
+    else:
+        out.append("- **One or a few images per normalisation group**: " + not_yet("norm_batch"))
+    if "lr" in r:
+        s = r["lr"]["summary"]
+        def best(v: str, x: dict) -> str:
+            c = x["best_vs_shared"]
+            return f"{v} {x['best']:g}" + ("" if c is None else f" ({said(c, format(x['best'], 'g'), format(s['shared'], 'g'))})")
+        differ = [v for v, x in s["variants"].items() if x["best_vs_shared"] and x["best_vs_shared"]["verdict"] == "differs"]
+        out.append(f"- **Each norm's own learning rate** (lr, validation, {len(s['seeds'])} seeds): the best peak rate of "
+                   f"{', '.join(f'{rate:g}' for rate in s['rates'])} is "
+                   + "; ".join(best(v, x) for v, x in s["variants"].items()) + ". " + (
+                       f"No variant's best rate is shown to differ from the shared {s['shared']:g} (paired over seeds, "
+                       "Holm), so the main comparison is not rerun at other rates; each interval says how large a "
+                       "gap these seeds could miss."
+                       if not differ else f"{', '.join(differ)} differ from the shared rate: STUDY.md compares the "
+                       "variants at their own rates."))
+    else:
+        out.append("- **Each norm's own learning rate**: " + not_yet("lr"))
     return "\n".join(out)
 
 
