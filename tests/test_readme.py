@@ -75,3 +75,18 @@ def test_a_published_full_run_brings_its_numbers_into_the_documents(tmp_path):
         text = (copy / name).read_text()
         assert report.render(text, generated) == text
     assert "LayerNorm at 99.01%" in (copy / "STUDY.md").read_text()
+
+
+def test_ghost_mechanism_is_stated_only_where_the_tests_support_it():
+    results = json.loads((ROOT / "results" / "ghost_stats.json").read_text())
+    one = next(row for row in results["summary"]["rows"] if row["k"] == 1)["against"]
+    one["statistics of k test digits"].update(verdict="differs", difference=76.0, ci=[45.0, 107.0])
+    for way in ("recomputed in groups of k", "recomputed over whole batches"):
+        one[way].update(ci=[-6.0, 6.5])
+    supported = report.ghost_blocks(dict(ghost_stats=results))["ghost_mechanism"]
+    assert "need each test digit normalised by its own statistics" in supported and "+6.5 points at most" in supported
+    one["recomputed over whole batches"]["ci"] = [-6.0, 50.0]  # might restore most of the way: no mechanism
+    assert "the mechanism is left open" in report.ghost_blocks(dict(ghost_stats=results))["ghost_mechanism"]
+    one["recomputed over whole batches"]["ci"] = [-6.0, 6.5]
+    one["statistics of k test digits"]["verdict"] = "inconclusive"
+    assert "the mechanism is left open" in report.ghost_blocks(dict(ghost_stats=results))["ghost_mechanism"]
