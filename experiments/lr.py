@@ -62,6 +62,7 @@ def figure(results: dict) -> plt.Figure:
                        [100 - a for a in x["rates"][str(r)]["validation_acc"]], color=f"C{i}", s=8, alpha=0.5)
     ax.axvline(s["shared"], color="grey", linestyle="--", label=f"the notebook's MAX_LR ({s['shared']:g})")
     ax.set_xscale("log")
+    ax.minorticks_off()  # only the rates run are labelled
     ax.set_xticks(s["rates"], [f"{r:g}" for r in s["rates"]])
     ax.set(xlabel="peak learning rate (OneCycle)", ylabel="validation error (%)",
            title=f"Each norm's learning rate on validation: mean (line) and seeds (dots)")
