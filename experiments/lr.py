@@ -4,6 +4,7 @@ OneCycle schedule, trained on the first 50,000 training digits and scored on the
 All variants share the notebook's MAX_LR, which was tuned with BatchNorm in the loop; if another norm's best rate
 differed, the shared-rate comparison would understate it. Each variant's best rate is compared with the shared one
 over seeds (paired, Holm within the table). Runs at the shared rate are the l1 experiment's, read from the store.
+Each variant also runs one rate beyond the end of RATES at which its best lay at those three rates (BEYOND).
 """
 
 import matplotlib.pyplot as plt
@@ -15,14 +16,20 @@ from experiments import main, runner
 NAME = "lr"
 SEEDS = (1, 2)
 OVERRIDES: dict = {}
-RATES = (0.01, 0.02, 0.04)
+RATES = (0.01, 0.02, 0.04)  # peak rates every variant runs
+# one more rate past the end of RATES where each variant's best of RATES lay (BN's at 0.01, LN's and GN's at 0.04)
+BEYOND = {"BN": 0.005, "BN+L1": 0.005, "LN": 0.08, "GN": 0.08}
+
+
+def rates(variant: str) -> list[float]:
+    return sorted(RATES + (BEYOND[variant],))
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     variants = main.variants(settings)
     return [dict(variant=v, max_lr=rate, seed=s, spec=store.run_spec(settings, seed=s, split="validation", max_lr=rate,
                                                                      **variants[v]))
-            for s in seeds for rate in RATES for v in variants]
+            for s in seeds for v in variants for rate in rates(v)]
 
 
 def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
@@ -30,31 +37,32 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
     variants = {}
     for v in dict.fromkeys(r["variant"] for r in runs_):
         by_rate = {}
-        for rate in RATES:
+        for rate in rates(v):
             chosen = sorted((r for r in runs_ if (r["variant"], r["max_lr"]) == (v, rate)), key=lambda r: r["seed"])
             acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
             by_rate[str(rate)] = dict(validation_acc=acc, mean=runner.mean_std(acc)[0])
-        best = max(RATES, key=lambda rate: by_rate[str(rate)]["mean"])
+        best = max(rates(v), key=lambda rate: by_rate[str(rate)]["mean"])
         # where the shared rate is the best, there is nothing to compare (a comparison with itself would only
         # dilute the table's Holm adjustment)
         variants[v] = dict(rates=by_rate, best=best, best_vs_shared=None if best == shared else runner.compare(
             by_rate[str(best)]["validation_acc"], by_rate[str(shared)]["validation_acc"]))
     runner.verdicts([x["best_vs_shared"] for x in variants.values() if x["best_vs_shared"] is not None])
-    return dict(variants=variants, shared=shared, rates=list(RATES), seeds=sorted({r["seed"] for r in runs_}),
-                margin=runner.MARGIN)
+    return dict(variants=variants, shared=shared, rates=sorted(set(RATES) | set(BEYOND.values())),
+                seeds=sorted({r["seed"] for r in runs_}), margin=runner.MARGIN)
 
 
 def figure(results: dict) -> plt.Figure:
     s = results["summary"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (v, x) in enumerate(s["variants"].items()):
-        ax.plot(RATES, [100 - x["rates"][str(r)]["mean"] for r in RATES], marker="o", color=f"C{i}", label=v)
-        for r in RATES:
+        own = [float(r) for r in x["rates"]]
+        ax.plot(own, [100 - x["rates"][str(r)]["mean"] for r in own], marker="o", color=f"C{i}", label=v)
+        for r in own:
             ax.scatter([r] * len(x["rates"][str(r)]["validation_acc"]),
                        [100 - a for a in x["rates"][str(r)]["validation_acc"]], color=f"C{i}", s=8, alpha=0.5)
     ax.axvline(s["shared"], color="grey", linestyle="--", label=f"the notebook's MAX_LR ({s['shared']:g})")
     ax.set_xscale("log")
-    ax.set_xticks(RATES, [f"{r:g}" for r in RATES])
+    ax.set_xticks(s["rates"], [f"{r:g}" for r in s["rates"]])
     ax.set(xlabel="peak learning rate (OneCycle)", ylabel="validation error (%)",
            title=f"Each norm's learning rate on validation: mean (line) and seeds (dots)")
     ax.grid(alpha=0.3)
@@ -67,9 +75,10 @@ def tables(results: dict) -> list[str]:
     body = []
     for v, x in s["variants"].items():
         c = x["best_vs_shared"]
-        body.append([v] + [f"{x['rates'][str(r)]['mean']:.2f}" for r in RATES] + [f"{x['best']:g}"]
+        body.append([v] + [f"{x['rates'][str(r)]['mean']:.2f}" if str(r) in x["rates"] else "-" for r in s["rates"]]
+                    + [f"{x['best']:g}"]
                     + (["-", "-", "the shared rate is its best"] if c is None else
                        [runner.interval(c), runner.p_value(c["p_holm"]), c["verdict"]]))
-    return [utils.markdown_table(["variant"] + [f"validation acc at {r:g} (%)" for r in RATES]
+    return [utils.markdown_table(["variant"] + [f"validation acc at {r:g} (%)" for r in s["rates"]]
                                  + ["best rate", f"best - shared {s['shared']:g} (points) [95% interval]",
                                     "paired t p (Holm)", "verdict"], body)]
