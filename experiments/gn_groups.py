@@ -13,7 +13,7 @@ from experiments import runner
 
 NAME = "gn_groups"
 GROUPS = (1, 2, 4, 8, "C")  # 1 is LayerNorm, "C" InstanceNorm
-SEEDS = (1, 2, 3)
+SEEDS = (1, 2, 3, 4, 5)  # 1 and 2 groups are the main comparison's LN and GN runs, read from the store
 OVERRIDES: dict = {}  # the notebook's settings and 20 epochs
 REFERENCE = 2  # the notebook's GroupNorm
 NAMES = {1: "1 (LayerNorm)", 2: "2 (the notebook's GN)", "C": "C (InstanceNorm)"}
