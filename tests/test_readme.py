@@ -85,8 +85,10 @@ def test_ghost_mechanism_is_stated_only_where_the_tests_support_it():
         one[way].update(ci=[-6.0, 6.5])
     supported = report.ghost_blocks(dict(ghost_stats=results))["ghost_mechanism"]
     assert "need each test digit normalised by its own statistics" in supported and "+6.5 points at most" in supported
+    assert "only each test digit's own statistics restore" in report.pick(dict(ghost_stats=results))
     one["recomputed over whole batches"]["ci"] = [-6.0, 50.0]  # might restore most of the way: no mechanism
     assert "the mechanism is left open" in report.ghost_blocks(dict(ghost_stats=results))["ghost_mechanism"]
     one["recomputed over whole batches"]["ci"] = [-6.0, 6.5]
     one["statistics of k test digits"]["verdict"] = "inconclusive"
     assert "the mechanism is left open" in report.ghost_blocks(dict(ghost_stats=results))["ghost_mechanism"]
+    assert "own statistics restore" not in report.pick(dict(ghost_stats=results))
