@@ -1,6 +1,5 @@
-"""What breaks BatchNorm trained on ghost batches of one or two images, and what restores it: BN models trained at
-k = 1 and 2, five seeds each, evaluated without retraining (seeds 1 to 3 are the norm_batch experiment's runs, read
-from the store; five seeds give the paired test across seeds the power that three do not).
+"""What breaks BatchNorm trained on ghost batches of one or two images, and what restores it: the norm_batch
+experiment's stored models at k = 1 and 2 (five seeds each), evaluated without retraining.
 
 In training each group of k images is normalised with its own statistics; the running statistics average those
 groups' means and variances. With k = 1 a group's mean is one image's, so the spread of the images' means is in no
