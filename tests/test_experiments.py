@@ -73,7 +73,6 @@ def test_compare_gives_interval_equivalence_and_power():
     assert runner.seeds_for_power(0.1, effect=0.1) == 10  # a paired effect of one standard deviation: 10 pairs for 80%
 
 
-
 def test_lr_compares_each_variant_s_best_rate_with_the_shared_one_and_not_the_shared_with_itself():
     from experiments import lr
     shared = runner.notebook_settings()["MAX_LR"]
@@ -89,6 +88,15 @@ def test_lr_compares_each_variant_s_best_rate_with_the_shared_one_and_not_the_sh
     table = lr.tables(dict(summary=s))[0]
     assert "| BN | 99.30 | 99.35 | 99.50 | 99.40 | - | - | 0.02 | - | - | the shared rate is its best |" in table
     assert "| LN | - | 99.05 | 99.25 | 99.60 | 99.45 | 99.25 | 0.04 |" in table
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    """Every experiment's --quick run, in this process, all on one store: a run two experiments share trains once."""
+    root = tmp_path_factory.mktemp("quick")
+    os.environ.setdefault("MNIST_ROOT", str(MNIST_ROOT))
+    return {name: runner.execute(importlib.import_module(f"experiments.{name}"), True, 2, root / "out", root / "store")
+            for name in EXPERIMENTS}, root
 
 
 @pytest.mark.slow
