@@ -47,7 +47,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
         variants[v] = dict(rates=by_rate, best=best, best_vs_shared=None if best == shared else runner.compare(
             by_rate[str(best)]["validation_acc"], by_rate[str(shared)]["validation_acc"]))
     runner.verdicts([x["best_vs_shared"] for x in variants.values() if x["best_vs_shared"] is not None])
-    return dict(variants=variants, shared=shared, rates=sorted(set(RATES).union(*BEYOND.values())),
+    return dict(variants=variants, shared=shared, rates=sorted({rate for v in variants for rate in rates(v)}),
                 seeds=sorted({r["seed"] for r in runs_}), margin=runner.MARGIN)
 
 

@@ -54,7 +54,8 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
             row.update(batch_stat_acc=batch_acc, batch_stat_mean=runner.mean_std(batch_acc)[0],
                        batch_stat_std=runner.mean_std(batch_acc)[1])
         rows.append(row)
-    runner.compare_rows(rows, next(r for r in rows if r["norm"] == "B" and r["k"] == settings["BATCH_SIZE"]), "against_whole_batch")
+    whole = next(r for r in rows if r["norm"] == "B" and r["k"] == settings["BATCH_SIZE"])
+    runner.compare_rows(rows, whole, "against_whole_batch")
     return dict(rows=rows, margin=runner.MARGIN)
 
 

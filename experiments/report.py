@@ -196,8 +196,8 @@ def pick(r: dict) -> str:
                        f"No variant's best rate is shown to differ from the shared {s['shared']:g} (paired over seeds, "
                        "Holm), so the main comparison is not rerun at other rates; each interval says how large a "
                        "gap these seeds could miss."
-                       if not differ else f"{', '.join(differ)} differ from the shared rate: STUDY.md compares the "
-                       "variants at their own rates."))
+                       if not differ else f"{', '.join(differ)} differ from the shared rate, so the main comparison "
+                       "may understate them; it has not been rerun at their own rates."))
     else:
         out.append("- **Each norm's own learning rate**: " + not_yet("lr"))
     return "\n".join(out)
