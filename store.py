@@ -1,173 +1,106 @@
 """Every trained model once: the one training path (`train`) and the run store (`Store`) that keeps its results.
 
-A run is described by its spec (`run_spec`): the norm and its settings, the L1 lambda, the seed, the data split and
-the recipe. Its key adds what else decides its numbers: device, CPU threads, torch version and `code_fingerprint()`,
-a hash of the code that trains and tests it. A record is one safetensors file, results/runs/<label>-<key>.safetensors:
-the model's weights and buffers, its predictions for every held-out digit, and in the metadata the spec, the
-environment and commit it was made in, its per-epoch history and a SHA-256 over all of it. safetensors holds only
-tensors and strings, so reading a record executes nothing.
+A run is described by its spec (`run_spec`): the norm and its settings, the L1 lambda, the seed, the data split, the
+digits (`data`, a digest of the MNIST files) and the recipe. Its key is the spec and TRAINING_VERSION, the version of
+the code that trains and tests it: what a run computes, not where it ran. Where it ran (torch and its build, NumPy,
+Python, CPU, device, threads, git commit) is recorded in the record, not keyed, so a record made with another torch or
+on another machine is read, and said to be (`elsewhere`); `python -m experiments verify` retrains a few here to show
+whether they still agree bit for bit.
 
-    spec = store.run_spec(settings, "G", seed=3)      # settings: the notebook's parameters, as in its parameters cell
+A record is one safetensors file, results/runs/<label>-<key>.safetensors: the model's weights and buffers, its
+predictions for every held-out digit, and in the metadata the spec, the environment and commit it was made in, its
+per-epoch history and a SHA-256 over all of it. safetensors holds only tensors and strings, so reading a record
+executes nothing.
+
+    net = store.load("G", seed=3)                     # a stored model of the study's recipe, in eval mode
+    spec = store.run_spec(settings.RECIPE, "G", seed=3)
     found = store.Store().get(spec)                    # (record, state dict), or None until it has been trained
     model, record = store.train(spec)                  # train it; store.Store().put(record, model.state_dict()) keeps it
-    model = store.Store().model(spec)                  # a stored model, ready to evaluate
 """
 
-import ast
-import copy
 import hashlib
 import json
 import os
+import re
+import stat
+import tempfile
 import time
 import warnings
-from functools import cache
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+try:
+    import fcntl  # POSIX: the store's lock; on Windows, writes are atomic but unlocked
+except ImportError:
+    fcntl = None
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load, save
+from safetensors.torch import load as load_tensors, save
 
+import settings
 import utils
 from model import Net, canonical_norm
 
 ROOT = utils.ROOT
 STORE = ROOT / "results" / "runs"  # the committed store
-RECIPE = ("EPOCHS", "BATCH_SIZE", "TEST_BATCH_SIZE", "MAX_LR", "WEIGHT_DECAY", "EMA_DECAY", "DROPOUT", "AUGMENTATION",
-          "TRAIN_LIMIT", "TEST_LIMIT")  # the notebook's settings that decide a run's numbers
 PREDICTIONS = "predictions"  # the tensor of held-out predictions in a record; the model's tensors are "model.<name>"
+# The version of the training path: model.py's network, utils.py's data, augmentation, optimiser, schedule, EMA, L1,
+# train/test/fit and predict, and fit_model below. Bump it with any change that moves a number a run records:
+# tests/test_golden.py trains a few steps of every norm and fails until it is bumped and its values pinned again
+# (`PYTHONPATH=. python tests/test_golden.py`). Moving code between files, comments, messages and figures leave it as it is.
+TRAINING_VERSION = 1
 
 
-# ---- The key: spec, environment and code fingerprint ------------------------------------------------------------
+# ---- The key: spec and training version ---------------------------------------------------------------------------
 
-def run_spec(settings: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups: int | None = None,
-             norm_batch: int | None = None, split: str = "test", **recipe) -> dict:
-    """Everything a run's numbers depend on that a person chooses: the recipe from `settings` (the notebook's
-    upper-case names, RECIPE), with `recipe` overriding any of them by its lower-case name (max_lr=0.04), and the
-    run's own norm, seed, L1 lambda, GroupNorm groups, ghost-batch size and data split ("test" or "validation")."""
-    spec = {name.lower(): settings[name] for name in RECIPE}
-    unknown = set(recipe) - set(spec)
+def run_spec(recipe: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups: int | None = None,
+             norm_batch: int | None = None, split: str = "test", **overrides) -> dict:
+    """Everything a run's numbers depend on that a person chooses: the recipe from `recipe` (upper-case names as in
+    settings.RECIPE; its DATA, the digest of the MNIST files, defaults to MNIST's original files), with `overrides`
+    replacing any of them by its lower-case name (max_lr=0.04), and the run's own norm, seed, L1 lambda, GroupNorm
+    groups, ghost-batch size and data split ("test" or "validation"). Each is checked: a ValueError names it."""
+    spec = {name.lower(): recipe[name] for name in settings.RECIPE_KEYS}
+    unknown = set(overrides) - set(spec)
     if unknown:
         raise ValueError(f"unknown recipe setting(s) {sorted(unknown)}; allowed: {sorted(spec)}")
-    spec.update(recipe)
+    spec.update(overrides)
+    spec["data"] = recipe.get("DATA", utils.MNIST_DIGEST)
     norm = canonical_norm(norm)
-    if norm_batch is not None and norm_batch >= spec["batch_size"]:
-        raise ValueError(f"norm_batch={norm_batch} is not below the batch of {spec['batch_size']}: that is plain "
-                         "BatchNorm over the whole batch, norm_batch=None; a ghost batch must be smaller")
-    groups = settings["GROUPS"] if norm == "G" and groups is None else groups  # one spec for the notebook's GN
+    utils.check_seed("seed", seed)
+    utils.finite_number("l1_lambda", l1_lambda)
+    if split not in utils.SPLITS:
+        raise ValueError(f"split must be one of {utils.SPLITS}, got {split!r}")
+    if not isinstance(spec["data"], str) or not re.fullmatch(r"[0-9a-f]{64}", spec["data"]):
+        raise ValueError(f"data must be the SHA-256 digest of the MNIST files (utils.mnist_digest), got {spec['data']!r}")
+    if norm_batch is not None:
+        utils.whole_number("norm_batch", norm_batch, "None (the whole batch) or a whole number of images >= 1")
+        if norm_batch >= spec["batch_size"]:
+            raise ValueError(f"norm_batch={norm_batch} is not below the batch of {spec['batch_size']}: that is plain "
+                             "BatchNorm over the whole batch, norm_batch=None; a ghost batch must be smaller")
+    groups = recipe["GROUPS"] if norm == "G" and groups is None else groups  # one spec for the notebook's GN
+    Net(norm, groups=groups, dropout=spec["dropout"], norm_batch=norm_batch)  # the network checks groups and dropout
     spec["augmentation"] = spec["augmentation"] or None  # None and {} are the same run: no augmentation
     spec.update(norm=norm, seed=seed, l1_lambda=float(l1_lambda), groups=groups, norm_batch=norm_batch, split=split)
     return spec
 
 
-# The training path: the definitions `train` reaches in these modules. Their code, normalised, is the fingerprint.
-TRAINING_CODE = {"store": ["fit_model"]}
-VALIDATORS = ("whole_number", "finite_number", "warn", "print")  # called as statements only to raise, warn or print
-# Finding and reading MNIST's files: their bytes are checked against the files' published SHA-256 sums, so what
-# reaches training is fixed by the data, not by this code.
-READERS = ("_fetch_mnist", "_sha256sums", "_read_idx")
+def identity(spec: dict) -> dict:
+    """What a run computes: its spec and the version of the code that trains it."""
+    return {"spec": spec, "training": TRAINING_VERSION}
 
 
-class _Normalise(ast.NodeTransformer):
-    """Strip what cannot change a number a finished run records: docstrings and bare strings, checks that only raise
-    (`if ...: raise` without else, `assert`, a statement calling check_* or one of VALIDATORS), warnings, prints and
-    the errors that other raise statements name.
-    Comments are not in the AST."""
-
-    @staticmethod
-    def _kept(node: ast.stmt) -> bool:
-        if isinstance(node, ast.Assert) or isinstance(node, ast.If) and not node.orelse \
-                and all(isinstance(n, ast.Raise) for n in node.body):
-            return False
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            return False
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-            func = node.value.func
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-            return not (name.lstrip("_").startswith("check") or name in VALIDATORS)
-        return True
-
-    def visit_Raise(self, node: ast.Raise) -> ast.Raise:
-        return ast.Raise()  # which error, and its message, changes no number
-
-    def generic_visit(self, node: ast.AST) -> ast.AST:
-        super().generic_visit(node)
-        for field in ("body", "orelse", "finalbody"):
-            statements = getattr(node, field, None)
-            if isinstance(statements, list) and statements and isinstance(statements[0], ast.stmt):
-                kept = [n for n in statements if self._kept(n)]
-                setattr(node, field, kept or ([ast.Pass()] if field == "body" else []))
-        return node
+def label(spec: dict) -> str:
+    """The readable start of a run's file name: norm, groups, ghost batch, L1 lambda, seed and split."""
+    return (spec["norm"] + (f"-g{spec['groups']}" if spec["groups"] else "")
+            + (f"-k{spec['norm_batch']}" if spec["norm_batch"] else "")
+            + (f"-l1-{spec['l1_lambda']:g}" if spec["l1_lambda"] else "") + f"-seed{spec['seed']}-{spec['split']}")
 
 
-def _definitions(tree: ast.Module) -> dict[str, ast.AST]:
-    """Top-level functions, classes and assignments of a module, by name."""
-    found = {}
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            found[node.name] = node
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                for name in ast.walk(target):
-                    if isinstance(name, ast.Name):
-                        found[name.id] = node
-    return found
-
-
-def _imports(tree: ast.Module, modules: set[str]) -> dict[str, tuple[str, str | None]]:
-    """Names a module binds to the project's modules: {"utils": ("utils", None), "Net": ("model", "Net")}."""
-    bound = {}
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            bound.update({a.asname or a.name: (a.name, None) for a in node.names if a.name in modules})
-        elif isinstance(node, ast.ImportFrom) and node.module in modules:
-            bound.update({a.asname or a.name: (node.module, a.name) for a in node.names})
-    return bound
-
-
-def code_fingerprint(sources: dict[str, str] | None = None, roots: dict[str, list[str]] = TRAINING_CODE) -> str:
-    """SHA-256 of the normalised code of every definition the training path reaches, from `roots` through the names
-    each one uses, across the project's modules (model, utils, store): a comment, a docstring, a check that only
-    raises, a figure or any code outside that path leaves it as it is; a change to what trains or tests changes it.
-    `sources` ({module: source}) replaces the files, for tests."""
-    sources = sources or {m: (ROOT / f"{m}.py").read_text() for m in ("model", "utils", "store")}
-    trees = {m: ast.parse(text) for m, text in sources.items()}
-    defs = {m: _definitions(t) for m, t in trees.items()}
-    imports = {m: _imports(t, set(trees)) for m, t in trees.items()}
-    seen, todo, parts = set(), [(m, n) for m, names in roots.items() for n in names], []
-    while todo:
-        module, name = todo.pop()
-        if (module, name) in seen or name not in defs[module] or name in READERS:
-            continue
-        seen.add((module, name))
-        node = _Normalise().visit(copy.deepcopy(defs[module][name]))
-        parts.append(f"{module}.{name}: {ast.dump(node)}")
-        for used in ast.walk(node):
-            if isinstance(used, ast.Name):
-                target = imports[module].get(used.id)
-                todo.append((target[0], target[1]) if target and target[1] else (module, used.id))
-            elif isinstance(used, ast.Attribute) and isinstance(used.value, ast.Name):
-                target = imports[module].get(used.value.id)
-                if target and target[1] is None:
-                    todo.append((target[0], used.attr))
-    return hashlib.sha256("\n".join(sorted(set(parts))).encode()).hexdigest()
-
-
-@cache
-def _fingerprint() -> str:
-    return code_fingerprint()
-
-
-def identity(spec: dict, device: str = "cpu", threads: int = 1) -> dict:
-    """The run's key fields: its spec, and the device, CPU threads, torch version and code it is trained with."""
-    return {"spec": spec, "device": str(device), "threads": threads, "torch": torch.__version__, "code": _fingerprint()}
-
-
-def key(spec: dict, device: str = "cpu", threads: int = 1) -> str:
-    """The run's file name in the store: a readable label, then the first 16 hex digits of the identity's SHA-256."""
-    digest = hashlib.sha256(json.dumps(identity(spec, device, threads), sort_keys=True).encode()).hexdigest()[:16]
-    label = spec["norm"] + (f"-g{spec['groups']}" if spec["groups"] else "") \
-        + (f"-k{spec['norm_batch']}" if spec["norm_batch"] else "") + (f"-l1-{spec['l1_lambda']:g}" if spec["l1_lambda"] else "")
-    return f"{label}-seed{spec['seed']}-{spec['split']}-{digest}"
+def key(spec: dict) -> str:
+    """The run's file name in the store: its label, then the first 16 hex digits of its identity's SHA-256."""
+    digest = hashlib.sha256(json.dumps(identity(spec), sort_keys=True).encode()).hexdigest()[:16]
+    return f"{label(spec)}-{digest}"
 
 
 # ---- The one training path -------------------------------------------------------------------------------------
@@ -175,13 +108,20 @@ def key(spec: dict, device: str = "cpu", threads: int = 1) -> str:
 _cache: dict = {}  # per process: the loaders of each data setting, built once
 
 
-def loaders(spec: dict, device: torch.device, root: str | os.PathLike | None = None) -> tuple:
-    """The spec's training and held-out loaders on `device`, built once per process and data setting."""
+def loaders(spec: dict, device: torch.device | str, root: str | os.PathLike | None = None) -> tuple:
+    """The spec's training and held-out loaders on `device`, built once per process and data setting. The MNIST files
+    under `root` (else MNIST_ROOT, else ./data) must be the digits the spec names: else a ValueError."""
+    found = utils.mnist_digest(root)
+    if found != spec["data"]:
+        raise ValueError(f"the MNIST files under {utils.mnist_root(root)} (digest {found[:12]}...) are not the digits this "
+                         f"run was specified on (data {spec['data'][:12]}...); for these files, give their digest in the "
+                         "recipe: run_spec({**recipe, 'DATA': utils.mnist_digest(root)}, ...)")
     data = tuple(json.dumps(spec[k]) for k in ("batch_size", "test_batch_size", "augmentation", "train_limit",
-                                                "test_limit", "split")) + (str(device), str(root))
+                                                "test_limit", "split", "data")) + (str(device), str(root))
     if data not in _cache:
-        _cache[data] = utils.mnist_loaders(root, device, spec["batch_size"], spec["test_batch_size"], spec["seed"],
-                                           spec["augmentation"], spec["train_limit"], spec["test_limit"], spec["split"])
+        _cache[data] = utils.mnist_loaders(root, torch.device(device), spec["batch_size"], spec["test_batch_size"],
+                                           spec["seed"], spec["augmentation"], spec["train_limit"], spec["test_limit"],
+                                           spec["split"])
     return _cache[data]
 
 
@@ -208,10 +148,9 @@ def train(spec: dict, device: torch.device | str = "cpu", root: str | os.PathLik
     device = torch.device(device)
     start = time.perf_counter()
     model, history, predictions = fit_model(spec, device, root, on_epoch)
-    threads = torch.get_num_threads()
-    record = {"key": key(spec, device.type, threads), "identity": identity(spec, device.type, threads),
-              "environment": utils.environment(device), "seconds": time.perf_counter() - start,
-              "history": history, "predictions": "".join(map(str, predictions.tolist()))}
+    record = {"key": key(spec), "identity": identity(spec), "environment": utils.environment(device),
+              "seconds": time.perf_counter() - start, "history": history,
+              "predictions": "".join(map(str, predictions.tolist()))}
     return model, record
 
 
@@ -223,10 +162,33 @@ def train_for_store(spec: dict) -> tuple[dict, dict[str, torch.Tensor]]:
     return record, {name: t.detach().cpu() for name, t in model.state_dict().items()}
 
 
+# Where a record was made, as far as it can change a number: a record that differs from this machine in one of these
+# was made elsewhere (`elsewhere`). Local and cluster runs train on the CPU with one thread.
+COMPARED = ("torch", "cpu", "device", "threads")
+
+
+def elsewhere(record: dict, here: dict | None = None) -> dict[str, tuple]:
+    """How the environment `record` was made in differs from `here` (this machine, training as the store's workers
+    do: CPU, one thread): {field: (theirs, ours)}, over COMPARED; a field the record does not name is not compared."""
+    here = here or {**utils.environment("cpu"), "threads": 1}
+    made = record["environment"]
+    return {f: (made[f], here.get(f)) for f in COMPARED if f in made and made[f] != here.get(f)}
+
+
 # ---- The store -------------------------------------------------------------------------------------------------
 
 class CorruptRecord(ValueError):
-    """A record file that cannot be read whole: truncated, altered, or not a record."""
+    """A record file that cannot be read whole: truncated, altered, foreign, or not a record."""
+
+
+class NotStored(LookupError):
+    """No stored run for a spec."""
+
+
+MAX_RECORD_BYTES = 16 * 2**20  # a record is about 50 KB; a larger file is not one (nor is a FIFO or a device)
+KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*")  # what a key may be: a file name in the store's folder, no path
+FIELDS = {"key": str, "identity": dict, "environment": dict, "seconds": float, "history": list}
+TENSOR_DTYPES = (torch.float32, torch.int64)  # the model's parameters and buffers (num_batches_tracked)
 
 
 def _checksum(record: dict, tensors: dict[str, torch.Tensor]) -> str:
@@ -237,14 +199,69 @@ def _checksum(record: dict, tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def _parse(data: bytes) -> tuple[dict, dict[str, torch.Tensor], dict]:
+    """A record file's body, tensors and metadata, as stored; any exception where it is not one."""
+    metadata = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])["__metadata__"]
+    return json.loads(metadata["record"]), load_tensors(data), metadata
+
+
+def _problem(body, tensors: dict[str, torch.Tensor]) -> str | None:
+    """What keeps a parsed record from being one (its fields and their types, its tensors' dtypes and shapes)."""
+    if not isinstance(body, dict) or any(not isinstance(body.get(f), t) for f, t in FIELDS.items()):
+        return f"its record is not a dict of {', '.join(f'{f} ({t.__name__})' for f, t in FIELDS.items())}"
+    if not isinstance(body["identity"].get("spec"), dict):
+        return "its identity has no spec"
+    predictions = tensors.get(PREDICTIONS)
+    if predictions is None or predictions.dtype != torch.uint8 or predictions.dim() != 1 \
+            or (len(predictions) and predictions.max() > 9):
+        return "it has no predictions tensor of classes 0-9 (uint8, one dimension)"
+    model = [t for name, t in tensors.items() if name.startswith("model.")]
+    if not model or any(t.dtype not in TENSOR_DTYPES for t in model) or len(model) + 1 != len(tensors):
+        return "its tensors are not a model's (float32 weights, int64 counters) and its predictions"
+    return None
+
+
 class Store:
     """A folder of records, one safetensors file each, named by `key`; written in one step, checked when read."""
 
     def __init__(self, path: str | os.PathLike = STORE):
         self.path = Path(path)
 
-    def file(self, spec: dict) -> Path:
-        return self.path / f"{key(spec)}.safetensors"
+    def file(self, spec_or_key: dict | str) -> Path:
+        """The record file of a spec, or of a key; a key that is not a plain file name is a ValueError."""
+        name = key(spec_or_key) if isinstance(spec_or_key, dict) else spec_or_key
+        if not isinstance(name, str) or not KEY.fullmatch(name):
+            raise ValueError(f"a run's key must be letters, digits, '.', '+' and '-' (a file name in the store, no path); "
+                             f"got {name!r}")
+        return self.path / f"{name}.safetensors"
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Held while a record is replaced or set aside, so that a reader never sets aside one a writer is putting in
+        place. Where the store cannot hold a lock file (read-only), nothing can be written or set aside either."""
+        try:
+            handle = open(self.path / ".lock", "a")
+        except OSError:
+            handle = None
+        if handle is None or fcntl is None:
+            yield
+            return
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def check_writable(self) -> None:
+        """A ValueError, before any run trains, unless the store's folder exists or can be made, is a folder and takes
+        a file of a record's size."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.path) as probe:
+                probe.write(bytes(2**17))
+                probe.flush()
+                os.fsync(probe.fileno())
+        except OSError as error:
+            raise ValueError(f"the run store {self.path} cannot take records ({error.strerror or error}): give a folder "
+                             "you can write to, with space (--store)") from None
 
     def put(self, record: dict, tensors: dict[str, torch.Tensor]) -> Path:
         """Write a record with the model's tensors (a state dict) atomically; non-finite numbers are refused."""
@@ -252,44 +269,84 @@ class Store:
         body = {k: v for k, v in record.items() if k != "predictions"}
         stored = {f"model.{name}": t.contiguous() for name, t in tensors.items()} | {PREDICTIONS: predictions}
         text = json.dumps(body, sort_keys=True, allow_nan=False)
-        metadata = {"record": text, "sha256": _checksum(body, stored)}
-        data = save(stored, metadata)
-        return utils.replace_file(self.path / f"{record['key']}.safetensors", lambda tmp: tmp.write_bytes(data))
+        data = save(stored, {"record": text, "sha256": _checksum(body, stored)})
+        path = self.file(record["key"])
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            return utils.replace_file(path, lambda tmp: tmp.write_bytes(data))
 
     def read(self, path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-        """The record and the model's state dict in the file `path`; CorruptRecord if it is not whole."""
-        data = path.read_bytes()
+        """The record and the model's state dict in the file `path`; CorruptRecord if it is not one, whole."""
         try:
-            with_metadata = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])["__metadata__"]
-            tensors = load(data)
-            body = json.loads(with_metadata["record"])
-        except (SafetensorError, ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError) as error:
-            raise CorruptRecord(f"{path} is not a whole record ({type(error).__name__}: {error})") from None
-        if _checksum(body, tensors) != with_metadata.get("sha256"):
+            info = path.lstat()
+        except OSError as error:
+            raise CorruptRecord(f"{path} cannot be read ({error.strerror or error})") from None
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RECORD_BYTES:
+            raise CorruptRecord(f"{path} is not a record: {'larger than a record can be' if stat.S_ISREG(info.st_mode) else 'not a regular file'}")
+        try:
+            body, tensors, metadata = _parse(path.read_bytes())
+        except Exception as error:  # noqa: BLE001  whatever a damaged file makes the parsers raise
+            raise CorruptRecord(f"{path} is not a whole record ({type(error).__name__}: {str(error)[:200]})") from None
+        problem = _problem(body, tensors)
+        if problem:
+            raise CorruptRecord(f"{path} is not a record: {problem}")
+        if _checksum(body, tensors) != metadata.get("sha256"):
             raise CorruptRecord(f"{path} does not match its SHA-256: it was altered or damaged")
         predictions = tensors.pop(PREDICTIONS)
         record = {**body, "predictions": "".join(map(str, predictions.tolist()))}
         return record, {name.removeprefix("model."): t for name, t in tensors.items()}
 
+    def _read_as(self, path: Path, spec: dict) -> tuple[dict, dict[str, torch.Tensor]]:
+        """`read`, and CorruptRecord unless the record is the run of `spec`: its key and identity (spec and training
+        version) are those asked for."""
+        record, tensors = self.read(path)
+        if record["key"] != key(spec) or record["identity"] != identity(spec):
+            raise CorruptRecord(f"{path} holds another run ({record['key']}), not {key(spec)}: it was copied or renamed "
+                                "by hand")
+        return record, tensors
+
     def get(self, spec: dict) -> tuple[dict, dict[str, torch.Tensor]] | None:
-        """The stored record and state dict of `spec`, or None if there is none. A corrupt file is reported (a
-        warning naming it), moved aside to <name>.corrupt, and treated as missing, so that it is trained again."""
+        """The stored record and state dict of `spec`, or None if there is none. A corrupt or foreign file is reported
+        (a warning naming it), moved aside to <name>.corrupt, and treated as missing, so that it is trained again; in
+        a store that cannot be written to, it is a CorruptRecord that says so."""
         path = self.file(spec)
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
         try:
-            return self.read(path)
+            return self._read_as(path, spec)
         except CorruptRecord as error:
-            warnings.warn(f"{error}; moved to {path.name}.corrupt and trained again", RuntimeWarning, stacklevel=2)
-            path.replace(path.with_name(path.name + ".corrupt"))
+            with self._lock():  # a writer may have put a whole record in place since: read it again before moving
+                try:
+                    return self._read_as(path, spec)
+                except CorruptRecord:
+                    pass
+                try:
+                    path.replace(path.with_name(path.name + ".corrupt"))
+                except OSError as move:
+                    raise CorruptRecord(f"{error}; it cannot be moved aside ({move.strerror or move}): remove it, or "
+                                        "use a store you can write to") from None
+            warnings.warn(f"{error}; moved to {path.name}.corrupt, and the run is trained again", RuntimeWarning,
+                          stacklevel=2)
             return None
 
     def model(self, spec: dict) -> Net:
-        """The stored model of `spec`, on the CPU in eval mode."""
+        """The stored model of `spec`, on the CPU in eval mode; NotStored where there is none."""
         found = self.get(spec)
         if found is None:
-            raise KeyError(f"no stored run for {key(spec)} in {self.path}")
+            raise NotStored(f"no stored run {key(spec)} in {self.path}. Train and keep it with "
+                            "`model, record = store.train(spec); store.Store().put(record, model.state_dict())` (about "
+                            "8 minutes on one CPU core for 20 epochs), or run the experiment that lists it "
+                            "(`python -m experiments --help`)")
         net = Net(spec["norm"], groups=spec["groups"], dropout=spec["dropout"], norm_batch=spec["norm_batch"])
-        net.load_state_dict(found[1])
+        try:
+            net.load_state_dict(found[1])
+        except RuntimeError as error:
+            raise CorruptRecord(f"{self.file(spec)} does not hold this network's weights: {str(error)[:300]}") from None
         return net.eval()
 
+
+def load(norm: str, seed: int = 1, *, l1_lambda: float = 0.0, groups: int | None = None, norm_batch: int | None = None,
+         split: str = "test", path: str | os.PathLike = STORE, **recipe) -> Net:
+    """A stored model of the study's recipe (settings.RECIPE, with `recipe` overriding any setting by its lower-case
+    name), in eval mode on the CPU: `store.load("G", seed=3)`. NotStored, saying how to train it, where there is none."""
+    return Store(path).model(run_spec(settings.RECIPE, norm, seed, l1_lambda, groups, norm_batch, split, **recipe))

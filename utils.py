@@ -118,10 +118,20 @@ def git_commit() -> str | None:
     return commit + ("+changes" if changed else "")
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo), else what the platform says of it."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
 def environment(device: torch.device | str) -> dict:
-    """How a result was made: torch and Python versions, device, CPU threads and the code's git commit."""
-    return {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-            "threads": torch.get_num_threads(), "git_commit": git_commit()}
+    """How a result was made: torch, NumPy and Python versions, CPU, device, CPU threads and the code's git commit."""
+    return {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "cpu": cpu_name(), "device": str(device), "threads": torch.get_num_threads(), "git_commit": git_commit()}
 
 
 def finite_number(name: str, value, zero_ok: bool = True) -> float:
@@ -308,7 +318,7 @@ def load_mnist(
     check_device("device", device)
     if root is not None and not isinstance(root, (str, os.PathLike)):
         raise ValueError(f"root must be None (MNIST_ROOT, else ./data) or a folder's path, got {root!r}")
-    root = Path(root or os.environ.get("MNIST_ROOT") or "data")
+    root = mnist_root(root)
     prefix = "train" if train else "t10k"
     image_file, label_file = (root / "MNIST" / "raw" / f"{prefix}-{kind}-ubyte" for kind in ("images-idx3", "labels-idx1"))
     _fetch_mnist(root, [image_file, label_file], download)
@@ -320,6 +330,32 @@ def load_mnist(
                          "they belong to different versions; replace both with the original files")
     images = images[:limit].to(device).unsqueeze(1).float().div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)
     return images, labels[:limit].long().to(device)
+
+
+def mnist_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder that holds MNIST/raw: `root`, else the environment variable MNIST_ROOT, else ./data."""
+    return Path(root or os.environ.get("MNIST_ROOT") or "data")
+
+
+def _digest(sums: dict[str, str]) -> str:
+    return hashlib.sha256("".join(f"{sums[name]}  {name}\n" for name in MNIST_SHA256).encode()).hexdigest()
+
+
+MNIST_DIGEST = _digest(MNIST_SHA256)  # the digest of MNIST's original files (mnist_digest)
+_digests: dict[tuple, str] = {}  # per process: each set of files' digest, by their paths, sizes and times
+
+
+def mnist_digest(root: str | os.PathLike | None = None) -> str:
+    """Which digits a run reads: the SHA-256 over the SHA-256 sums of the four MNIST files under `root` (as load_mnist
+    finds them, downloading missing ones), so that MNIST_DIGEST for MNIST's originals and another digest for any other
+    copy, a relabelled one included. Each file is hashed once per process while it is unchanged."""
+    root = mnist_root(root)
+    files = [root / "MNIST" / "raw" / name for name in MNIST_SHA256]
+    _fetch_mnist(root, files, download=True)
+    stamp = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if stamp not in _digests:
+        _digests[stamp] = _digest({f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files})
+    return _digests[stamp]
 
 
 def _check_limit(name: str, limit: int | None) -> None:

@@ -1,5 +1,6 @@
 """python -m experiments NAME [--quick] [--jobs 2] [--scheduler ADDRESS]: one experiment's JSON and figure, from the
-runs in the store, training only the runs it does not hold yet."""
+runs in the store, training only the runs it does not hold yet; python -m experiments verify [--sample 3]: retrain a
+few stored runs here and compare them with their records."""
 
 import argparse
 import importlib
@@ -9,32 +10,58 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: one plain line per epoch, not a bar per run
 
 import store
-from experiments import runner
+from experiments import runner, verify
 
 EXPERIMENTS = ["main", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "shift", "ghost_stats"]
 QUICK_DIR = runner.RUNS / "quick"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
-    parser.add_argument("name", choices=EXPERIMENTS)
-    parser.add_argument("--quick", action="store_true",
-                        help=f"a smoke run: first seed only, settings {runner.QUICK}; writes under {QUICK_DIR}, never results/")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once, one CPU thread each (default 2: two cores)")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
+def summary(module) -> str:
+    """An experiment's line for --help: what it shows, its runs and how many of them the committed store holds."""
+    specs = {store.key(r["spec"]): r["spec"] for r in module.runs(runner.settings_for(False, **module.OVERRIDES),
+                                                                  module.SEEDS)}
+    stored = sum(store.Store().file(key).exists() for key in specs)
+    return f"{module.SHOWS}; uses {len(specs)} runs of 20 epochs, {stored} of them stored"
+
+
+def parser() -> argparse.ArgumentParser:
+    modules = {name: importlib.import_module(f"experiments.{name}") for name in EXPERIMENTS}
+    top = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    names = top.add_subparsers(dest="name", required=True, metavar="NAME",
+                               title="experiments (python -m experiments NAME --help describes one)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--jobs", type=int, default=2, help="runs at once, one CPU thread each (default 2: two cores)")
+    common.add_argument("--scheduler", metavar="ADDRESS",
                         help="train on the Dask cluster at ADDRESS (tcp://host:8786) instead of local processes")
-    parser.add_argument("--replot", action="store_true",
-                        help="only redraw Images/NAME.png and reprint the tables from results/NAME.json")
-    parser.add_argument("--out-dir", type=Path,
+    common.add_argument("--store", type=Path,
+                        help=f"the run store to read and fill (default: {store.STORE}; {QUICK_DIR / 'store'} with --quick)")
+    common.add_argument("--out-dir", type=Path,
                         help=f"writes OUT_DIR/results/NAME.json and OUT_DIR/Images/NAME.png (default: the repository; "
                              f"{QUICK_DIR} with --quick)")
-    parser.add_argument("--store", type=Path,
-                        help=f"the run store to read and fill (default: {store.STORE}; {QUICK_DIR / 'store'} with --quick)")
-    args = parser.parse_args()
+    for name, module in modules.items():
+        one = names.add_parser(name, parents=[common], help=summary(module), description=module.__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        one.add_argument("--quick", action="store_true", help=f"a smoke run: first seed only, settings {runner.QUICK}; "
+                                                              f"writes under {QUICK_DIR}, never results/")
+        one.add_argument("--replot", action="store_true",
+                         help="only redraw Images/NAME.png and reprint the tables from results/NAME.json")
+    check = names.add_parser("verify", parents=[common], help=verify.SHOWS,
+                             description=verify.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("--sample", type=int, default=3, help="how many stored runs to retrain (default 3)")
+    return top
+
+
+def main() -> None:
+    top = parser()
+    args = top.parse_args()
     if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+        top.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.name == "verify":
+        verify.main(args.sample, args.store or store.STORE, args.jobs, args.scheduler, args.out_dir or runner.ROOT)
+        return
     if args.replot and (args.quick or args.scheduler or args.store):
-        parser.error("--replot trains nothing: it takes only --out-dir")
+        top.error("--replot trains nothing: it takes only --out-dir")
     out_dir = args.out_dir or (QUICK_DIR if args.quick else runner.ROOT)
     store_dir = args.store or (QUICK_DIR / "store" if args.quick else store.STORE)
     experiment = importlib.import_module(f"experiments.{args.name}")

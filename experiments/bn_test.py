@@ -16,6 +16,7 @@ import utils
 from experiments import main, runner
 
 NAME = "bn_test"
+SHOWS = "BatchNorm at test time: test batch size, train mode, recomputed statistics (trains nothing)"  # its line in python -m experiments --help
 SEEDS = main.SEEDS
 OVERRIDES: dict = {}
 TEST_BATCHES = (1, 2, 8, 32, 128, 1000)

@@ -17,6 +17,7 @@ import store
 from experiments import runner
 
 NAME = "ghost_stats"
+SHOWS = "what breaks BatchNorm trained on ghost batches of one or two images, and what restores it"  # its line in python -m experiments --help
 SIZES = (1, 2)
 SEEDS = (1, 2, 3, 4, 5)
 OVERRIDES: dict = {}

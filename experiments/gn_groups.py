@@ -12,6 +12,7 @@ import utils
 from experiments import runner
 
 NAME = "gn_groups"
+SHOWS = "GroupNorm from one group (LayerNorm) to one per channel (InstanceNorm)"  # its line in python -m experiments --help
 GROUPS = (1, 2, 4, 8, "C")  # 1 is LayerNorm, "C" InstanceNorm
 SEEDS = (1, 2, 3, 4, 5)  # 1 and 2 groups are the main comparison's LN and GN runs, read from the store
 OVERRIDES: dict = {}  # the notebook's settings and 20 epochs

@@ -17,6 +17,7 @@ import utils
 from experiments import runner
 
 NAME = "l1"
+SHOWS = "BatchNorm + L1's lambda, chosen on the validation split"  # its line in python -m experiments --help
 SEEDS = (1, 2)
 OVERRIDES: dict = {}
 LAMBDAS = (0.0, 1e-5, 1e-4, 1e-3)

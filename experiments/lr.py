@@ -14,6 +14,7 @@ import utils
 from experiments import main, runner
 
 NAME = "lr"
+SHOWS = "each variant's peak learning rate, on the validation split"  # its line in python -m experiments --help
 SEEDS = (1, 2)
 OVERRIDES: dict = {}
 RATES = (0.01, 0.02, 0.04)  # peak rates every variant runs

@@ -16,6 +16,7 @@ import utils
 from experiments import runner
 
 NAME = "norm_batch"
+SHOWS = "BatchNorm against the number of images it normalises over (ghost batches), LN and GN as controls"  # its line in python -m experiments --help
 SIZES = (1, 2, 4, 8, 32, 128)  # images per normalisation group; the batch (128) is plain nn.BatchNorm2d
 SEEDS = (1, 2, 3, 4, 5)
 OVERRIDES: dict = {}  # the notebook's settings and 20 epochs

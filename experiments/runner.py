@@ -88,8 +88,10 @@ def ensure(specs: list[dict], runs_store: store.Store, jobs: int = 2, scheduler:
             missing[store.key(spec)] = spec
     print(f"{len(records)} of {len(records) + len(missing)} runs read from {runs_store.path}, {len(missing)} to train",
           flush=True)
+    report_elsewhere(list(records.values()))
     failed = {}
     if missing:
+        runs_store.check_writable()
         with executor(jobs, scheduler) as pool:
             futures = {pool.submit(store.train_for_store, spec): name for name, spec in missing.items()}
             for done, future in enumerate(as_completed(futures), 1):
@@ -111,6 +113,17 @@ def ensure(specs: list[dict], runs_store: store.Store, jobs: int = 2, scheduler:
         raise RuntimeError(f"{len(failed)} of {len(specs)} runs failed, nothing of theirs stored (the other runs are): "
                            + "; ".join(f"{name}: {why}" for name, why in failed.items()))
     return records
+
+
+def report_elsewhere(records: list[dict]) -> None:
+    """Say once how many of `records` were made in another environment than this machine's (store.elsewhere), and
+    how: they are used as stored."""
+    differences = [store.elsewhere(r) for r in records]
+    made = [d for d in differences if d]
+    if made:
+        how = sorted({f"{field} {theirs} (here {ours})" for d in made for field, (theirs, ours) in d.items()})
+        print(f"{len(made)} of these {len(records)} stored runs were made in another environment: {'; '.join(how)}. "
+              "They are used as stored; `python -m experiments verify` retrains a few here and compares.", flush=True)
 
 
 # ---- Evaluation of stored models -------------------------------------------------------------------------------
@@ -324,6 +337,17 @@ def load_results(path: Path, name: str) -> dict:
     return results
 
 
+def unchanged(path: Path, results: dict) -> bool:
+    """Whether the JSON at `path` holds `results` apart from where it was made ("environment"): then it is kept
+    byte for byte, and an experiment run again at another commit rewrites nothing."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    strip = lambda r: {k: v for k, v in r.items() if k != "environment"}
+    return isinstance(old, dict) and strip(old) == strip(json.loads(json.dumps(results)))
+
+
 def replot(experiment, out_dir: Path) -> None:
     """Redraw an experiment's figure and reprint its tables from its results JSON, without training anything."""
     results = load_results(out_dir / "results" / f"{experiment.NAME}.json", experiment.NAME)
@@ -340,7 +364,7 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     numbers, each run carrying its "record"; figure(results) and tables(results), the README's tables.
     --quick runs the first seed only.
     """
-    settings = settings_for(quick, **experiment.OVERRIDES)
+    settings = {k: v for k, v in settings_for(quick, **experiment.OVERRIDES).items() if k != "DATA_ROOT"}
     utils.check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
                       settings["EMA_DECAY"], settings["L1_LAMBDA"], settings["GROUPS"], settings["DROPOUT"], out_dir)
     commit = utils.git_commit()
@@ -349,6 +373,7 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
         raise ValueError(f"the code has uncommitted changes (git commit {commit}): results/ and the committed store take "
                          "only runs made at a clean commit. Commit first, or pass --out-dir and --store outside "
                          "results/ (under runs/, say) to keep this run apart")
+    settings["DATA"] = utils.mnist_digest()  # which digits: MNIST_ROOT's files, by content, not by where they are
     runs = experiment.runs(settings, experiment.SEEDS[:1] if quick else experiment.SEEDS)
     keys = [store.key(r["spec"]) for r in runs]
     if len(set(keys)) != len(keys):
@@ -364,8 +389,12 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
              "test_acc": r["record"]["history"][-1]["test_acc"]} for r in runs]
     results = {"experiment": experiment.NAME, "settings": settings, "environment": utils.environment("cpu"),
                "train_seconds": sum(u["seconds"] for u in used), "summary": summary, "runs": used}
-    utils.write_json(out_dir / "results" / f"{experiment.NAME}.json", results)
-    save_figure(experiment.figure(results), out_dir / "Images" / f"{experiment.NAME}.png")
+    path, figure = out_dir / "results" / f"{experiment.NAME}.json", out_dir / "Images" / f"{experiment.NAME}.png"
+    if unchanged(path, results) and figure.exists():
+        print(f"{path} and {figure} are left as they are: no number changed")
+    else:
+        utils.write_json(path, results)
+        save_figure(experiment.figure(results), figure)
     print("\n\n".join(experiment.tables(results)))
     print(f"{experiment.NAME}: {len(runs)} runs, {results['train_seconds'] / 60:.1f} minutes of training")
     return results

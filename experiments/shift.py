@@ -17,6 +17,7 @@ import utils
 from experiments import main, runner
 
 NAME = "shift"
+SHOWS = "test digits that drift: five shifts, BN with re-estimated statistics against LN and GN (trains nothing)"  # its line in python -m experiments --help
 SEEDS = main.SEEDS
 OVERRIDES: dict = {}
 

@@ -163,10 +163,6 @@ def test_committed_experiment_reads_every_run_from_the_committed_store(name):
     code gives it, and is the run its JSON says it used, made at a clean commit."""
     results = json.loads((ROOT / "results" / f"{name}.json").read_text())
     module = importlib.import_module(f"experiments.{name}")
-    made_with = store.Store().read(store.STORE / f"{results['runs'][0]['key']}.safetensors")[0]["identity"]["torch"]
-    if made_with != store.torch.__version__:
-        pytest.skip(f"the store was made with torch {made_with}, this machine has {store.torch.__version__}: its runs "
-                    "would be trained again")
     runs = module.runs(runner.settings_for(False, **module.OVERRIDES), module.SEEDS)
     assert [store.key(r["spec"]) for r in runs] == [r["key"] for r in results["runs"]]
     assert all(store.Store().file(r["spec"]).is_file() for r in runs)

@@ -3,61 +3,30 @@ stored runs instead of training them again, locally or on a Dask cluster."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
+import settings
 import store
 import utils
 from conftest import MNIST_ROOT, ROOT, needs_mnist
 from experiments import l1, runner
 
-SOURCES = {m: (ROOT / f"{m}.py").read_text() for m in ("model", "utils", "store")}
-SETTINGS = dict(EPOCHS=20, BATCH_SIZE=128, TEST_BATCH_SIZE=2000, MAX_LR=0.02, WEIGHT_DECAY=1e-4, EMA_DECAY=0.998,
-                DROPOUT=0.0, AUGMENTATION={"degrees": 10.0, "translate": 0.1, "scale": 0.1}, TRAIN_LIMIT=None,
-                TEST_LIMIT=None, GROUPS=2)
+SETTINGS = settings.RECIPE
 
 
-def fingerprint_after(module: str, old: str, new: str) -> str:
-    assert old in SOURCES[module], old
-    return store.code_fingerprint({**SOURCES, module: SOURCES[module].replace(old, new, 1)})
-
-
-BASE = store.code_fingerprint(SOURCES)
-
-
-@pytest.mark.parametrize("module, old, new", [
-    ("utils", "def fit(", "# a comment\ndef fit("),  # a comment
-    ("utils", '"""Train `epochs` epochs', '"""Train for `epochs` epochs'),  # a docstring
-    ("utils", 'raise FloatingPointError(_divergence(model, x,', 'raise RuntimeError(str(model) + _divergence(model, x,'),
-    ("utils", '    whole_number("epochs", epochs, "a whole number >= 1")\n', ""),  # a check that only raises
-    ("utils", 'ax.grid(alpha=0.3)', 'ax.grid(alpha=0.5)'),  # a figure: outside the training path
-    ("model", "def count_macs(", "def count_macs_renamed("),  # outside the training path
-])
-def test_fingerprint_ignores_what_cannot_change_a_number(module, old, new):
-    assert fingerprint_after(module, old, new) == BASE
-
-
-@pytest.mark.parametrize("module, old, new", [
-    ("utils", "lr=max_lr, weight_decay=weight_decay)", "lr=max_lr, weight_decay=weight_decay, eps=1e-7)"),
-    ("utils", "CHECK_EVERY = 50", "CHECK_EVERY = 49"),  # a constant the training loop reads
-    ("model", "WIDTHS = (8, 16, 32, 48, 48)", "WIDTHS = (8, 16, 32, 48, 40)"),  # the network
-    ("utils", "decay = min(self.decay, (1 + self.updates) / (10 + self.updates))",
-     "decay = min(self.decay, (1 + self.updates) / (11 + self.updates))"),  # the EMA, a class the loop uses
-    ("utils", "MNIST_MEAN, MNIST_STD = 0.1307, 0.3081", "MNIST_MEAN, MNIST_STD = 0.1307, 0.3080"),  # the data
-    ("store", "utils.reseed(spec[\"seed\"], train_loader)", "utils.reseed(spec[\"seed\"] + 1, train_loader)"),
-])
-def test_fingerprint_changes_with_what_trains(module, old, new):
-    assert fingerprint_after(module, old, new) != BASE
-
-
-def test_committed_code_has_the_fingerprint_of_the_files():
-    assert store.code_fingerprint() == BASE
+def test_the_recipe_is_the_notebooks():
+    """settings.RECIPE, where the experiments and store.load start, holds the notebook's parameters cell's values."""
+    notebook = runner.notebook_settings()
+    assert SETTINGS == {name: notebook[name] for name in SETTINGS}
 
 
 def test_spec_is_canonical_and_checked():
     gn = store.run_spec(SETTINGS, "group", seed=1)
-    assert gn["groups"] == 2 and gn["norm"] == "G"  # the notebook's GN and 2 groups are one run
+    assert gn["groups"] == 2 and gn["norm"] == "G" and gn["data"] == utils.MNIST_DIGEST
     assert store.key(gn) == store.key(store.run_spec(SETTINGS, "G", seed=1, groups=2))
     assert store.run_spec(SETTINGS, "L", seed=1)["groups"] is None
     plain = [store.key(store.run_spec({**SETTINGS, "AUGMENTATION": a}, "L", seed=1)) for a in (None, {})]
@@ -67,9 +36,65 @@ def test_spec_is_canonical_and_checked():
     with pytest.raises(ValueError, match="max_lrr"):
         store.run_spec(SETTINGS, "B", seed=1, max_lrr=0.1)
     keys = {store.key(store.run_spec(SETTINGS, "B", seed=s)) for s in (1, 2)}
-    keys |= {store.key(store.run_spec(SETTINGS, "B", seed=1), threads=2), store.key(store.run_spec(SETTINGS, "B", seed=1), "cuda")}
     keys |= {store.key(store.run_spec(SETTINGS, "B", seed=1, split="validation"))}
-    assert len(keys) == 5
+    keys |= {store.key(store.run_spec({**SETTINGS, "DATA": "0" * 64}, "B", seed=1))}
+    assert len(keys) == 4
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("seed", "1/../../../x", "seed must be a whole number"), ("seed", -1, "seed must be"),
+    ("split", "../test", "split must be one of"), ("norm_batch", "4/..", "norm_batch must be"),
+    ("groups", 3, "groups=3 does not divide"), ("l1_lambda", float("nan"), "l1_lambda must be a finite"),
+])
+def test_spec_fields_that_could_name_a_path_or_a_wrong_run_are_refused(field, value, message):
+    arguments = {"norm": "G" if field == "groups" else "B", "seed": 1, field: value}
+    with pytest.raises(ValueError, match=message):
+        store.run_spec(SETTINGS, **arguments)
+
+
+def test_key_is_what_a_run_computes_not_where(monkeypatch):
+    spec = store.run_spec(SETTINGS, "B", seed=1)
+    before = store.key(spec)
+    monkeypatch.setattr(torch, "__version__", "9.9.9+other")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
+    monkeypatch.setattr(utils, "cpu_name", lambda: "another CPU")
+    assert store.key(spec) == before  # another torch, thread count or CPU: the same run
+    monkeypatch.setattr(store, "TRAINING_VERSION", store.TRAINING_VERSION + 1)
+    assert store.key(spec) != before  # another training version: another run
+
+
+def test_a_refactor_that_moves_training_code_keeps_every_key(tmp_path):
+    """Move the weight EMA and the L1 penalty out of utils.py into a module of their own, as a code split would: every
+    committed record's key, computed from that copy of the code, is the same."""
+    for name in ("model.py", "utils.py", "store.py", "settings.py"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    source = (tmp_path / "utils.py").read_text()
+    moved = [source[source.index(start):source.index(end)] for start, end in
+             (("def l1_penalty(", "class WeightEMA"), ("class WeightEMA", "CHECK_EVERY = "))]
+    for part in moved:
+        source = source.replace(part, "")
+    source = source.replace("from model import", "from engine import WeightEMA, l1_penalty\nfrom model import", 1)
+    (tmp_path / "utils.py").write_text(source)
+    (tmp_path / "engine.py").write_text("import copy\n\nimport torch\nimport torch.nn as nn\n\n\n" + "".join(moved)
+                                        .replace("check_ema_decay(", "(lambda *a, **k: None)("))
+    specs = [r["identity"]["spec"] for r in committed_records()]
+    script = ("import json, sys, store, utils, engine; assert 'WeightEMA' not in vars(utils) or utils.WeightEMA is "
+              "engine.WeightEMA; print(json.dumps([store.key(s) for s in json.load(sys.stdin)]))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, input=json.dumps(specs), capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}, check=True).stdout
+    assert json.loads(out) == [r["key"] for r in committed_records()]
+
+
+def committed_records() -> list[dict]:
+    return [store.Store().read(path)[0] for path in sorted(store.STORE.glob("*.safetensors"))]
+
+
+def test_every_committed_record_is_under_its_key():
+    records = committed_records()
+    assert len(records) >= 118
+    for record in records:
+        assert record["key"] == store.key(record["identity"]["spec"]) and record["identity"]["training"] == \
+            store.TRAINING_VERSION
 
 
 def fake_record(spec: dict) -> tuple[dict, dict]:
@@ -172,4 +197,4 @@ def test_a_failed_run_is_reported_and_the_others_are_stored(tmp_path, monkeypatc
     monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield ThreadPoolExecutor(1))))
     with pytest.raises(RuntimeError, match=r"2 of 3 runs failed.*FloatingPointError.*another-key"):
         runner.ensure(specs, store.Store(tmp_path))
-    assert [p.name for p in tmp_path.iterdir()] == [store.key(specs[0]) + ".safetensors"]
+    assert [p.name for p in tmp_path.glob("*.safetensors")] == [store.key(specs[0]) + ".safetensors"]
