@@ -334,9 +334,10 @@ class Store:
         found = self.get(spec)
         if found is None:
             raise NotStored(f"no stored run {key(spec)} in {self.path}. Train and keep it with "
-                            "`model, record = store.train(spec); store.Store().put(record, model.state_dict())` (about "
-                            "8 minutes on one CPU core for 20 epochs), or run the experiment that lists it "
-                            "(`python -m experiments --help`)")
+                            "`model, record = store.train(spec); store.Store().put(record, model.state_dict())`, spec "
+                            f"being store.run_spec(settings.RECIPE, {spec['norm']!r}, seed={spec['seed']}, ...) with "
+                            "this run's settings (about 8 minutes on one CPU core for 20 epochs), or run the experiment "
+                            "that lists it (`python -m experiments --help`)")
         net = Net(spec["norm"], groups=spec["groups"], dropout=spec["dropout"], norm_batch=spec["norm_batch"])
         try:
             net.load_state_dict(found[1])

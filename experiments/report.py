@@ -19,7 +19,7 @@ import torch
 
 import store
 import utils
-from experiments import runner
+from experiments import runner, verify
 from model import Net, count_macs, count_parameters
 
 ROOT = utils.ROOT
@@ -32,7 +32,7 @@ NAMES = {"BN": "BatchNorm + L1", "LN": "LayerNorm", "GN": "GroupNorm"}
 def load(root: Path = ROOT) -> dict:
     """results/history.json under "history", each experiment's and benchmark's JSON under its name."""
     results = {"history": utils.load_history(root / "results" / "history.json")}
-    for name in EXPERIMENTS + ["speed", "step"]:
+    for name in EXPERIMENTS + ["speed", "step", "verify"]:
         path = root / "results" / f"{name}.json"
         if path.exists():
             results[name] = json.loads(path.read_text())
@@ -264,6 +264,18 @@ def ghost_blocks(r: dict) -> dict[str, str]:
     return {"ghost_mechanism": " ".join(out)}
 
 
+def verify_blocks(r: dict) -> dict[str, str]:
+    """What `python -m experiments verify` found when the stored runs were retrained under the pinned environment."""
+    if "verify" not in r:
+        return {"verify": "Not run yet: `python -m experiments verify` writes results/verify.json.", "verify_table": ""}
+    v = r["verify"]
+    env = v["environment"]
+    return {"verify": f"{v['identical']} of {len(v['runs'])} stored runs, retrained with torch {env['torch']} on "
+                      f"{env['device']} ({env['cpu']}), one thread, are bit-identical to their records: the same weights, "
+                      "predictions and every epoch's numbers.",
+            "verify_table": verify.table(v)}
+
+
 def compute_table() -> str:
     """What every experiment needs of the run store, at its full settings: the runs it lists, how many the committed
     store holds, and its training time: the stored runs' own seconds, plus, for each missing run, the mean seconds of
@@ -304,7 +316,7 @@ def blocks(r: dict | None = None) -> dict[str, str]:
     import step
 
     r = r or load()
-    out = {**notebook_run(r), **model_blocks(), **main_blocks(r), **l1_blocks(r), **ghost_blocks(r), "pick": pick(r), "durations": compute_table(),
+    out = {**notebook_run(r), **model_blocks(), **main_blocks(r), **l1_blocks(r), **verify_blocks(r), **ghost_blocks(r), "pick": pick(r), "durations": compute_table(),
            "speed": speed.table(r["speed"]), "step": step.table(r["step"])}
     out.update({f"{name}_tables": experiment_tables(r, name) for name in EXPERIMENTS})
     return out

@@ -12,8 +12,9 @@ import torch
 import settings
 import store
 import utils
-from conftest import MNIST_ROOT, ROOT, needs_mnist
+from conftest import MNIST_ROOT, ROOT, needs_mnist, write_sums
 from experiments import l1, runner
+from model import Net
 
 SETTINGS = settings.RECIPE
 
@@ -198,3 +199,146 @@ def test_a_failed_run_is_reported_and_the_others_are_stored(tmp_path, monkeypatc
     with pytest.raises(RuntimeError, match=r"2 of 3 runs failed.*FloatingPointError.*another-key"):
         runner.ensure(specs, store.Store(tmp_path))
     assert [p.name for p in tmp_path.glob("*.safetensors")] == [store.key(specs[0]) + ".safetensors"]
+
+
+# ---- What the store hands back: only what was asked for --------------------------------------------------------------
+
+def stored(tmp_path, seed: int = 1) -> tuple[store.Store, dict, dict, dict]:
+    runs = store.Store(tmp_path)
+    spec = store.run_spec(SETTINGS, "L", seed=seed)
+    record, tensors = fake_record(spec)
+    runs.put(record, tensors)
+    return runs, spec, record, tensors
+
+
+def test_a_record_copied_under_another_runs_name_is_refused_as_foreign(tmp_path):
+    runs, one, _, _ = stored(tmp_path)
+    two = store.run_spec(SETTINGS, "L", seed=2)
+    runs.file(two).write_bytes(runs.file(one).read_bytes())  # seed 1's record under seed 2's file name
+    with pytest.warns(RuntimeWarning, match=f"holds another run \\({store.key(one)}\\), not {store.key(two)}"):
+        assert runs.get(two) is None
+    assert runs.get(one) is not None and runs.file(two).with_name(runs.file(two).name + ".corrupt").exists()
+
+
+def test_a_relabelled_copy_of_the_digits_is_another_run(tiny_mnist, tmp_path):
+    copy = tmp_path / "copy"
+    (copy / "MNIST" / "raw").mkdir(parents=True)
+    for path in (tiny_mnist / "MNIST" / "raw").iterdir():
+        data = bytearray(path.read_bytes())
+        if path.name == "train-labels-idx1-ubyte":
+            data[8] = (data[8] + 1) % 10  # one label changed
+        (copy / "MNIST" / "raw" / path.name).write_bytes(bytes(data))
+    write_sums(copy)  # with a checksum list that agrees with the changed file
+    digests = [utils.mnist_digest(root) for root in (tiny_mnist, copy)]
+    assert digests[0] != digests[1] and utils.MNIST_DIGEST not in digests
+    specs = [store.run_spec({**SETTINGS, "DATA": d}, "L", seed=1) for d in digests]
+    assert store.key(specs[0]) != store.key(specs[1])
+    with pytest.raises(ValueError, match="are not the digits this run was specified on"):
+        store.loaders(specs[0], "cpu", copy)  # the spec of one copy never trains on the other
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "", ".hidden", "x\0y"])
+def test_keys_that_name_a_path_outside_the_store_are_refused(tmp_path, name):
+    runs, spec, record, tensors = stored(tmp_path / "store")
+    with pytest.raises(ValueError, match="a run's key must be letters"):
+        runs.put({**record, "key": name}, tensors)
+    with pytest.raises(ValueError, match="a run's key must be letters"):
+        runs.file(name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def damaged(runs: store.Store, spec: dict, record: dict, tensors: dict, how: str) -> None:
+    """Replace the spec's record file by one damaged as `how` says, re-checksummed where it still could be."""
+    path = runs.file(spec)
+    path.unlink()
+    if how == "fifo":
+        os.mkfifo(path)
+    elif how == "link to /dev/zero":
+        path.symlink_to("/dev/zero")
+    elif how == "too large":
+        path.write_bytes(bytes(store.MAX_RECORD_BYTES + 1))
+    elif how == "nested header":
+        header = b'{"__metadata__": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        path.write_bytes(len(header).to_bytes(8, "little") + header)
+    else:
+        from safetensors.torch import save
+        body = {k: v for k, v in record.items() if k != "predictions"}
+        stored_ = {f"model.{k}": t for k, t in tensors.items()} | {"predictions": torch.tensor([1, 2], dtype=torch.uint8)}
+        if how == "no predictions":
+            del stored_["predictions"]
+        elif how == "float predictions":
+            stored_["predictions"] = torch.tensor([1.0, 2.0])
+        elif how == "no weight":
+            del stored_["model.weight"]
+        elif how == "a list for the record":
+            body = [1, 2]
+        text = json.dumps(body)
+        path.write_bytes(save(stored_, {"record": text, "sha256": store._checksum(body, stored_) if isinstance(body, dict)
+                                        else "0"}))
+
+
+@pytest.mark.parametrize("how", ["fifo", "link to /dev/zero", "too large", "nested header", "no predictions",
+                                 "float predictions", "a list for the record"])
+def test_every_malformed_record_is_reported_as_corrupt(tmp_path, how):
+    runs, spec, record, tensors = stored(tmp_path)
+    damaged(runs, spec, record, tensors, how)
+    with pytest.raises(store.CorruptRecord):
+        runs.read(runs.file(spec))
+    with pytest.warns(RuntimeWarning, match="moved to .*corrupt, and the run is trained again"):
+        assert runs.get(spec) is None
+
+
+def test_a_record_without_a_weight_the_network_needs_is_reported_as_corrupt(tmp_path):
+    runs = store.Store(tmp_path)
+    spec = store.run_spec(SETTINGS, "L", seed=1)
+    record, _ = fake_record(spec)
+    tensors = Net("L").state_dict()
+    del tensors["fc.bias"]
+    runs.put(record, tensors)
+    with pytest.raises(store.CorruptRecord, match="does not hold this network's weights"):
+        runs.model(spec)
+
+
+def test_a_missing_run_says_how_to_train_it(tmp_path):
+    with pytest.raises(store.NotStored, match=r"no stored run G-g2-seed77-test-.*store.train\(spec\)"):
+        store.load("G", seed=77, path=tmp_path)
+    assert store.load("G", seed=3).training is False  # a committed run, in eval mode
+
+
+def test_a_corrupt_record_in_a_store_that_cannot_be_written_is_not_announced_as_moved(tmp_path, monkeypatch):
+    runs, spec, record, tensors = stored(tmp_path)
+    damaged(runs, spec, record, tensors, "no predictions")
+    monkeypatch.setattr(type(runs.file(spec)), "replace", lambda *a: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with pytest.raises(store.CorruptRecord, match="cannot be moved aside \\(Permission denied\\): remove it"):
+        runs.get(spec)
+
+
+@pytest.mark.parametrize("where", ["a regular file", "below a regular file"])
+def test_a_store_that_cannot_take_records_is_refused_before_training(tmp_path, where):
+    (tmp_path / "file").write_text("not a folder")
+    path = tmp_path / "file" if where == "a regular file" else tmp_path / "file" / "store"
+    with pytest.raises(ValueError, match=f"the run store {path} cannot take records .*--store"):
+        runner.ensure([store.run_spec(SETTINGS, "L", seed=1)], store.Store(path))
+
+
+def writer(path: str, seed: int, count: int) -> None:
+    runs = store.Store(path)
+    record, tensors = fake_record(store.run_spec(SETTINGS, "L", seed=1))
+    for i in range(count):
+        runs.put({**record, "seconds": float(seed * 1000 + i)}, tensors)
+
+
+def test_two_writers_and_a_reader_on_one_record_leave_it_whole(tmp_path):
+    import multiprocessing
+
+    runs, spec, _, _ = stored(tmp_path)
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=writer, args=(str(tmp_path), seed, 150)) for seed in (1, 2)]
+    for w in writers:
+        w.start()
+    reads = 0
+    while any(w.is_alive() for w in writers):
+        assert runs.get(spec) is not None  # never half-written, never set aside
+        reads += 1
+    assert all(w.join() or w.exitcode == 0 for w in writers) and reads > 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", runs.file(spec).name]
