@@ -239,6 +239,32 @@ def test_missing_packages_are_installed_with_pip_on_either_route(session, branch
     assert result["calls"][-1] == pip[0]  # after the clone, so a failed clone installs nothing
 
 
+OTHER = "https://github.com/other/project.git"
+
+
+@pytest.mark.parametrize(
+    "make, origin",
+    [
+        pytest.param([], "not a git checkout", id="plain-folder"),
+        pytest.param([["git", "init", "-q"]], "origin: none", id="no-origin"),
+        pytest.param([["git", "init", "-q"], ["git", "remote", "add", "origin", OTHER]], f"origin: {OTHER}", id="other-origin"),
+    ],
+)
+def test_existing_folder_of_another_project_is_refused(session, branch, make, origin):
+    """A folder where the clone would go is reused only if its origin is the clone URL; else the cell says what to do."""
+    session.clone_dir.mkdir(parents=True)
+    (session.clone_dir / "model.py").write_text("raise SystemExit('another project')\n")
+    for cmd in make:
+        subprocess.run(cmd, cwd=session.clone_dir, check=True, capture_output=True)
+    result = session(with_constants(setup_source(), GITHUB_REPO=PUBLISHED, GITHUB_BRANCH=branch))
+    assert result["error"] == "RuntimeError", result
+    for words in (str(session.clone_dir), ROOT.as_uri(), origin, "Remove that folder", "S6_CLONE_DIR"):
+        assert words in result["message"]
+    assert not [call for call in result["calls"] if "clone" in call["cmd"] or "pip" in call["cmd"]]
+    assert result["cwd"] == str(session.content)
+    assert (session.clone_dir / "model.py").exists()
+
+
 def test_outside_colab_does_nothing(session):
     for source in (setup_source(), with_constants(setup_source(), GITHUB_REPO=PUBLISHED)):
         result = session(source, colab=False, hide=["torchsummary", "safetensors"])  # nor installs anything
