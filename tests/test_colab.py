@@ -112,8 +112,8 @@ args = json.loads(sys.argv[1])
 sys.path.insert(0, __import__("os").getcwd())  # as Colab's kernel, whose start folder /content is on sys.path
 if args["colab"]:
     sys.modules["google.colab"] = types.ModuleType("google.colab")
-if args["hide_site_packages"]:
-    sys.path[:] = [p for p in sys.path if "-packages" not in p]
+for name in args["hide"]:  # as a runtime without it: find_spec gives None, import raises ImportError
+    sys.modules[name] = None
 calls, real_run = [], subprocess.run
 
 def run(cmd, *a, **k):  # records every command; pip is faked (no network), anything else really runs
@@ -157,10 +157,10 @@ def session(tmp_path):
     content.mkdir()
     clone_dir = tmp_path / "clones" / "s6-normalization"
 
-    def run_cell(source, colab=True, runs=1, url=ROOT.as_uri(), import_model=False, hide_site_packages=False):
+    def run_cell(source, colab=True, runs=1, url=ROOT.as_uri(), import_model=False, hide=()):
         cell = tmp_path / "cell.py"
         cell.write_text(source)
-        args = dict(cell=str(cell), colab=colab, runs=runs, import_model=import_model, hide_site_packages=hide_site_packages)
+        args = dict(cell=str(cell), colab=colab, runs=runs, import_model=import_model, hide=list(hide))
         env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "S6_CLONE_URL": url, "S6_CLONE_DIR": str(clone_dir), "OMP_NUM_THREADS": "1"}
         done = subprocess.run([sys.executable, "-I", "-c", DRIVER, json.dumps(args)], cwd=content, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
@@ -221,17 +221,53 @@ def test_failed_clone_raises(session, branch):
     assert result["cwd"] == str(session.content)
 
 
-def test_missing_torchsummary_and_safetensors_are_installed_with_pip(session, branch):
-    result = session(with_constants(setup_source(), GITHUB_REPO=PUBLISHED, GITHUB_BRANCH=branch), hide_site_packages=True)
+@pytest.mark.parametrize("route", ["upload", "clone"])
+@pytest.mark.parametrize("missing", [["torchsummary"], ["safetensors"], ["torchsummary", "safetensors"]])
+def test_missing_packages_are_installed_with_pip_on_either_route(session, branch, route, missing):
+    """Uploaded files or a clone: either way the cell pip-installs, once, exactly what the runtime lacks."""
+    if route == "upload":
+        (session.content / "model.py").write_text("")  # as uploaded with the Files pane
+        source = setup_source()
+    else:
+        source = with_constants(setup_source(), GITHUB_REPO=PUBLISHED, GITHUB_BRANCH=branch)
+    result = session(source, hide=missing)
     assert result["error"] is None, result
+    assert len(clones(result)) == (route == "clone")
     pip = [call for call in result["calls"] if "pip" in call["cmd"]]
-    assert [call["cmd"][1:] for call in pip] == [["-m", "pip", "install", "-q", "torchsummary", "safetensors"]]
+    assert [call["cmd"] for call in pip] == [[sys.executable, "-m", "pip", "install", "-q", *missing]]
     assert pip[0]["check"] is True
+    assert result["calls"][-1] == pip[0]  # after the clone, so a failed clone installs nothing
+
+
+OTHER = "https://github.com/other/project.git"
+
+
+@pytest.mark.parametrize(
+    "make, origin",
+    [
+        pytest.param([], "not a git checkout", id="plain-folder"),
+        pytest.param([["git", "init", "-q"]], "origin: none", id="no-origin"),
+        pytest.param([["git", "init", "-q"], ["git", "remote", "add", "origin", OTHER]], f"origin: {OTHER}", id="other-origin"),
+    ],
+)
+def test_existing_folder_of_another_project_is_refused(session, branch, make, origin):
+    """A folder where the clone would go is reused only if its origin is the clone URL; else the cell says what to do."""
+    session.clone_dir.mkdir(parents=True)
+    (session.clone_dir / "model.py").write_text("raise SystemExit('another project')\n")
+    for cmd in make:
+        subprocess.run(cmd, cwd=session.clone_dir, check=True, capture_output=True)
+    result = session(with_constants(setup_source(), GITHUB_REPO=PUBLISHED, GITHUB_BRANCH=branch))
+    assert result["error"] == "RuntimeError", result
+    for words in (str(session.clone_dir), ROOT.as_uri(), origin, "Remove that folder", "S6_CLONE_DIR"):
+        assert words in result["message"]
+    assert not [call for call in result["calls"] if "clone" in call["cmd"] or "pip" in call["cmd"]]
+    assert result["cwd"] == str(session.content)
+    assert (session.clone_dir / "model.py").exists()
 
 
 def test_outside_colab_does_nothing(session):
     for source in (setup_source(), with_constants(setup_source(), GITHUB_REPO=PUBLISHED)):
-        result = session(source, colab=False)
+        result = session(source, colab=False, hide=["torchsummary", "safetensors"])  # nor installs anything
         assert result["error"] is None and result["calls"] == [] and result["cwd"] == str(session.content)
         assert result["model_spec"] is None  # the repository's model.py is out of reach, as meant
     assert not session.clone_dir.exists()
