@@ -24,6 +24,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -240,11 +241,11 @@ def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float,
     finite_number("WEIGHT_DECAY", weight_decay)
     finite_number("L1_LAMBDA", l1_lambda)
     check_ema_decay("EMA_DECAY", ema_decay)
-    probe = Path(out_dir) / "runs" / ".write-test"
-    try:
-        probe.parent.mkdir(parents=True, exist_ok=True)
-        probe.write_text("ok")
-        probe.unlink()
+    runs = Path(out_dir) / "runs"
+    try:  # a probe of a name of its own, removed on closing: set-ups side by side never remove each other's
+        runs.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=runs, prefix=".write-test.") as probe:
+            probe.write(b"ok")
     except OSError as error:
         raise ValueError(f"OUT_DIR={str(out_dir)!r} is not writable ({error}); choose a folder you can write to") from None
     return norms
@@ -963,59 +964,86 @@ def load_history(path: str | os.PathLike, missing_ok: bool = True) -> dict:
     return data
 
 
+# What a plain open() would give a new file: mkstemp makes its files 0600, and a replaced file keeps its temporary's.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def _sibling(path: Path, tag: str) -> Path:
-    """path's sibling name.<tag>.suffix; the suffix kept, since savefig reads the format from it."""
-    return path.with_name(f"{path.stem}.{tag}{path.suffix}")
+    """A new empty file beside path, named uniquely .name.<tag>.XXXXXXXX.suffix (hidden; the suffix kept last, since
+    savefig reads the format from it), with a plain new file's permissions. So two writers never share one."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{tag}.", suffix=path.suffix)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_UMASK)
+    return Path(name)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """Write `data` into path and onto the disk (flushed and fsync'ed) before returning."""
+    with open(path, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def replace_file(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """`write(tmp)` into a temporary sibling of `path`, then replace `path` with it in one step: never half-written."""
+    """`write(tmp)` into a temporary sibling of `path` of its own (`_sibling`), then replace `path` with it in one step:
+    never half-written, and concurrent writers never share a temporary file (the last replacement wins). On any
+    failure, an interrupt too, the temporary file is removed and `path` left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(path, "tmp")
-    write(tmp)
-    tmp.replace(path)
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
 def replace_files(files: dict[Path, bytes]) -> list[Path]:
     """Replace every file of `files` ({path: content}) or none of them; returns the paths.
 
-    Each content is first written into a temporary sibling and read back; only then do they replace the old files,
-    one after another, each old one copied aside until all are in. An error or an interrupt at any point puts back
-    every file already replaced and removes every file written here. (A SIGKILL or a power cut during the
-    replacements themselves, a few milliseconds, would leave some files new and the copies aside, name.old.suffix.)
+    Each content is first written into a temporary sibling of its own (`_sibling`), synced to the disk and read back;
+    only then do they replace the old files, one after another, each old one copied aside until all are in. An error
+    or an interrupt at any point puts back every file already replaced and removes every file written here. Unique
+    names keep concurrent calls from sharing these files, but not from interleaving: each file ends as one call's
+    content. (A SIGKILL or a power cut during the replacements themselves, a few milliseconds, would leave some files
+    new and the copies aside, .name.old.XXXXXXXX.suffix.)
     """
     staged, kept, done = {}, {}, []
     try:
         for path, data in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             staged[path] = _sibling(path, "tmp")
-            staged[path].write_bytes(data)
+            _write_synced(staged[path], data)
             if staged[path].read_bytes() != data:
                 raise OSError(f"{staged[path]} does not read back as it was written: not published")
             if path.exists():
-                kept[path] = shutil.copy2(path, _sibling(path, "old"))
+                kept[path] = _sibling(path, "old")
+                shutil.copy2(path, kept[path])
         for path, tmp in staged.items():
             tmp.replace(path)
             done.append(path)
     except BaseException:
         for path in reversed(done):
             if path in kept:
-                Path(kept[path]).replace(path)
+                kept[path].replace(path)
             else:
                 path.unlink()
         raise
     finally:
         for leftover in [*staged.values(), *kept.values()]:
-            Path(leftover).unlink(missing_ok=True)
+            leftover.unlink(missing_ok=True)
     return list(files)
 
 
 def write_json(path: str | os.PathLike, data: dict) -> Path:
-    """Write `data` as indented JSON, replacing `path` in one step; a non-finite number is a ValueError."""
+    """Write `data` as indented JSON, replacing `path` in one step (`replace_file`), synced to the disk; a non-finite
+    number is a ValueError."""
     text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-    return replace_file(path, lambda tmp: tmp.write_text(text))
+    return replace_file(path, lambda tmp: _write_synced(tmp, text.encode()))
 
 
 def save_history(path: str | os.PathLike, name: str, entry: dict) -> None:

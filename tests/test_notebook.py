@@ -76,6 +76,24 @@ def test_the_parameters_cell_as_written_is_the_committed_study():
     assert names["REPLACE_RESULTS"] is False
 
 
+def test_runs_started_in_one_second_get_folders_of_their_own(tmp_path):
+    # cell 3's lines that make run_dir, run twice within one second: two folders, each of its own
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    cell = next(cell for cell in notebook.cells if "run_dir = " in cell.source)
+    lines = cell.source.splitlines()
+    start = next(i for i, line in enumerate(lines) if "Path(OUT_DIR)" in line)
+    end = next(i for i, line in enumerate(lines) if line.startswith("run_dir ="))
+    making = "\n".join(["import tempfile", "from datetime import datetime", "from pathlib import Path",
+                        *lines[start : end + 1]])
+    folders = []
+    for _ in range(2):
+        names = {"OUT_DIR": str(tmp_path)}
+        exec(making, names)
+        folders.append(names["run_dir"])
+    assert folders[0] != folders[1] and all(folder.is_dir() for folder in folders)
+    assert sorted(tmp_path.glob("runs/study-*")) == sorted(folders)
+
+
 def execute(out_dir, **parameters):
     """Run the notebook with the small settings, DATA_ROOT and OUT_DIR, and `parameters` on top."""
     settings = {**SMALL, "DATA_ROOT": str(MNIST_ROOT), "OUT_DIR": str(out_dir), **parameters}

@@ -1,4 +1,10 @@
 import json
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable
 
 import matplotlib
 import pytest
@@ -339,3 +345,102 @@ def test_peak_memory_counts_a_large_allocation():
     block = torch.ones(int((before + 200) * 2**20) // 4)  # larger than the whole peak so far, every page touched
     assert utils.peak_memory_mb() >= before + 200
     del block
+
+
+# ---- Files written by several processes at once ----------------------------------------------------------------------
+
+WRITES = 300  # per writer process
+
+
+def record(writer: int, n: int) -> dict:
+    return {"writer": writer, "n": n, "padding": "x" * 20_000}  # large enough for a reader to catch a half-written one
+
+
+STUDY = dict(variants={"BN": "B"}, epochs=1, max_lr=0.1, weight_decay=0.0, ema_decay=None, l1_lambda=0.0, groups=2,
+             dropout=0.0)
+ACTIONS = {  # each writes `data` into folder/record.json as its callers do, or probes folder as a notebook set-up does
+    "write_json": lambda folder, data: utils.write_json(folder / "record.json", data),
+    "replace_file": lambda folder, data: utils.replace_file(folder / "record.json",
+                                                            lambda tmp: tmp.write_text(json.dumps(data))),
+    "replace_files": lambda folder, data: utils.replace_files({folder / name: json.dumps(data).encode()
+                                                               for name in ("record.json", "other.json")}),
+    "check_study": lambda folder, data: utils.check_study(**STUDY, out_dir=folder),
+}
+
+
+def attempt_many(action: str, folder: Path) -> list[str]:
+    """The action WRITES times, with this process's records; the errors it raised."""
+    errors = []
+    for n in range(WRITES):
+        try:
+            ACTIONS[action](folder, record(os.getpid(), n))
+        except Exception as error:
+            errors.append(f"{type(error).__name__}: {error}")
+    return errors
+
+
+def in_two_processes(action: str, folder: Path, meanwhile: Callable[[], None] = lambda: time.sleep(0.01)) -> list[str]:
+    """attempt_many in two forked processes at once, `meanwhile()` called here until both end; their errors."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(attempt_many, action, folder) for _ in range(2)]
+        while not all(future.done() for future in futures):
+            meanwhile()
+    return [error for future in futures for error in future.result()]
+
+
+@pytest.mark.parametrize("how", ["write_json", "replace_file", "replace_files"])
+def test_two_writers_and_a_reader_on_one_file_lose_nothing(tmp_path, how):
+    ACTIONS[how](tmp_path, record(-1, 0))
+    reads, torn = [], []
+
+    def read() -> None:
+        text = (tmp_path / "record.json").read_text()
+        reads.append(len(text))
+        try:
+            data = json.loads(text)
+            assert data == record(data["writer"], data["n"])
+        except (ValueError, AssertionError, KeyError, TypeError):
+            torn.append(text[:60])
+
+    errors = in_two_processes(how, tmp_path, meanwhile=read)
+    assert not errors and not torn, (f"{len(errors)} of {2 * WRITES} writes failed ({errors[:2]}); {len(torn)} of "
+                                     f"{len(reads)} reads were not one whole record ({torn[:2]})")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"record.json", "other.json"} if how == "replace_files"
+                                                                else {"record.json"})  # no temporary file left
+    assert json.loads((tmp_path / "record.json").read_text())["n"] == WRITES - 1
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+@pytest.mark.parametrize("where", ["write", "replace"])
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch, error, where):
+    path = utils.write_json(tmp_path / "record.json", {"old": 1})
+
+    def write(tmp: Path) -> None:
+        tmp.write_text('{"half": ')
+        if where == "write":
+            raise error
+
+    def fail(self, target):
+        raise error
+
+    if where == "replace":
+        monkeypatch.setattr(Path, "replace", fail)
+    with pytest.raises(type(error)):
+        utils.replace_file(path, write)
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+    assert json.loads(path.read_text()) == {"old": 1}
+
+
+def test_a_written_file_has_the_permissions_of_a_plain_write(tmp_path):
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    mode = plain.stat().st_mode
+    for path in (utils.write_json(tmp_path / "record.json", {}),
+                 *utils.replace_files({tmp_path / "new.json": b"{}", plain: b"{}"})):
+        assert path.stat().st_mode == mode
+
+
+def test_two_set_ups_probe_one_out_dir_at_once(tmp_path):
+    errors = in_two_processes("check_study", tmp_path)
+    assert not errors, f"{len(errors)} of {2 * WRITES} set-ups failed: {errors[:3]}"
+    assert list(tmp_path.rglob("*")) == [tmp_path / "runs"]
