@@ -39,6 +39,9 @@ PREDICTIONS = "predictions"  # the tensor of held-out predictions in a record; t
 
 # ---- The key: spec, environment and code fingerprint ------------------------------------------------------------
 
+TRAINING_VERSION = 1  # the version of the training a cluster must have to train runs for this repository
+
+
 def run_spec(settings: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups: int | None = None,
              norm_batch: int | None = None, split: str = "test", **recipe) -> dict:
     """Everything a run's numbers depend on that a person chooses: the recipe from `settings` (the notebook's
