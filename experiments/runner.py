@@ -12,7 +12,10 @@
 
 import json
 import math
+import os
+import signal
 import statistics
+import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -54,22 +57,85 @@ def settings_for(quick: bool, **overrides) -> dict:
 
 # ---- Runs --------------------------------------------------------------------------------------------------------
 
+def _local_worker() -> None:
+    """Each local worker process, as it starts: one CPU thread, SIGTERM's default action (the experiment installs a
+    handler that raises, which a fork inherits), and a thread that exits the worker once the experiment that started
+    it is gone (it was killed: its own cleanup never ran), checking once a second."""
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
+
+    def exit_when_orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=exit_when_orphaned, daemon=True).start()
+
+
+def _stop(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)  # SIGTERM as an exception, so that the local pool's cleanup runs
+
+
+def check_cluster(client, scheduler: str) -> None:
+    """A ValueError naming each process of the cluster (the scheduler, a worker's address) that cannot import this
+    repository or trains another version of it than here (store.TRAINING_VERSION), before any run is sent."""
+    def training_version() -> int | str:  # nested, so cloudpickle sends its code: the far side need not import this
+        try:
+            import store
+            return store.TRAINING_VERSION
+        except (ImportError, AttributeError) as error:
+            return f"{type(error).__name__}: {error}"
+
+    found = {"the scheduler": client.run_on_scheduler(training_version)}
+    found.update({f"worker {address}": version for address, version in client.run(training_version).items()})
+    wrong = [f"{where}: {version if isinstance(version, str) else f'training version {version}'}"
+             for where, version in found.items() if version != store.TRAINING_VERSION]
+    if wrong:
+        raise ValueError(f"--scheduler {scheduler!r}: the cluster cannot train this repository's runs (training version "
+                         f"{store.TRAINING_VERSION}): " + "; ".join(wrong) + ". On every machine, `pip install -r "
+                         "requirements.txt` from this repository's root, then start the scheduler and workers again "
+                         "(STUDY.md: on a cluster)")
+
+
 @contextmanager
 def executor(jobs: int, scheduler: str | None, timeout: str = "20s") -> Iterator[Executor]:
     """Local worker processes, `jobs` of them (each run sets one CPU thread), or the Dask cluster at `scheduler`,
-    whose workers are started in a copy of this repository with MNIST_ROOT set (README: scale-out)."""
+    whose scheduler and workers import this repository, installed (STUDY.md: on a cluster), as `check_cluster` checks.
+
+    On any exception in the caller, KeyboardInterrupt or SIGTERM included, the local workers are killed at once and
+    waiting runs cancelled; a worker whose experiment was killed (SIGKILL) exits by itself within a second or so."""
     if scheduler is None:
-        with ProcessPoolExecutor(jobs) as pool:
+        pool = ProcessPoolExecutor(jobs, initializer=_local_worker)
+        previous = signal.signal(signal.SIGTERM, _stop)
+        try:
             yield pool
+        except BaseException:
+            for process in list(pool._processes.values()):  # private: the pool has no public way to stop a running job
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        pool.shutdown()
     else:
         from distributed import Client
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
 
+        try:  # before Client, which may hang on a malformed address
+            protocol, location = parse_address(scheduler)
+            get_backend(protocol), parse_host_port(location)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"--scheduler {scheduler!r} is not a Dask scheduler address ({error}); give the address "
+                             "`dask scheduler` prints, tcp://HOST:PORT") from None
         try:
             client = Client(scheduler, timeout=timeout)
         except (OSError, TimeoutError) as error:
             raise ValueError(f"--scheduler {scheduler!r}: no Dask scheduler answered there ({error}); start one with "
                              "`dask scheduler` and give the address it prints (tcp://HOST:8786)") from None
         with client:
+            check_cluster(client, scheduler)
             yield client.get_executor(pure=False)
 
 
@@ -92,7 +158,7 @@ def ensure(specs: list[dict], runs_store: store.Store, jobs: int = 2, scheduler:
     failed = {}
     if missing:
         runs_store.check_writable()
-        with executor(jobs, scheduler) as pool:
+        with executor(min(jobs, len(missing)), scheduler) as pool:  # no idle workers
             futures = {pool.submit(store.train_for_store, spec): name for name, spec in missing.items()}
             for done, future in enumerate(as_completed(futures), 1):
                 name = futures[future]

@@ -110,6 +110,8 @@ import json, subprocess, sys, types
 
 args = json.loads(sys.argv[1])
 sys.path.insert(0, __import__("os").getcwd())  # as Colab's kernel, whose start folder /content is on sys.path
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]  # Colab
+# has not `pip install -e .`d this repository (requirements.txt has, here)
 if args["colab"]:
     sys.modules["google.colab"] = types.ModuleType("google.colab")
 for name in args["hide"]:  # as a runtime without it: find_spec gives None, import raises ImportError

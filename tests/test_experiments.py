@@ -4,8 +4,10 @@ import importlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -152,6 +154,84 @@ def test_unreachable_scheduler_is_named():
     with pytest.raises(ValueError, match="no Dask scheduler answered"):
         with runner.executor(1, "tcp://127.0.0.1:9", timeout="1s"):
             pass
+
+
+@pytest.mark.parametrize("address", ["", "tcp://", "127.0.0.1", "127.0.0.1:port", "http://127.0.0.1:8786"])
+def test_malformed_scheduler_is_named(address):
+    with pytest.raises(ValueError, match=f"^--scheduler {address!r} is not a Dask scheduler address"):
+        with runner.executor(1, address, timeout="1s"):
+            pass
+
+
+REMOTE = """import sys, cloudpickle
+for name in ("experiments", "store", "model", "utils"):
+    sys.modules[name] = None  # a machine where this repository cannot be imported
+print(repr(cloudpickle.loads(sys.stdin.buffer.read())()))"""
+
+
+class Cluster:
+    """A Dask client's stand-in: its scheduler runs the function sent in a fresh process that cannot import this
+    repository; its workers answer `workers` ({address: what the function returned there})."""
+
+    def __init__(self, workers: dict):
+        self.workers = workers
+
+    def run_on_scheduler(self, function):
+        pytest.importorskip("cloudpickle")
+        sent = __import__("cloudpickle").dumps(function)
+        return eval(subprocess.run([sys.executable, "-c", REMOTE], input=sent, capture_output=True, check=True).stdout)
+
+    def run(self, function):
+        return self.workers
+
+
+def test_a_cluster_that_cannot_train_this_repository_is_named_once():
+    workers = {"tcp://10.0.0.2:40000": store.TRAINING_VERSION, "tcp://10.0.0.3:40000": store.TRAINING_VERSION + 1}
+    with pytest.raises(ValueError, match=r"^--scheduler 'tcp://10\.0\.0\.1:8786': the cluster cannot train this "
+                       r"repository's runs \(training version \d+\): the scheduler: ModuleNotFoundError: import of store "
+                       r"halted; None in sys\.modules; worker tcp://10\.0\.0\.3:40000: training version \d+\. On every"):
+        runner.check_cluster(Cluster(workers), "tcp://10.0.0.1:8786")
+
+
+EXPERIMENT = """import signal, time
+from experiments import runner
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal: a shell's background job ignores it
+with runner.executor(2, None) as pool:
+    runs = [pool.submit(time.sleep, 600) for _ in range(2)]
+    print(*[p.pid for p in pool._processes.values()], flush=True)
+    [run.result() for run in runs]"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_local_workers_do_not_outlive_a_stopped_experiment(signum):
+    psutil = pytest.importorskip("psutil")
+    experiment = subprocess.Popen([sys.executable, "-c", EXPERIMENT], cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True)
+    workers = [psutil.Process(int(pid)) for pid in experiment.stdout.readline().split()]
+    try:
+        assert len(workers) == 2
+        experiment.send_signal(signum)
+        deadline = time.monotonic() + 5
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(w) for w in workers)
+        assert experiment.wait(timeout=10) != 0
+    finally:
+        experiment.kill()
+        for worker in workers:
+            if alive(worker):
+                worker.kill()
+
+
+def alive(process) -> bool:
+    """Whether a psutil.Process is still running (a zombie has exited)."""
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 COMMITTED = sorted(p.stem for p in (ROOT / "results").glob("*.json") if p.stem in EXPERIMENTS)

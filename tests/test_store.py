@@ -3,8 +3,14 @@ stored runs instead of training them again, locally or on a Dask cluster."""
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -165,26 +171,76 @@ def test_rerun_trains_nothing_and_a_stopped_one_trains_only_the_missing(tmp_path
     assert [r["test_acc"] for r in third["runs"]] == [r["test_acc"] for r in first["runs"]]  # retrained bit for bit
 
 
+@contextmanager
+def dask_cluster(folder: Path, scheduler_path: Path | None = None, worker_path: Path | None = None) -> Iterator[str]:
+    """A real `dask scheduler` on 127.0.0.1 and one `dask worker ADDRESS --nthreads 1`, separate processes started in
+    `folder` (outside the repository) without PYTHONPATH, as STUDY.md starts them: they import this repository as
+    installed (CI: requirements.txt's `-e .`), unless a *_path puts other modules first. Yields the scheduler's address
+    once the worker is connected, and stops both (with the worker's own process) however the test ends."""
+    distributed = pytest.importorskip("distributed", reason="the dask CLI (distributed) is not installed")
+    processes = []
+
+    def start(*args: str, path: Path | None) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | ({"PYTHONPATH": str(path)} if path else {})
+        log = open(folder / f"{args[0]}.log", "w")
+        processes.append(subprocess.Popen([sys.executable, "-m", "dask", *args], cwd=folder, env=env, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True))  # a group: worker + nanny
+
+    try:
+        start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
+              str(folder / "scheduler.json"), path=scheduler_path)
+        deadline = time.monotonic() + 60
+        while not (folder / "scheduler.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads((folder / "scheduler.json").read_text())["address"]
+        start("worker", address, "--nthreads", "1", "--no-dashboard", path=worker_path)
+        with distributed.Client(address, timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+        yield address
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
 @pytest.mark.slow
 @needs_mnist
 def test_dask_cluster_stores_the_same_runs_bit_for_bit(tmp_path, monkeypatch):
-    distributed = pytest.importorskip("distributed")
-    monkeypatch.setenv("MNIST_ROOT", str(MNIST_ROOT))
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the workers import the repository's modules, as in the README
+    monkeypatch.setenv("MNIST_ROOT", str(Path(MNIST_ROOT).resolve()))  # the worker's, started in another folder
     local = runner.execute(l1, True, 2, tmp_path / "local", tmp_path / "local-store")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        remote = runner.execute(l1, True, 2, tmp_path / "dask", tmp_path / "dask-store", cluster.scheduler_address)
+    (tmp_path / "cluster").mkdir()
+    with dask_cluster(tmp_path / "cluster") as address:
+        remote = runner.execute(l1, True, 1, tmp_path / "dask", tmp_path / "dask-store", address)
     assert remote["summary"] == local["summary"]
     for path in (tmp_path / "local-store").glob("*.safetensors"):
         a, ta = store.Store(path.parent).read(path)
         b, tb = store.Store(tmp_path / "dask-store").read(tmp_path / "dask-store" / path.name)
-        assert strip_times(a) == strip_times(b) and b["identity"]["threads"] == 1
+        assert strip_times(a) == strip_times(b) and b["environment"]["threads"] == 1
         assert all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+@pytest.mark.slow
+def test_a_cluster_that_cannot_train_this_repository_is_named_before_any_run_is_sent(tmp_path):
+    for name, source in (("missing", "import mnist_tools  # a module this machine lacks\n"), ("old", "TRAINING_VERSION = 0\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "store.py").write_text(source)  # found before the installed store
+    with dask_cluster(tmp_path, scheduler_path=tmp_path / "missing", worker_path=tmp_path / "old") as address:
+        with pytest.raises(ValueError) as error:
+            runner.execute(l1, True, 1, tmp_path / "out", tmp_path / "store", address)
+    message = str(error.value)
+    assert message.startswith(f"--scheduler {address!r}: the cluster cannot train this repository's runs")
+    assert "the scheduler: ModuleNotFoundError: No module named 'mnist_tools'" in message
+    assert re.search(r"; worker tcp://127\.0\.0\.1:\d+: training version 0\. ", message)
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
 
 
 def test_a_failed_run_is_reported_and_the_others_are_stored(tmp_path, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
-    from contextlib import contextmanager
 
     specs = [store.run_spec(SETTINGS, "B", seed=s) for s in (1, 2, 3)]
 
@@ -342,3 +398,14 @@ def test_two_writers_and_a_reader_on_one_record_leave_it_whole(tmp_path):
         reads += 1
     assert all(w.join() or w.exitcode == 0 for w in writers) and reads > 10
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", runs.file(spec).name]
+
+
+def test_local_workers_are_at_most_the_runs_to_train(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = []
+    monkeypatch.setattr(store, "train_for_store", fake_record)
+    monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield started.append(jobs) or
+                                                                                    ThreadPoolExecutor(1))))
+    runner.ensure([store.run_spec(SETTINGS, "B", seed=s) for s in range(1, 5)], store.Store(tmp_path), jobs=16)
+    assert started == [4]  # --jobs 16 for 4 runs starts 4 workers, not 12 idle ones besides
