@@ -49,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     check = names.add_parser("verify", parents=[common], help=verify.SHOWS,
                              description=verify.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     check.add_argument("--sample", type=int, default=3, help="how many stored runs to retrain (default 3)")
+    check.add_argument("--keep", type=Path, metavar="DIR", help="also put the retrained runs in the run store DIR")
     return top
 
 
@@ -58,7 +59,8 @@ def main() -> None:
     if args.jobs < 1:
         top.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.name == "verify":
-        verify.main(args.sample, args.store or store.STORE, args.jobs, args.scheduler, args.out_dir or runner.ROOT)
+        verify.main(args.sample, args.store or store.STORE, args.jobs, args.scheduler, args.out_dir or runner.ROOT,
+                    args.keep)
         return
     if args.replot and (args.quick or args.scheduler or args.store):
         top.error("--replot trains nothing: it takes only --out-dir")

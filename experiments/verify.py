@@ -39,21 +39,31 @@ def compare(stored: tuple[dict, dict], here: tuple[dict, dict]) -> dict:
                 predictions_differ=differ, largest_weight_difference=largest, seconds=new["seconds"])
 
 
-def run(n: int, store_dir, jobs: int = 2, scheduler: str | None = None) -> dict:
-    """Retrain the sample of n stored runs and compare each with its record."""
+def run(n: int, store_dir, jobs: int = 2, scheduler: str | None = None, keep=None) -> dict:
+    """Retrain the sample of n stored runs and compare each with its record; with `keep`, a run store other than
+    store_dir, the retrained runs are also put there (to compare them with runs another commit or machine made)."""
     runs_store = store.Store(store_dir)
+    kept = store.Store(keep) if keep is not None else None
+    if kept is not None and kept.path.resolve() == runs_store.path.resolve():
+        raise ValueError(f"--keep {keep} is the store being verified: its records would be replaced by the retrained "
+                         "runs; give another folder")
     stored = [runs_store.read(path) for path in sorted(runs_store.path.glob("*.safetensors"))]
     if not 1 <= n <= len(stored):
         raise ValueError(f"--sample must be a whole number from 1 to the {len(stored)} runs stored in "
                          f"{runs_store.path}, got {n}")
     chosen = sample([record for record, _ in stored], n)
     by_key = {record["key"]: (record, tensors) for record, tensors in stored}
+    if kept is not None:
+        kept.check_writable()
     print(f"retraining {len(chosen)} of {len(stored)} stored runs here: {', '.join(r['key'] for r in chosen)}", flush=True)
     rows = []
     with runner.executor(min(jobs, len(chosen)), scheduler) as pool:
         futures = [pool.submit(store.train_for_store, r["identity"]["spec"]) for r in chosen]
         for record, future in zip(chosen, futures):
-            rows.append(compare(by_key[record["key"]], future.result()))
+            retrained = future.result()
+            if kept is not None:
+                kept.put(*retrained)
+            rows.append(compare(by_key[record["key"]], retrained))
             row = rows[-1]
             print(f"{row['key']}: " + ("bit-identical" if row["identical"] else
                   f"accuracy {row['stored_acc']:.2f}% stored, {row['acc']:.2f}% here; {row['predictions_differ']} "
@@ -70,13 +80,13 @@ def table(results: dict) -> str:
                                  "predictions that differ", "largest weight difference"], rows)
 
 
-def main(n: int, store_dir, jobs: int, scheduler: str | None, out_dir) -> dict:
+def main(n: int, store_dir, jobs: int, scheduler: str | None, out_dir, keep=None) -> dict:
     """`run`, then out_dir/results/verify.json (from a clean commit where out_dir is the repository)."""
     commit = utils.git_commit()
     if out_dir.resolve() == runner.ROOT and (commit is None or commit.endswith("+changes")):
         raise ValueError(f"the code has uncommitted changes (git commit {commit}): results/ takes only what a clean "
                          "commit made. Commit first, or pass --out-dir outside results/")
-    results = run(n, store_dir, jobs, scheduler)
+    results = run(n, store_dir, jobs, scheduler, keep)
     utils.write_json(out_dir / "results" / f"{NAME}.json", results)
     print(table(results))
     print(f"{results['identical']} of {len(results['runs'])} retrained runs are bit-identical to their records "

@@ -1,0 +1,82 @@
+"""`python -m experiments verify`: which stored runs it retrains, how it compares a retrained run with its record,
+and where it may keep the retrained runs. Training is replaced by a copy of the record (or a changed copy)."""
+
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+import settings
+import store
+from experiments import runner, verify
+
+RUNS = [("B", {}), ("B", {"seed": 2}), ("B", {"norm_batch": 4}), ("L", {"split": "validation"}), ("L", {"seed": 2}),
+        ("G", {"l1_lambda": 1e-5}), ("G", {})]
+
+
+def fake(spec: dict) -> tuple[dict, dict]:
+    record = {"key": store.key(spec), "identity": store.identity(spec), "environment": {"torch": "2.14.1", "cpu": "X"},
+              "seconds": 1.0, "history": [{"epoch": 1, "test_acc": 99.0, "seconds": 1.0}], "predictions": "0123456789"}
+    return record, {"weight": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+
+
+@pytest.fixture
+def filled(tmp_path, monkeypatch) -> store.Store:
+    """A store of fake records for RUNS; local training replaced by threads."""
+    runs = store.Store(tmp_path / "store")
+    for norm, options in RUNS:
+        runs.put(*fake(store.run_spec(settings.RECIPE, norm, **{"seed": 1, **options})))
+    monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield ThreadPoolExecutor(1))))
+    return runs
+
+
+def test_the_sample_takes_plain_test_runs_of_each_norm_in_turn(filled):
+    records = [filled.read(path)[0] for path in filled.path.glob("*.safetensors")]
+    chosen = [r["key"].rsplit("-", 1)[0] for r in verify.sample(records, 5)]
+    assert chosen == ["B-seed1-test", "L-seed2-test", "G-g2-seed1-test", "B-seed2-test", "L-seed1-validation"]
+
+
+def test_a_retrained_run_equal_to_its_record_is_bit_identical(filled, monkeypatch):
+    monkeypatch.setattr(store, "train_for_store", fake)
+    results = verify.run(3, filled.path, jobs=1)
+    assert results["identical"] == 3 and [r["predictions_differ"] for r in results["runs"]] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("change", ["weight", "prediction", "history"])
+def test_any_difference_makes_a_run_not_identical(filled, monkeypatch, change):
+    def moved(spec):
+        record, tensors = fake(spec)
+        if change == "weight":
+            tensors["weight"][1, 2] += 0.5
+        elif change == "prediction":
+            record["predictions"] = "1123456789"
+        else:
+            record["history"] = [{"epoch": 1, "test_acc": 98.99, "seconds": 1.0}]
+        return record, tensors
+
+    monkeypatch.setattr(store, "train_for_store", moved)
+    row = verify.run(1, filled.path, jobs=1)["runs"][0]
+    assert not row["identical"]
+    assert (row["largest_weight_difference"], row["predictions_differ"]) == \
+        {"weight": (0.5, 0), "prediction": (0.0, 1), "history": (0.0, 0)}[change]
+
+
+def test_seconds_alone_do_not_make_a_run_differ(filled, monkeypatch):
+    monkeypatch.setattr(store, "train_for_store", lambda spec: (lambda r, t: ({**r, "seconds": 9.0, "history": [
+        {**r["history"][0], "seconds": 9.0}]}, t))(*fake(spec)))
+    assert verify.run(1, filled.path, jobs=1)["identical"] == 1
+
+
+def test_kept_runs_go_to_another_store_never_the_verified_one(filled, monkeypatch, tmp_path):
+    monkeypatch.setattr(store, "train_for_store", fake)
+    with pytest.raises(ValueError, match="--keep .* is the store being verified"):
+        verify.run(2, filled.path, jobs=1, keep=filled.path / ".")
+    verify.run(2, filled.path, jobs=1, keep=tmp_path / "kept")
+    assert len(list((tmp_path / "kept").glob("*.safetensors"))) == 2
+
+
+@pytest.mark.parametrize("n", [0, 8])
+def test_a_sample_larger_than_the_store_or_empty_is_refused(filled, n):
+    with pytest.raises(ValueError, match="--sample must be a whole number from 1 to the 7 runs"):
+        verify.run(n, filled.path)
