@@ -336,12 +336,54 @@ def damaged(runs: store.Store, spec: dict, record: dict, tensors: dict, how: str
 @pytest.mark.parametrize("how", ["fifo", "link to /dev/zero", "too large", "nested header", "no predictions",
                                  "float predictions", "a list for the record"])
 def test_every_malformed_record_is_reported_as_corrupt(tmp_path, how):
+    import threading
+
     runs, spec, record, tensors = stored(tmp_path)
     damaged(runs, spec, record, tensors, how)
-    with pytest.raises(store.CorruptRecord):
-        runs.read(runs.file(spec))
+    raised = []
+
+    def read() -> None:
+        try:
+            runs.read(runs.file(spec))
+        except store.CorruptRecord:
+            raised.append(True)
+
+    reader = threading.Thread(target=read, daemon=True)  # a FIFO would block a reader forever: it must not be opened
+    reader.start()
+    reader.join(30)
+    assert not reader.is_alive() and raised, f"reading a {how} did not end in CorruptRecord"
     with pytest.warns(RuntimeWarning, match="moved to .*corrupt, and the run is trained again"):
         assert runs.get(spec) is None
+
+
+def test_a_file_larger_than_a_record_can_be_is_not_read(tmp_path, monkeypatch):
+    runs, spec, _, _ = stored(tmp_path)
+    monkeypatch.setattr(store, "MAX_RECORD_BYTES", runs.file(spec).stat().st_size - 1)  # a whole record, one byte over
+    monkeypatch.setattr(type(runs.file(spec)), "read_bytes", lambda self: pytest.fail("read a file of any size"))
+    with pytest.raises(store.CorruptRecord, match="larger than a record can be"):
+        runs.read(runs.file(spec))
+
+
+def test_a_reader_waits_for_a_writer_and_sets_aside_only_what_is_still_corrupt(tmp_path):
+    """A reader finds a corrupt file while a writer holds the lock to put the whole record in place: it waits, reads
+    again, and returns the whole record; nothing is moved aside."""
+    import threading
+
+    runs, spec, record, tensors = stored(tmp_path)
+    whole = runs.file(spec).read_bytes()
+    damaged(runs, spec, record, tensors, "no predictions")
+    got = []
+    with runs._lock():  # the writer's turn
+        reader = threading.Thread(target=lambda: got.append(runs.get(spec)))
+        reader.start()
+        reader.join(1.0)
+        assert reader.is_alive(), "the reader set the file aside without waiting for the writer"
+        staged = tmp_path / "staged"
+        staged.write_bytes(whole)
+        staged.replace(runs.file(spec))  # the writer's atomic replace
+    reader.join(30)
+    assert got and got[0] is not None and got[0][0] == record
+    assert not list(tmp_path.glob("*.corrupt"))
 
 
 def test_a_record_without_a_weight_the_network_needs_is_reported_as_corrupt(tmp_path):
@@ -370,7 +412,11 @@ def test_a_corrupt_record_in_a_store_that_cannot_be_written_is_not_announced_as_
 
 
 @pytest.mark.parametrize("where", ["a regular file", "below a regular file"])
-def test_a_store_that_cannot_take_records_is_refused_before_training(tmp_path, where):
+def test_a_store_that_cannot_take_records_is_refused_before_training(tmp_path, monkeypatch, where):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield ThreadPoolExecutor(1))))
+    monkeypatch.setattr(store, "train_for_store", lambda spec: pytest.fail("a run trained before the store was checked"))
     (tmp_path / "file").write_text("not a folder")
     path = tmp_path / "file" if where == "a regular file" else tmp_path / "file" / "store"
     with pytest.raises(ValueError, match=f"the run store {path} cannot take records .*--store"):
