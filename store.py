@@ -146,9 +146,10 @@ def train(spec: dict, device: torch.device | str = "cpu", root: str | os.PathLik
     and the predicted class of every held-out digit, as a string of digits.
     """
     device = torch.device(device)
+    made_in = utils.environment(device)  # at the start: the commit that trains, not one made while it trained
     start = time.perf_counter()
     model, history, predictions = fit_model(spec, device, root, on_epoch)
-    record = {"key": key(spec), "identity": identity(spec), "environment": utils.environment(device),
+    record = {"key": key(spec), "identity": identity(spec), "environment": made_in,
               "seconds": time.perf_counter() - start, "history": history,
               "predictions": "".join(map(str, predictions.tolist()))}
     return model, record
@@ -169,10 +170,11 @@ COMPARED = ("torch", "cpu", "device", "threads")
 
 def elsewhere(record: dict, here: dict | None = None) -> dict[str, tuple]:
     """How the environment `record` was made in differs from `here` (this machine, training as the store's workers
-    do: CPU, one thread): {field: (theirs, ours)}, over COMPARED; a field the record does not name is not compared."""
+    do: CPU, one thread): {field: (theirs, ours)}, over COMPARED; a field the record does not name is "unknown", and
+    differs (the first records name no CPU, and this machine does not retrain them bit for bit)."""
     here = here or {**utils.environment("cpu"), "threads": 1}
     made = record["environment"]
-    return {f: (made[f], here.get(f)) for f in COMPARED if f in made and made[f] != here.get(f)}
+    return {f: (made.get(f, "unknown"), here.get(f)) for f in COMPARED if made.get(f, "unknown") != here.get(f)}
 
 
 # ---- The store -------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
 def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
     train, held = store.loaders(runs_[0]["spec"], "cpu")
     rows = []
-    for k in SIZES:
+    for k in runner.progress(SIZES, "ghost-batch sizes evaluated four ways"):
         models = [runs_store.model(r["spec"]) for r in sorted((r for r in runs_ if r["k"] == k), key=lambda r: r["seed"])]
         acc = {WAYS[0]: [runner.accuracy(m, held.images, held.labels)[0] for m in models],
                WAYS[1]: [runner.accuracy(runner.recomputed_statistics(m, train.images, settings["BATCH_SIZE"], k),

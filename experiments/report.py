@@ -270,9 +270,13 @@ def verify_blocks(r: dict) -> dict[str, str]:
         return {"verify": "Not run yet: `python -m experiments verify` writes results/verify.json.", "verify_table": ""}
     v = r["verify"]
     env = v["environment"]
+    moved = [r for r in v["runs"] if not r["identical"]]
+    drift = (f" The other {len(moved)} moved by at most {max(abs(r['acc'] - r['stored_acc']) for r in moved):.2f} "
+             f"points of test accuracy ({max(r['predictions_differ'] for r in moved)} of the 10,000 predictions at "
+             "most)." if moved else "")
     return {"verify": f"{v['identical']} of {len(v['runs'])} stored runs, retrained with torch {env['torch']} on "
                       f"{env['device']} ({env['cpu']}), one thread, are bit-identical to their records: the same weights, "
-                      "predictions and every epoch's numbers.",
+                      "predictions and every epoch's numbers." + drift,
             "verify_table": verify.table(v)}
 
 

@@ -194,6 +194,15 @@ def report_elsewhere(records: list[dict]) -> None:
 
 # ---- Evaluation of stored models -------------------------------------------------------------------------------
 
+def progress(items: list, what: str) -> Iterator:
+    """The items, one at a time, with a line after each: "what i/n, s seconds" (evaluations of stored models take
+    minutes; plain lines, as training's epochs, so that a log reads as well as a terminal)."""
+    start = time.perf_counter()
+    for i, item in enumerate(items, 1):
+        yield item
+        print(f"{what} {i}/{len(items)}, {time.perf_counter() - start:.0f} s", flush=True)
+
+
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> tuple[float, torch.Tensor]:
     """Accuracy (%) and predictions of `model` as it is (train or eval mode), fed `batch` images at a time."""
     with torch.no_grad():
@@ -433,7 +442,8 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     settings = {k: v for k, v in settings_for(quick, **experiment.OVERRIDES).items() if k != "DATA_ROOT"}
     utils.check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
                       settings["EMA_DECAY"], settings["L1_LAMBDA"], settings["GROUPS"], settings["DROPOUT"], out_dir)
-    commit = utils.git_commit()
+    made_in = utils.environment("cpu")  # at the start: the commit (and checks below) that made these results
+    commit = made_in["git_commit"]
     committed = Path(out_dir).resolve() == ROOT or Path(store_dir).resolve() == store.STORE
     if committed and (commit is None or commit.endswith("+changes")):
         raise ValueError(f"the code has uncommitted changes (git commit {commit}): results/ and the committed store take "
@@ -449,11 +459,13 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     records = ensure([r["spec"] for r in runs], runs_store, jobs, scheduler)
     for r, name in zip(runs, keys):
         r["record"] = records[name]
+    start = time.perf_counter()
     summary = experiment.summarise(runs, settings, runs_store)
+    print(f"{experiment.NAME}: summarised in {time.perf_counter() - start:.0f} s", flush=True)
     used = [{**{k: v for k, v in r.items() if k not in ("spec", "record")}, "key": r["record"]["key"],
              "git_commit": r["record"]["environment"]["git_commit"], "seconds": r["record"]["seconds"],
              "test_acc": r["record"]["history"][-1]["test_acc"]} for r in runs]
-    results = {"experiment": experiment.NAME, "settings": settings, "environment": utils.environment("cpu"),
+    results = {"experiment": experiment.NAME, "settings": settings, "environment": made_in,
                "train_seconds": sum(u["seconds"] for u in used), "summary": summary, "runs": used}
     path, figure = out_dir / "results" / f"{experiment.NAME}.json", out_dir / "Images" / f"{experiment.NAME}.png"
     if unchanged(path, results) and figure.exists():

@@ -54,7 +54,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
     models = {v: [runs_store.model(r["spec"]) for r in sorted((r for r in runs_ if r["variant"] == v),
                                                                 key=lambda r: r["seed"])] for v in ("BN", "LN", "GN")}
     rows = []
-    for shift in SHIFTS:
+    for shift in runner.progress(SHIFTS, f"shifts evaluated on {sum(map(len, models.values()))} stored models"):
         images = shifted(held.images, shift)
         acc = {COLUMNS[0]: [runner.accuracy(m, images, held.labels)[0] for m in models["BN"]],
                COLUMNS[1]: [runner.accuracy(runner.recomputed_statistics(m, images, settings["BATCH_SIZE"]), images,

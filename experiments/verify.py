@@ -33,7 +33,7 @@ def compare(stored: tuple[dict, dict], here: tuple[dict, dict]) -> dict:
     epochs = lambda r: [{k: v for k, v in e.items() if k != "seconds"} for e in r["history"]]
     largest = max(float((old_tensors[k].double() - new_tensors[k].double()).abs().max()) for k in old_tensors)
     differ = sum(a != b for a, b in zip(old["predictions"], new["predictions"], strict=True))
-    return dict(key=old["key"], made_in={f: old["environment"].get(f) for f in store.COMPARED},
+    return dict(key=old["key"], made_in={f: old["environment"].get(f, "unknown") for f in store.COMPARED},
                 identical=differ == 0 and largest == 0 and epochs(old) == epochs(new),
                 stored_acc=old["history"][-1]["test_acc"], acc=new["history"][-1]["test_acc"],
                 predictions_differ=differ, largest_weight_difference=largest, seconds=new["seconds"])
@@ -42,6 +42,7 @@ def compare(stored: tuple[dict, dict], here: tuple[dict, dict]) -> dict:
 def run(n: int, store_dir, jobs: int = 2, scheduler: str | None = None, keep=None) -> dict:
     """Retrain the sample of n stored runs and compare each with its record; with `keep`, a run store other than
     store_dir, the retrained runs are also put there (to compare them with runs another commit or machine made)."""
+    here = {**utils.environment("cpu"), "threads": 1}  # at the start: the commit that retrains
     runs_store = store.Store(store_dir)
     kept = store.Store(keep) if keep is not None else None
     if kept is not None and kept.path.resolve() == runs_store.path.resolve():
@@ -68,15 +69,14 @@ def run(n: int, store_dir, jobs: int = 2, scheduler: str | None = None, keep=Non
             print(f"{row['key']}: " + ("bit-identical" if row["identical"] else
                   f"accuracy {row['stored_acc']:.2f}% stored, {row['acc']:.2f}% here; {row['predictions_differ']} "
                   f"predictions differ; largest weight difference {row['largest_weight_difference']:.3g}"), flush=True)
-    here = {**utils.environment("cpu"), "threads": 1}
     return {"experiment": NAME, "environment": here, "identical": sum(r["identical"] for r in rows), "runs": rows}
 
 
 def table(results: dict) -> str:
     """Markdown table of a verify run: each run, where it was made, and how the retrained one compares."""
-    rows = [[f"`{r['key']}`", r["made_in"]["torch"], "yes" if r["identical"] else "no", f"{r['stored_acc']:.2f}",
+    rows = [[f"`{r['key']}`", r["made_in"]["torch"], r["made_in"]["cpu"], "yes" if r["identical"] else "no", f"{r['stored_acc']:.2f}",
              f"{r['acc']:.2f}", r["predictions_differ"], f"{r['largest_weight_difference']:.3g}"] for r in results["runs"]]
-    return utils.markdown_table(["run", "stored with torch", "bit-identical here", "stored acc (%)", "here (%)",
+    return utils.markdown_table(["run", "stored with torch", "on CPU", "bit-identical here", "stored acc (%)", "here (%)",
                                  "predictions that differ", "largest weight difference"], rows)
 
 

@@ -1,8 +1,11 @@
 """The experiments' statistics by hand, and each experiment run end to end in its quick mode."""
 
+import contextlib
 import importlib
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -97,15 +100,30 @@ def quick_results(tmp_path_factory):
     """Every experiment's --quick run, in this process, all on one store: a run two experiments share trains once."""
     root = tmp_path_factory.mktemp("quick")
     os.environ.setdefault("MNIST_ROOT", str(MNIST_ROOT))
-    return {name: runner.execute(importlib.import_module(f"experiments.{name}"), True, 2, root / "out", root / "store")
-            for name in EXPERIMENTS}, root
+    results, printed = {}, {}
+    for name in EXPERIMENTS:
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            results[name] = runner.execute(importlib.import_module(f"experiments.{name}"), True, 2, root / "out",
+                                           root / "store")
+        printed[name] = out.getvalue()
+    return results, root, printed
+
+
+@pytest.mark.slow
+@needs_mnist
+@pytest.mark.parametrize("name, line", [("bn_test", r"BN: stored models evaluated at test time 1/1, \d+ s"),
+                                        ("shift", r"shifts evaluated on 3 stored models 6/6, \d+ s"),
+                                        ("ghost_stats", r"ghost-batch sizes evaluated four ways 2/2, \d+ s")])
+def test_evaluations_of_stored_models_say_how_far_they_are_and_how_long_they_took(quick_results, name, line):
+    printed = quick_results[2][name]
+    assert re.search(line, printed) and re.search(rf"{name}: summarised in \d+ s", printed)
 
 
 @pytest.mark.slow
 @needs_mnist
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_quick_run_writes_its_json_and_figure(quick_results, name):
-    results, root = quick_results
+    results, root, _ = quick_results
     assert json.loads((root / "out" / "results" / f"{name}.json").read_text()) == results[name]
     assert (root / "out" / "Images" / f"{name}.png").stat().st_size > 0
     assert results[name]["experiment"] == name and results[name]["settings"]["EPOCHS"] == runner.QUICK["EPOCHS"]

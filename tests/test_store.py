@@ -70,6 +70,19 @@ def test_key_is_what_a_run_computes_not_where(monkeypatch):
     assert store.key(spec) != before  # another training version: another run
 
 
+def test_runs_made_elsewhere_are_counted_once_and_named(capsys):
+    here = {**utils.environment("cpu"), "threads": 1}
+    same = {"environment": {f: here[f] for f in store.COMPARED}}
+    other_torch = {"environment": {**same["environment"], "torch": "9.9.9"}}
+    no_cpu = {"environment": {f: here[f] for f in store.COMPARED if f != "cpu"}}
+    runner.report_elsewhere([same, same])
+    assert capsys.readouterr().out == ""
+    runner.report_elsewhere([same, other_torch, no_cpu])
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("2 of these 3 stored runs were made in another environment")
+    assert f"torch 9.9.9 (here {here['torch']})" in out and f"cpu unknown (here {here['cpu']})" in out
+
+
 def test_a_refactor_that_moves_training_code_keeps_every_key(tmp_path):
     """Move the weight EMA and the L1 penalty out of utils.py into a module of their own, as a code split would: every
     committed record's key, computed from that copy of the code, is the same."""

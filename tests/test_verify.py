@@ -80,3 +80,16 @@ def test_kept_runs_go_to_another_store_never_the_verified_one(filled, monkeypatc
 def test_a_sample_larger_than_the_store_or_empty_is_refused(filled, n):
     with pytest.raises(ValueError, match="--sample must be a whole number from 1 to the 7 runs"):
         verify.run(n, filled.path)
+
+
+def test_the_commit_recorded_is_the_one_that_started_the_work(filled, monkeypatch):
+    """A commit made while runs train (or are verified) is not the one that made them: the environment is taken at
+    the start, by verify and by store.train."""
+    commits = iter(f"commit{i}" for i in range(100))
+    monkeypatch.setattr(store.utils, "environment", lambda device: {"torch": "t", "cpu": "c", "device": "cpu",
+                                                                    "threads": 1, "git_commit": next(commits)})
+    monkeypatch.setattr(store, "train_for_store", fake)
+    assert verify.run(1, filled.path, jobs=1)["environment"]["git_commit"] == "commit0"
+    monkeypatch.setattr(store, "fit_model", lambda *a: (store.utils.environment("cpu"), [], torch.zeros(2, dtype=torch.long)))
+    spec = store.run_spec(settings.RECIPE, "L", seed=1)
+    assert store.train(spec)[1]["environment"]["git_commit"] == "commit1"  # fit_model's own call took commit2
