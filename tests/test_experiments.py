@@ -266,3 +266,20 @@ def test_committed_experiment_reads_every_run_from_the_committed_store(name):
     assert all(store.Store().file(r["spec"]).is_file() for r in runs)
     assert all(r["git_commit"] and "+" not in r["git_commit"] for r in results["runs"])
     assert "+" not in results["environment"]["git_commit"]
+
+
+def test_the_protocol_lists_every_declared_run_once_and_keeps_the_published_ones():
+    """PROTOCOL.md A and D: lr at seeds 1-5 over its 17 rates, norm_batch and gn_groups at seeds 1-10; the runs the
+    published tables use are among them, so nothing is trained twice."""
+    from experiments import gn_groups, lr, norm_batch, protocol
+
+    declared = {store.key(s): s for s in protocol.specs()}
+    assert len(declared) == len(protocol.specs())
+    by_split = lambda split: [s for s in declared.values() if s["split"] == split]
+    assert len(by_split("validation")) == 17 * 5 and {s["seed"] for s in by_split("validation")} == set(range(1, 6))
+    assert {s["seed"] for s in by_split("test")} == set(range(1, 11))
+    for module in (lr, norm_batch, gn_groups):
+        published = module.runs(runner.settings_for(False, **module.OVERRIDES), module.SEEDS)
+        assert {store.key(r["spec"]) for r in published} <= set(declared)
+    seeds = [s["seed"] for s in declared.values() if s["split"] == "validation"]
+    assert seeds == sorted(seeds)  # whole seeds first
