@@ -92,3 +92,15 @@ def test_ghost_mechanism_is_stated_only_where_the_tests_support_it():
     one["statistics of k test digits"]["verdict"] = "inconclusive"
     assert "the mechanism is left open" in report.ghost_blocks(dict(ghost_stats=results))["ghost_mechanism"]
     assert "own statistics restore" not in report.pick(dict(ghost_stats=results))
+
+
+def test_the_replication_table_agrees_with_the_main_summary():
+    """Seeds 1-10 in the replication table are the main comparison's means; the goal follows from the seeds."""
+    main = json.loads((ROOT / "results" / "main.json").read_text())
+    lines = GENERATED["main_replication"].splitlines()[2:]
+    assert len(lines) == len(main["summary"]["variants"])
+    for line, (variant, summary) in zip(lines, main["summary"]["variants"].items()):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        acc = [r["test_acc"] for r in main["runs"] if r["variant"] == variant]
+        assert cells[0] == variant and cells[3] == f"{summary['mean']:.2f}" and cells[4] == f"{min(acc):.2f}"
+        assert cells[5] == ("met" if summary["mean"] >= 99.55 and min(acc) >= 99.50 else "not met")
