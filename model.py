@@ -37,8 +37,9 @@ def whole_number(name: str, value, allowed: str) -> int:
 class GhostBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm whose training statistics come from groups of `norm_batch` images within the batch (ghost batches).
 
-    As with k images per GPU in the GroupNorm paper: the optimiser's batch stays what it is, and only the number of
-    images that share a mean and a variance changes. A batch that `norm_batch` does not divide ends with one smaller
+    Ghost batch normalisation (Hoffer et al. 2017): the optimiser's batch stays what it is, and only the number of
+    images that share a mean and a variance changes. (The GroupNorm paper's k images per GPU are not this: there the
+    total batch is 8 GPUs x k images, and the learning rate is scaled with it.) A batch that `norm_batch` does not divide ends with one smaller
     group. The running statistics are updated once per batch with the average over its groups of their means and
     of their unbiased variances, so with one group (norm_batch >= the batch) this is nn.BatchNorm2d. Note what that
     average leaves out: the spread of the group means. With small groups the running variance is smaller than the
