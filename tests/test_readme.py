@@ -104,3 +104,15 @@ def test_the_replication_table_agrees_with_the_main_summary():
         acc = [r["test_acc"] for r in main["runs"] if r["variant"] == variant]
         assert cells[0] == variant and cells[3] == f"{summary['mean']:.2f}" and cells[4] == f"{min(acc):.2f}"
         assert cells[5] == ("met" if summary["mean"] >= 99.55 and min(acc) >= 99.50 else "not met")
+
+
+def test_the_headline_says_each_pairs_verdict_in_words():
+    r = report.load()
+    assert "Every pair is equivalent within +-0.10 points" in report.main_blocks(r)["headline"]  # as committed
+    pairs = r["main"]["summary"]["pairs"]
+    pairs[0]["verdict"], pairs[1]["verdict"] = "differs", "inconclusive"
+    headline = report.main_blocks(r)["headline"]
+    assert "Every pair" not in headline
+    assert f"differ: {pairs[0]['a']} and {pairs[0]['b']};" in headline
+    assert f"inconclusive (neither shown): {pairs[1]['a']} and {pairs[1]['b']}." in headline
+    assert "equivalent within +-0.10 points (the 90% interval of their difference lies inside +-0.10): " in headline
