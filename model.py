@@ -153,7 +153,7 @@ class Net(nn.Module):
             raise ValueError(f"expected input of shape [N, 1, 28, 28], got {list(x.shape)}")
         if x.dtype != self.fc.weight.dtype:
             raise ValueError(f"expected {self.fc.weight.dtype} images (the model's dtype), got {x.dtype}: "
-                             "convert with x.float() and normalise as utils.load_mnist does")
+                             "convert with x.float() and normalise as data.load_mnist does")
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             x = conv(x)
             if i == 1:

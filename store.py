@@ -38,15 +38,17 @@ except ImportError:
 import torch
 from safetensors.torch import load as load_tensors, save
 
+import data
+import records
 import settings
 import utils
-from model import Net, canonical_norm
+from model import Net, canonical_norm, whole_number
 
-ROOT = utils.ROOT
+ROOT = records.ROOT
 STORE = ROOT / "results" / "runs"  # the committed store
 PREDICTIONS = "predictions"  # the tensor of held-out predictions in a record; the model's tensors are "model.<name>"
-# The version of the training path: model.py's network, utils.py's data, augmentation, optimiser, schedule, EMA, L1,
-# train/test/fit and predict, and fit_model below. Bump it with any change that moves a number a run records:
+# The version of the training path: model.py's network, data.py's digits and augmentation, utils.py's optimiser,
+# schedule, EMA, L1, train/test/fit and predict, and fit_model below. Bump it with any change that moves a number a run records:
 # tests/test_golden.py trains a few steps of every norm and fails until it is bumped and its values pinned again
 # (`PYTHONPATH=. python tests/test_golden.py`). Moving code between files, comments, messages and figures leave it as it is.
 TRAINING_VERSION = 1
@@ -65,16 +67,16 @@ def run_spec(recipe: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups:
     if unknown:
         raise ValueError(f"unknown recipe setting(s) {sorted(unknown)}; allowed: {sorted(spec)}")
     spec.update(overrides)
-    spec["data"] = recipe.get("DATA", utils.MNIST_DIGEST)
+    spec["data"] = recipe.get("DATA", data.MNIST_DIGEST)
     norm = canonical_norm(norm)
     utils.check_seed("seed", seed)
     utils.finite_number("l1_lambda", l1_lambda)
-    if split not in utils.SPLITS:
-        raise ValueError(f"split must be one of {utils.SPLITS}, got {split!r}")
+    if split not in data.SPLITS:
+        raise ValueError(f"split must be one of {data.SPLITS}, got {split!r}")
     if not isinstance(spec["data"], str) or not re.fullmatch(r"[0-9a-f]{64}", spec["data"]):
-        raise ValueError(f"data must be the SHA-256 digest of the MNIST files (utils.mnist_digest), got {spec['data']!r}")
+        raise ValueError(f"data must be the SHA-256 digest of the MNIST files (data.mnist_digest), got {spec['data']!r}")
     if norm_batch is not None:
-        utils.whole_number("norm_batch", norm_batch, "None (the whole batch) or a whole number of images >= 1")
+        whole_number("norm_batch", norm_batch, "None (the whole batch) or a whole number of images >= 1")
         if norm_batch >= spec["batch_size"]:
             raise ValueError(f"norm_batch={norm_batch} is not below the batch of {spec['batch_size']}: that is plain "
                              "BatchNorm over the whole batch, norm_batch=None; a ghost batch must be smaller")
@@ -111,18 +113,18 @@ _cache: dict = {}  # per process: the loaders of each data setting, built once
 def loaders(spec: dict, device: torch.device | str, root: str | os.PathLike | None = None) -> tuple:
     """The spec's training and held-out loaders on `device`, built once per process and data setting. The MNIST files
     under `root` (else MNIST_ROOT, else ./data) must be the digits the spec names: else a ValueError."""
-    found = utils.mnist_digest(root)
+    found = data.mnist_digest(root)
     if found != spec["data"]:
-        raise ValueError(f"the MNIST files under {utils.mnist_root(root)} (digest {found[:12]}...) are not the digits this "
+        raise ValueError(f"the MNIST files under {data.mnist_root(root)} (digest {found[:12]}...) are not the digits this "
                          f"run was specified on (data {spec['data'][:12]}...); for these files, give their digest in the "
-                         "recipe: run_spec({**recipe, 'DATA': utils.mnist_digest(root)}, ...)")
-    data = tuple(json.dumps(spec[k]) for k in ("batch_size", "test_batch_size", "augmentation", "train_limit",
-                                                "test_limit", "split", "data")) + (str(device), str(root))
-    if data not in _cache:
-        _cache[data] = utils.mnist_loaders(root, torch.device(device), spec["batch_size"], spec["test_batch_size"],
-                                           spec["seed"], spec["augmentation"], spec["train_limit"], spec["test_limit"],
-                                           spec["split"])
-    return _cache[data]
+                         "recipe: run_spec({**recipe, 'DATA': data.mnist_digest(root)}, ...)")
+    setting = tuple(json.dumps(spec[k]) for k in ("batch_size", "test_batch_size", "augmentation", "train_limit",
+                                                   "test_limit", "split", "data")) + (str(device), str(root))
+    if setting not in _cache:
+        _cache[setting] = data.mnist_loaders(root, torch.device(device), spec["batch_size"], spec["test_batch_size"],
+                                              spec["seed"], spec["augmentation"], spec["train_limit"], spec["test_limit"],
+                                              spec["split"])
+    return _cache[setting]
 
 
 def fit_model(spec: dict, device: torch.device, root: str | os.PathLike | None = None,
@@ -146,7 +148,7 @@ def train(spec: dict, device: torch.device | str = "cpu", root: str | os.PathLik
     and the predicted class of every held-out digit, as a string of digits.
     """
     device = torch.device(device)
-    made_in = utils.environment(device)  # at the start: the commit that trains, not one made while it trained
+    made_in = records.environment(device)  # at the start: the commit that trains, not one made while it trained
     start = time.perf_counter()
     model, history, predictions = fit_model(spec, device, root, on_epoch)
     record = {"key": key(spec), "identity": identity(spec), "environment": made_in,
@@ -172,7 +174,7 @@ def elsewhere(record: dict, here: dict | None = None) -> dict[str, tuple]:
     """How the environment `record` was made in differs from `here` (this machine, training as the store's workers
     do: CPU, one thread): {field: (theirs, ours)}, over COMPARED; a field the record does not name is "unknown", and
     differs (the first records name no CPU, and this machine does not retrain them bit for bit)."""
-    here = here or {**utils.environment("cpu"), "threads": 1}
+    here = here or {**records.environment("cpu"), "threads": 1}
     made = record["environment"]
     return {f: (made.get(f, "unknown"), here.get(f)) for f in COMPARED if made.get(f, "unknown") != here.get(f)}
 
@@ -275,7 +277,7 @@ class Store:
         path = self.file(record["key"])
         self.path.mkdir(parents=True, exist_ok=True)
         with self._lock():
-            return utils.replace_file(path, lambda tmp: tmp.write_bytes(data))
+            return records.replace_file(path, lambda tmp: tmp.write_bytes(data))
 
     def read(self, path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         """The record and the model's state dict in the file `path`; CorruptRecord if it is not one, whole."""

@@ -5,7 +5,7 @@
 
 Pipelines: "standard" is torchvision MNIST with per-sample RandomRotation + ToTensor + Normalize and
 DataLoader(batch_size=128, shuffle=True, num_workers=2), as most solutions of this exercise have it;
-"project" is utils.mnist_loaders (all digits in memory, augmentation on whole batches). Networks: this
+"project" is data.mnist_loaders (all digits in memory, augmentation on whole batches). Networks: this
 project's Net("B") and a reference copy of the typical 8,008-parameter network. Both pipelines train with
 utils.train, so the difference between them is the data path alone. Every configuration runs in a child
 process of its own (for its peak memory), the configurations interleaved within each repeat so that the
@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import data  # noqa: E402
+import records  # noqa: E402
 import utils  # noqa: E402
 
 CONFIGS = [("standard", "typical"), ("standard", "project"), ("project", "typical"), ("project", "project")]
@@ -51,7 +53,7 @@ def standard_loaders(root, limit):
     import torch
     from torchvision import datasets, transforms
 
-    normalize = transforms.Normalize((utils.MNIST_MEAN,), (utils.MNIST_STD,))
+    normalize = transforms.Normalize((data.MNIST_MEAN,), (data.MNIST_STD,))
     train = datasets.MNIST(root, train=True, transform=transforms.Compose(
         [transforms.RandomRotation(10, fill=0), transforms.ToTensor(), normalize]))
     test = datasets.MNIST(root, train=False, transform=transforms.Compose([transforms.ToTensor(), normalize]))
@@ -73,7 +75,7 @@ def child(pipeline: str, network: str, root: str, limit: int | None) -> None:
     if pipeline == "standard":
         train_loader, test_loader = standard_loaders(root, limit)
     else:
-        train_loader, test_loader = utils.mnist_loaders(root, device, BATCH_SIZE, TEST_BATCH_SIZE["project"], 0,
+        train_loader, test_loader = data.mnist_loaders(root, device, BATCH_SIZE, TEST_BATCH_SIZE["project"], 0,
                                                         train_limit=limit, test_limit=limit and min(limit, 10000))
     model = (Net("B") if network == "project" else typical_net()).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
@@ -112,7 +114,7 @@ def main() -> None:
             print(f"repeat {repeat + 1}: {pipeline:8s} pipeline, {network:7s} network: {run['seconds']:6.1f} s", flush=True)
 
     first = results[CONFIGS[0]][0]
-    summary = {"environment": {**utils.environment(first["device"]), "threads": first["threads"]},
+    summary = {"environment": {**records.environment(first["device"]), "threads": first["threads"]},
                "device": first["device"], "threads": first["threads"], "train_digits": args.limit or 60000,
                "repeats": args.repeats, "rows": [
                    {"pipeline": pipeline, "network": network,
@@ -132,7 +134,7 @@ def table(summary: dict) -> str:
             for r in summary["rows"]]
     return (f"Device {summary['device']}, {summary['threads']} threads, {summary['train_digits']:,} training digits, "
             f"median of {summary['repeats']} runs.\n\n"
-            + utils.markdown_table(["pipeline", "network", "seconds / epoch (train + test)", "speed-up", "peak memory (MB)"], rows))
+            + records.markdown_table(["pipeline", "network", "seconds / epoch (train + test)", "speed-up", "peak memory (MB)"], rows))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import records  # noqa: E402
 import utils  # noqa: E402
 from model import INPUT_SHAPE, Net  # noqa: E402
 
@@ -86,7 +87,7 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times[config].append(1000 * (time.perf_counter() - start) / args.steps)
-    summary = {"environment": utils.environment(device),
+    summary = {"environment": records.environment(device),
                "device": device.type, "threads": torch.get_num_threads(), "batch_size": args.batch_size,
                "rounds": args.rounds, "steps": args.steps,
                "rows": [{"norm": n, "layout": l, "precision": p, "ms": statistics.median(times[(n, l, p)]),
@@ -111,7 +112,7 @@ def table(summary: dict) -> str:
              f"{run_minutes(r):.2f}"] for r in summary["rows"]]
     return (f"Device {summary['device']}, {summary['threads']} threads, batch {summary['batch_size']}, median of "
             f"{summary['rounds']} rounds of {summary['steps']} steps.\n\n"
-            + utils.markdown_table(["norm", "layout", "precision", "ms / step", "speed-up",
+            + records.markdown_table(["norm", "layout", "precision", "ms / step", "speed-up",
                                     f"a run's {RUN_STEPS:,} steps, compilation included (minutes)"], rows))
 
 

@@ -11,8 +11,8 @@ of 1 and 1,000, which must give the same predictions.
 
 import matplotlib.pyplot as plt
 
+import records
 import store
-import utils
 from experiments import main, runner
 
 NAME = "bn_test"
@@ -88,7 +88,7 @@ def tables(results: dict) -> list[str]:
                      f"paired t p (Holm) {runner.p_value(c['p_holm'])}",
                      f"equivalence p (Holm) {runner.p_value(c['p_equivalence_holm'])}: {c['verdict']}"]
                     + [""] * len(TEST_BATCHES))
-        out.append(utils.markdown_table(
+        out.append(records.markdown_table(
             [f"{v}: seed", "running statistics (%)", "recomputed statistics (%)", "digits only recomputed / only running gets right",
              "McNemar p"] + [f"test batch {k:,}, own statistics (%)" for k in TEST_BATCHES], rows))
     return out

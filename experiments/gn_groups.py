@@ -7,8 +7,8 @@ One group is LayerNorm and two are the notebook's GroupNorm: those are the main 
 
 import matplotlib.pyplot as plt
 
+import records
 import store
-import utils
 from experiments import runner
 
 NAME = "gn_groups"
@@ -71,6 +71,6 @@ def tables(results: dict) -> list[str]:
                      f"{r['mean']:.2f} +- {r['std']:.2f}", f"{r['test_loss']:.4f}",
                      "-" if c is None else runner.interval(c), "-" if c is None else runner.p_value(c["p_holm"]),
                      "-" if c is None else runner.p_value(c["p_equivalence_holm"]), "-" if c is None else c["verdict"]])
-    return [utils.markdown_table(["groups", "test acc per seed (%)", "mean +- std (%)", "mean test loss",
+    return [records.markdown_table(["groups", "test acc per seed (%)", "mean +- std (%)", "mean test loss",
                                   "against 2 groups (points) [95% interval]", "paired t p (Holm)",
                                   f"equivalence p, +-{margin:.2f} (Holm)", "verdict"], body)]

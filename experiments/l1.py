@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 import torch
 
+import records
 import store
-import utils
 from experiments import runner
 
 NAME = "l1"
@@ -91,6 +91,6 @@ def tables(results: dict) -> list[str]:
                      "-" if c is None else runner.interval(c), "-" if c is None else runner.p_value(c["p_holm"]),
                      "-" if c is None else c["verdict"],
                      ", ".join(f"{w[-1]:.0f}" for w in r["weights_l1"]), ", ".join(f"{z:.1%}" for z in r["near_zero"])])
-    return [utils.markdown_table(["L1 lambda", "validation acc per seed (%)", "mean (%)",
+    return [records.markdown_table(["L1 lambda", "validation acc per seed (%)", "mean (%)",
                                   "against lambda 0 (points) [95% interval]", "paired t p (Holm)", "verdict",
                                   "final sum of abs(w)", f"weights with abs(w) < {ZERO:g}"], body)]

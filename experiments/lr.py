@@ -9,8 +9,8 @@ Each variant also runs the rates past the end of RATES at which its best lay, un
 
 import matplotlib.pyplot as plt
 
+import records
 import store
-import utils
 from experiments import main, runner
 
 NAME = "lr"
@@ -81,6 +81,6 @@ def tables(results: dict) -> list[str]:
                     + [f"{x['best']:g}"]
                     + (["-", "-", "the shared rate is its best"] if c is None else
                        [runner.interval(c), runner.p_value(c["p_holm"]), c["verdict"]]))
-    return [utils.markdown_table(["variant"] + [f"validation acc at {r:g} (%)" for r in s["rates"]]
+    return [records.markdown_table(["variant"] + [f"validation acc at {r:g} (%)" for r in s["rates"]]
                                  + ["best rate", f"best - shared {s['shared']:g} (points) [95% interval]",
                                     "paired t p (Holm)", "verdict"], body)]

@@ -13,8 +13,8 @@ from itertools import combinations
 
 import matplotlib.pyplot as plt
 
+import records
 import store
-import utils
 from experiments import runner
 
 NAME = "main"
@@ -141,11 +141,11 @@ def tables(results: dict) -> list[str]:
     times = [[f"{t['a']} - {t['b']}", f"{t['target']}%", runner.interval(t), runner.p_value(t["p_holm"]), t["verdict"]]
              for t in s["targets"]]
     return [
-        utils.markdown_table(["run"] + names, rows),
-        utils.markdown_table(["pair", "difference (points) [95% interval]", "paired t p (Holm)",
+        records.markdown_table(["run"] + names, rows),
+        records.markdown_table(["pair", "difference (points) [95% interval]", "paired t p (Holm)",
                               f"equivalence p, +-{s['margin']:.2f} (Holm)", "verdict",
                               f"seeds for 80% power at +-{s['margin']:.2f}", "seeds with McNemar p < 0.05",
                               "digits the two disagree on (same norm, next seed)"], pairs),
-        utils.markdown_table(["pair", "target", "difference in first epoch at target [95% interval]", "paired t p (Holm)",
+        records.markdown_table(["pair", "target", "difference in first epoch at target [95% interval]", "paired t p (Holm)",
                               "verdict (equivalence: +-1 epoch)"], times),
     ]

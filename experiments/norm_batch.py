@@ -11,8 +11,8 @@ k = 128 is plain BN, and it and the controls are the main comparison's runs, rea
 
 import matplotlib.pyplot as plt
 
+import records
 import store
-import utils
 from experiments import runner
 
 NAME = "norm_batch"
@@ -95,7 +95,7 @@ def tables(results: dict) -> list[str]:
                      "-" if c is None else runner.interval(c), "-" if c is None else runner.p_value(c["p_holm"]),
                      "-" if c is None else runner.p_value(c["p_equivalence_holm"]), "-" if c is None else c["verdict"]])
     margin = results["summary"]["margin"]
-    return [utils.markdown_table(
+    return [records.markdown_table(
         ["norm", "k", "test acc, running statistics (%)", "test acc, statistics of k test digits (%)",
          "against BN on the whole batch (points) [95% interval]", "paired t p (Holm)",
          f"equivalence p, +-{margin:.2f} (Holm)", "verdict"], body)]

@@ -11,8 +11,8 @@ import argparse
 import importlib
 from pathlib import Path
 
+import records
 import store
-import utils
 from experiments import runner
 
 # PROTOCOL.md: the seeds of each experiment whose runs it adds (A: lr; D: norm_batch, gn_groups)
@@ -40,7 +40,7 @@ def main(jobs: int, store_dir: Path, listing: bool) -> None:
     if listing:
         print("\n".join(store.key(s) for s in missing))
         return
-    commit = utils.git_commit()
+    commit = records.git_commit()
     if runs_store.path.resolve() == store.STORE and (commit is None or commit.endswith("+changes")):
         raise ValueError(f"the code has uncommitted changes (git commit {commit}): the committed store takes only runs "
                          "made at a clean commit. Commit first, or pass --store outside results/")

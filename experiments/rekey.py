@@ -15,8 +15,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import data
 import store
-import utils
 
 OLD_IDENTITY = {"spec", "device", "threads", "torch", "code"}
 
@@ -27,7 +27,7 @@ def rekey(record: dict) -> dict:
     digest = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
     if set(old) != OLD_IDENTITY or record["key"] != f"{store.label(old['spec'])}-{digest}":
         raise ValueError(f"{record['key']}: its key is not the hash of the first key's identity it holds")
-    spec = {**old["spec"], "data": utils.MNIST_DIGEST}
+    spec = {**old["spec"], "data": data.MNIST_DIGEST}
     return {**record, "key": store.key(spec), "identity": store.identity(spec),
             "environment": {**record["environment"], "code_fingerprint": old["code"]}}
 

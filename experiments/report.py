@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
+import records
 import store
-import utils
 from experiments import runner, verify
 from model import Net, count_macs, count_parameters
 
-ROOT = utils.ROOT
+ROOT = records.ROOT
 DOCUMENTS = ("README.md", "STUDY.md")
 BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- /generated -->)", re.S)
 EXPERIMENTS = ["main", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "shift", "ghost_stats"]  # as experiments/__main__.py lists them
@@ -31,7 +31,7 @@ NAMES = {"BN": "BatchNorm + L1", "LN": "LayerNorm", "GN": "GroupNorm"}
 
 def load(root: Path = ROOT) -> dict:
     """results/history.json under "history", each experiment's and benchmark's JSON under its name."""
-    results = {"history": utils.load_history(root / "results" / "history.json")}
+    results = {"history": records.load_history(root / "results" / "history.json")}
     for name in EXPERIMENTS + ["speed", "step", "verify"]:
         path = root / "results" / f"{name}.json"
         if path.exists():
@@ -63,7 +63,7 @@ def notebook_run(r: dict) -> dict[str, str]:
                         f"{minutes:.1f} minutes on {env['device']} with {env['threads']} threads (torch {env['torch']}, "
                         f"Python {env['python']}, code at commit {env['git_commit'][:7]}).",
         "study_minutes": f"{minutes:.0f}",
-        "results_table": utils.results_table(runs),
+        "results_table": records.results_table(runs),
     }
 
 
@@ -83,12 +83,12 @@ def model_blocks() -> dict[str, str]:
         h.remove()
     full = 2 * sum(math.prod(s) for s in shapes)
     return {
-        "model_table": utils.markdown_table(["norm", "parameters", "multiply-accumulates per image", "norm parameters",
+        "model_table": records.markdown_table(["norm", "parameters", "multiply-accumulates per image", "norm parameters",
                                              "what is normalised"], rows),
         "full_layernorm": f"The common `nn.LayerNorm([C, H, W])` would learn a scale and shift per activation: "
                           f"{full:,} parameters for this network's five norms ({full / count_parameters(net):.1f} times "
                           "the whole network)",
-        "worked_example": utils.worked_example_table(),
+        "worked_example": records.worked_example_table(),
     }
 
 
@@ -139,7 +139,7 @@ def replication_block(r: dict) -> dict[str, str]:
         met = mean(acc) >= GOAL[0] and min(acc.values()) >= GOAL[1]
         rows.append([v, f"{mean(range(1, 6)):.2f}", f"{mean(range(6, 11)):.2f}", f"{mean(acc):.2f}",
                      f"{min(acc.values()):.2f}", "met" if met else "not met"])
-    return {"main_replication": utils.markdown_table(
+    return {"main_replication": records.markdown_table(
         ["variant", "mean, seeds 1-5 (%)", "mean, seeds 6-10 (%)", "mean, seeds 1-10 (%)", "lowest seed (%)",
          f"goal: mean >= {GOAL[0]:.2f}, every seed >= {GOAL[1]:.2f}"], rows)}
 
@@ -345,7 +345,7 @@ def compute_table() -> str:
                      minutes(total / 2), minutes(total / 16)])
     total = sum(estimate(k, spec) for k, (_, spec) in needed.items())
     body.append(["all, each run once", len(needed), len(seconds), minutes(total / 2), minutes(total / 16)])
-    return utils.markdown_table(["experiment", "runs (20 epochs each)", "in the committed store",
+    return records.markdown_table(["experiment", "runs (20 epochs each)", "in the committed store",
                                  "minutes on 2 cores", "minutes on 16 cores"], body)
 
 
@@ -380,7 +380,7 @@ def write(root: Path = ROOT) -> list[Path]:
         text = path.read_text()
         new = render(text, generated)
         if new != text:
-            utils.replace_file(path, lambda tmp: tmp.write_text(new))
+            records.replace_file(path, lambda tmp: tmp.write_text(new))
             changed.append(path)
     return changed
 

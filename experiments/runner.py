@@ -26,11 +26,12 @@ import nbformat
 import torch
 from scipy import stats
 
+import data
+import records
 import store
-import utils
 from model import Net
 
-ROOT = utils.ROOT
+ROOT = records.ROOT
 NOTEBOOK = ROOT / "S6_Normalization.ipynb"
 RUNS = ROOT / "runs"  # not committed: quick runs, and anything made from uncommitted code
 TEST_DIGITS = 10_000
@@ -228,7 +229,7 @@ def recomputed_statistics(model: Net, images: torch.Tensor, batch: int, norm_bat
     which include the spread of the group means); in eval mode."""
     copy_ = Net("B", norm_batch=norm_batch)
     copy_.load_state_dict(model.state_dict())
-    torch.optim.swa_utils.update_bn(utils.TensorLoader(images, torch.zeros(len(images), dtype=torch.long), batch,
+    torch.optim.swa_utils.update_bn(data.TensorLoader(images, torch.zeros(len(images), dtype=torch.long), batch,
                                                        shuffle=False), copy_)
     return copy_.eval()
 
@@ -248,7 +249,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def test_labels(settings: dict, split: str = "test") -> str:
     """The held-out labels of the settings' runs, as a string of digits (to compare predictions with)."""
-    _, held = utils.mnist_loaders(settings.get("DATA_ROOT"), torch.device("cpu"), 1, 1, 0, None, None,
+    _, held = data.mnist_loaders(settings.get("DATA_ROOT"), torch.device("cpu"), 1, 1, 0, None, None,
                                   settings["TEST_LIMIT"], split)
     return "".join(map(str, held.labels.tolist()))
 
@@ -367,7 +368,7 @@ def ways_table(rows: list[dict], label: str, labels: list[str]) -> str:
     body = [[name, f"{r['mean'][ways[0]]:.2f}"] + [f"{r['mean'][w]:.2f}: {interval(r['against'][w])}, "
                                                      f"p {p_value(r['against'][w]['p_holm'])}, {r['against'][w]['verdict']}"
                                                      for w in ways[1:]] for name, r in zip(labels, rows)]
-    return utils.markdown_table([label, f"{ways[0]} (%)"] + [f"{w} (%): against {ways[0]} [95% interval], paired t p "
+    return records.markdown_table([label, f"{ways[0]} (%)"] + [f"{w} (%): against {ways[0]} [95% interval], paired t p "
                                                               "(Holm), verdict" for w in ways[1:]], body)
 
 
@@ -394,7 +395,7 @@ def ways_figure(rows: list[dict], labels: list[str], title: str):
 
 def save_figure(fig, path: Path) -> None:
     """Save a figure, replacing `path` only once it is complete."""
-    utils.replace_file(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
+    records.replace_file(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
 
 
 def load_results(path: Path, name: str) -> dict:
@@ -440,25 +441,25 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     --quick runs the first seed only.
     """
     settings = {k: v for k, v in settings_for(quick, **experiment.OVERRIDES).items() if k != "DATA_ROOT"}
-    utils.check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
+    records.check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
                       settings["EMA_DECAY"], settings["L1_LAMBDA"], settings["GROUPS"], settings["DROPOUT"], out_dir)
-    made_in = utils.environment("cpu")  # at the start: the commit (and checks below) that made these results
+    made_in = records.environment("cpu")  # at the start: the commit (and checks below) that made these results
     commit = made_in["git_commit"]
     committed = Path(out_dir).resolve() == ROOT or Path(store_dir).resolve() == store.STORE
     if committed and (commit is None or commit.endswith("+changes")):
         raise ValueError(f"the code has uncommitted changes (git commit {commit}): results/ and the committed store take "
                          "only runs made at a clean commit. Commit first, or pass --out-dir and --store outside "
                          "results/ (under runs/, say) to keep this run apart")
-    settings["DATA"] = utils.mnist_digest()  # which digits: MNIST_ROOT's files, by content, not by where they are
+    settings["DATA"] = data.mnist_digest()  # which digits: MNIST_ROOT's files, by content, not by where they are
     runs = experiment.runs(settings, experiment.SEEDS[:1] if quick else experiment.SEEDS)
     keys = [store.key(r["spec"]) for r in runs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{experiment.NAME}: two of its rows are the same run; with these settings they would be "
                          "labelled apart but identical")
     runs_store = store.Store(store_dir)
-    records = ensure([r["spec"] for r in runs], runs_store, jobs, scheduler)
+    found = ensure([r["spec"] for r in runs], runs_store, jobs, scheduler)
     for r, name in zip(runs, keys):
-        r["record"] = records[name]
+        r["record"] = found[name]
     start = time.perf_counter()
     summary = experiment.summarise(runs, settings, runs_store)
     print(f"{experiment.NAME}: summarised in {time.perf_counter() - start:.0f} s", flush=True)
@@ -471,7 +472,7 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     if unchanged(path, results) and figure.exists():
         print(f"{path} and {figure} are left as they are: no number changed")
     else:
-        utils.write_json(path, results)
+        records.write_json(path, results)
         save_figure(experiment.figure(results), figure)
     print("\n\n".join(experiment.tables(results)))
     print(f"{experiment.NAME}: {len(runs)} runs, {results['train_seconds'] / 60:.1f} minutes of training")

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
+import data
 import store
-import utils
 from experiments import main, runner
 
 NAME = "shift"
@@ -24,7 +24,7 @@ OVERRIDES: dict = {}
 
 def shifted(images: torch.Tensor, shift: str) -> torch.Tensor:
     """`images` (normalised [N, 1, 28, 28]) under a named shift of their pixels, normalised again."""
-    pixels = images * utils.MNIST_STD + utils.MNIST_MEAN  # back to [0, 1]
+    pixels = images * data.MNIST_STD + data.MNIST_MEAN  # back to [0, 1]
     if shift == "contrast x 0.5":
         pixels = pixels * 0.5
     elif shift == "background + 0.3":
@@ -38,7 +38,7 @@ def shifted(images: torch.Tensor, shift: str) -> torch.Tensor:
         pixels = -F.max_pool2d(-pixels, 3, stride=1, padding=1)
     elif shift != "none":
         raise ValueError(f"unknown shift {shift!r}; known: {SHIFTS}")
-    return (pixels - utils.MNIST_MEAN) / utils.MNIST_STD
+    return (pixels - data.MNIST_MEAN) / data.MNIST_STD
 
 
 SHIFTS = ("none", "contrast x 0.5", "background + 0.3", "noise, std 0.3", "thicker strokes", "thinner strokes")

@@ -7,8 +7,8 @@ the store's records are read wherever they were made, and this says what that is
 
 import torch
 
+import records
 import store
-import utils
 from experiments import runner
 
 NAME = "verify"
@@ -42,7 +42,7 @@ def compare(stored: tuple[dict, dict], here: tuple[dict, dict]) -> dict:
 def run(n: int, store_dir, jobs: int = 2, scheduler: str | None = None, keep=None) -> dict:
     """Retrain the sample of n stored runs and compare each with its record; with `keep`, a run store other than
     store_dir, the retrained runs are also put there (to compare them with runs another commit or machine made)."""
-    here = {**utils.environment("cpu"), "threads": 1}  # at the start: the commit that retrains
+    here = {**records.environment("cpu"), "threads": 1}  # at the start: the commit that retrains
     runs_store = store.Store(store_dir)
     kept = store.Store(keep) if keep is not None else None
     if kept is not None and kept.path.resolve() == runs_store.path.resolve():
@@ -76,18 +76,18 @@ def table(results: dict) -> str:
     """Markdown table of a verify run: each run, where it was made, and how the retrained one compares."""
     rows = [[f"`{r['key']}`", r["made_in"]["torch"], r["made_in"]["cpu"], "yes" if r["identical"] else "no", f"{r['stored_acc']:.2f}",
              f"{r['acc']:.2f}", r["predictions_differ"], f"{r['largest_weight_difference']:.3g}"] for r in results["runs"]]
-    return utils.markdown_table(["run", "stored with torch", "on CPU", "bit-identical here", "stored acc (%)", "here (%)",
+    return records.markdown_table(["run", "stored with torch", "on CPU", "bit-identical here", "stored acc (%)", "here (%)",
                                  "predictions that differ", "largest weight difference"], rows)
 
 
 def main(n: int, store_dir, jobs: int, scheduler: str | None, out_dir, keep=None) -> dict:
     """`run`, then out_dir/results/verify.json (from a clean commit where out_dir is the repository)."""
-    commit = utils.git_commit()
+    commit = records.git_commit()
     if out_dir.resolve() == runner.ROOT and (commit is None or commit.endswith("+changes")):
         raise ValueError(f"the code has uncommitted changes (git commit {commit}): results/ takes only what a clean "
                          "commit made. Commit first, or pass --out-dir outside results/")
     results = run(n, store_dir, jobs, scheduler, keep)
-    utils.write_json(out_dir / "results" / f"{NAME}.json", results)
+    records.write_json(out_dir / "results" / f"{NAME}.json", results)
     print(table(results))
     print(f"{results['identical']} of {len(results['runs'])} retrained runs are bit-identical to their records "
           f"(torch {results['environment']['torch']} here)")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
-MNIST_ROOT = os.environ.get("MNIST_ROOT", "data")  # as utils.load_mnist: the folder that holds MNIST/raw
+MNIST_ROOT = os.environ.get("MNIST_ROOT", "data")  # as data.load_mnist: the folder that holds MNIST/raw
 needs_mnist = pytest.mark.skipif(
     not (Path(MNIST_ROOT) / "MNIST" / "raw").is_dir(), reason="real MNIST not found; set MNIST_ROOT"
 )

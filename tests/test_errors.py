@@ -17,8 +17,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import data
+import records
 import utils
 from conftest import MNIST_ROOT, ROOT, needs_mnist, write_sums
+from experiments import publish
 from model import Net
 
 CPU = torch.device("cpu")
@@ -37,15 +40,15 @@ def raises(error: type[Exception], *parts: str):
 @pytest.mark.parametrize("limit", BAD_COUNTS)
 def test_load_mnist_rejects_bad_limit(tiny_mnist, limit):
     with raises(ValueError, "limit", repr(limit), ">= 1"):
-        utils.load_mnist(tiny_mnist, limit=limit, download=False)
+        data.load_mnist(tiny_mnist, limit=limit, download=False)
 
 
 def test_missing_file_is_named_and_only_the_split_is_needed(tiny_mnist):
     for name in TEST_FILES:
         (tiny_mnist / name).unlink()
-    assert len(utils.load_mnist(tiny_mnist, train=True, download=False)[0]) == 20  # the test files are not needed
+    assert len(data.load_mnist(tiny_mnist, train=True, download=False)[0]) == 20  # the test files are not needed
     with raises(FileNotFoundError, "t10k-images-idx3-ubyte", str(tiny_mnist / "MNIST" / "raw"), "MNIST_ROOT"):
-        utils.load_mnist(tiny_mnist, train=False, download=False)
+        data.load_mnist(tiny_mnist, train=False, download=False)
 
 
 IMAGES, LABELS = TRAIN_FILES
@@ -68,51 +71,51 @@ def test_corrupt_file_is_named_with_its_size_or_header(tiny_mnist, fault):
     path = tiny_mnist / name
     path.write_bytes(corrupt(path.read_bytes()))
     with raises(ValueError, str(path), *parts):
-        utils.load_mnist(tiny_mnist, download=False)
+        data.load_mnist(tiny_mnist, download=False)
 
 
 def test_images_and_labels_of_different_counts(tiny_mnist):
     (tiny_mnist / LABELS).write_bytes(struct.pack(">II", 2049, 19) + bytes(19))
     write_sums(tiny_mnist)
     with raises(ValueError, "train-images-idx3-ubyte holds 20 digits", "train-labels-idx1-ubyte 19 labels"):
-        utils.load_mnist(tiny_mnist, download=False)
+        data.load_mnist(tiny_mnist, download=False)
 
 
 def test_checksum_mismatch_names_file_and_both_sums(tiny_mnist):
     path = tiny_mnist / IMAGES
     good = write_sums(tiny_mnist)[IMAGES]
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 1  # one pixel changed: the size is right, only the checksum sees it
-    path.write_bytes(data)
-    found = hashlib.sha256(data).hexdigest()
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 1  # one pixel changed: the size is right, only the checksum sees it
+    path.write_bytes(raw)
+    found = hashlib.sha256(raw).hexdigest()
     with raises(ValueError, str(path), f"SHA-256 {found}", f"SHA256SUMS lists {good}"):
-        utils.load_mnist(tiny_mnist, download=False)
+        data.load_mnist(tiny_mnist, download=False)
 
 
 def test_checksums_only_of_the_requested_split(tiny_mnist):
     write_sums(tiny_mnist, wrong=set(TEST_FILES))
-    assert len(utils.load_mnist(tiny_mnist, train=True, download=False)[0]) == 20
+    assert len(data.load_mnist(tiny_mnist, train=True, download=False)[0]) == 20
     with raises(ValueError, "t10k-images-idx3-ubyte", "SHA256SUMS lists " + "0" * 64):
-        utils.load_mnist(tiny_mnist, train=False, download=False)
+        data.load_mnist(tiny_mnist, train=False, download=False)
 
 
 def test_malformed_checksum_line(tiny_mnist):
     (tiny_mnist / "SHA256SUMS").write_text("\nnot-a-sum MNIST/raw/train-images-idx3-ubyte\n")
     with raises(ValueError, "SHA256SUMS, line 2", "'not-a-sum MNIST/raw/train-images-idx3-ubyte'"):
-        utils.load_mnist(tiny_mnist, download=False)
+        data.load_mnist(tiny_mnist, download=False)
 
 
 def test_without_a_checksum_list_the_published_sums_catch_one_flipped_byte(tiny_mnist, monkeypatch):
     # the tiny files stand in for MNIST's: their sums become the "published" ones, and no SHA256SUMS lists them
-    monkeypatch.setattr(utils, "MNIST_SHA256", {Path(k).name: v for k, v in write_sums(tiny_mnist).items()})
+    monkeypatch.setattr(data, "MNIST_SHA256", {Path(k).name: v for k, v in write_sums(tiny_mnist).items()})
     (tiny_mnist / "SHA256SUMS").unlink()
-    assert len(utils.load_mnist(tiny_mnist, download=False)[0]) == 20
+    assert len(data.load_mnist(tiny_mnist, download=False)[0]) == 20
     path = tiny_mnist / IMAGES
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 1
-    path.write_bytes(data)
-    with raises(ValueError, str(path), "MNIST's published SHA-256 is " + utils.MNIST_SHA256[path.name]):
-        utils.load_mnist(tiny_mnist, download=False)
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 1
+    path.write_bytes(raw)
+    with raises(ValueError, str(path), "MNIST's published SHA-256 is " + data.MNIST_SHA256[path.name]):
+        data.load_mnist(tiny_mnist, download=False)
 
 
 @needs_mnist
@@ -121,13 +124,13 @@ def test_a_flipped_byte_in_a_copy_of_real_mnist_is_caught_without_a_checksum_lis
     raw.mkdir(parents=True)
     for name in TEST_FILES:
         (tmp_path / name).write_bytes((Path(MNIST_ROOT) / name).read_bytes())
-    assert len(utils.load_mnist(tmp_path, train=False, limit=1, download=False)[0]) == 1  # the copy passes
+    assert len(data.load_mnist(tmp_path, train=False, limit=1, download=False)[0]) == 1  # the copy passes
     path = tmp_path / TEST_FILES[0]
-    data = bytearray(path.read_bytes())
-    data[5000] ^= 1  # one pixel of one digit
-    path.write_bytes(data)
+    content = bytearray(path.read_bytes())
+    content[5000] ^= 1  # one pixel of one digit
+    path.write_bytes(content)
     with raises(ValueError, str(path), "MNIST's published SHA-256 is"):
-        utils.load_mnist(tmp_path, train=False, download=False)
+        data.load_mnist(tmp_path, train=False, download=False)
 
 
 def test_a_checksum_list_that_names_none_of_the_files(tiny_mnist):
@@ -135,7 +138,7 @@ def test_a_checksum_list_that_names_none_of_the_files(tiny_mnist):
     (tiny_mnist / "SHA256SUMS").write_text("".join(f"{d}  raw/{Path(n).name}\n" for n, d in sums.items()))  # wrong root
     with raises(ValueError, "SHA256SUMS lists none of MNIST's files", "MNIST/raw/train-images-idx3-ubyte",
                 str(tiny_mnist)):
-        utils.load_mnist(tiny_mnist, download=False)
+        data.load_mnist(tiny_mnist, download=False)
 
 
 def test_a_folder_where_a_data_file_should_be(tiny_mnist):
@@ -143,7 +146,7 @@ def test_a_folder_where_a_data_file_should_be(tiny_mnist):
     path.unlink()
     path.mkdir()
     with raises(ValueError, str(path), "is a folder, not a file"):
-        utils.load_mnist(tiny_mnist)  # download=True: a folder is not a missing file to download
+        data.load_mnist(tiny_mnist)  # download=True: a folder is not a missing file to download
 
 
 def test_an_unreadable_data_file(tiny_mnist, monkeypatch):
@@ -157,13 +160,13 @@ def test_an_unreadable_data_file(tiny_mnist, monkeypatch):
 
     monkeypatch.setattr(Path, "read_bytes", refuse)
     with raises(ValueError, str(path), "cannot be read (Permission denied)", "permissions"):
-        utils.load_mnist(tiny_mnist, download=False)
+        data.load_mnist(tiny_mnist, download=False)
 
 
 def test_an_unreadable_checksum_list(tiny_mnist):
     (tiny_mnist / "SHA256SUMS").write_bytes(b"\xff\xfe not text")
     with raises(ValueError, "SHA256SUMS cannot be read"):
-        utils.load_mnist(tiny_mnist, download=False)
+        data.load_mnist(tiny_mnist, download=False)
 
 
 @needs_mnist
@@ -172,10 +175,10 @@ def test_real_mnist_passes_its_checksums():
     if not sums.is_file():
         pytest.skip(f"no {sums}")
     listed = dict(reversed(line.split()) for line in sums.read_text().splitlines())
-    assert {Path(name).name: digest for name, digest in listed.items()} == utils.MNIST_SHA256  # MNIST's published sums
-    assert utils._sha256sums(Path(MNIST_ROOT)) == listed
+    assert {Path(name).name: digest for name, digest in listed.items()} == data.MNIST_SHA256  # MNIST's published sums
+    assert data._sha256sums(Path(MNIST_ROOT)) == listed
     for train in (True, False):
-        images, labels = utils.load_mnist(MNIST_ROOT, train=train, limit=1, download=False)
+        images, labels = data.load_mnist(MNIST_ROOT, train=train, limit=1, download=False)
         assert images.shape == (1, 1, 28, 28) and labels.tolist() == [5 if train else 7]
 
 
@@ -184,12 +187,12 @@ def test_real_mnist_passes_its_checksums():
 @pytest.mark.parametrize("batch_size", BAD_COUNTS)
 def test_loader_rejects_bad_batch_size(batch_size):
     with raises(ValueError, "batch_size", repr(batch_size), ">= 1"):
-        utils.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(3, dtype=torch.long), batch_size=batch_size)
+        data.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(3, dtype=torch.long), batch_size=batch_size)
 
 
 def test_loader_rejects_no_images():
     with raises(ValueError, "no images"):
-        utils.TensorLoader(torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long), batch_size=2)
+        data.TensorLoader(torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long), batch_size=2)
 
 
 @pytest.mark.parametrize("setting, value", [("batch_size", "4"), ("test_batch_size", 2.5), ("train_limit", -1),
@@ -197,7 +200,7 @@ def test_loader_rejects_no_images():
 def test_mnist_loaders_name_the_bad_setting(tiny_mnist, setting, value):
     settings = dict(batch_size=4, test_batch_size=10, train_limit=None, test_limit=None) | {setting: value}
     with raises(ValueError, f"{setting} must be", repr(value)):
-        utils.mnist_loaders(tiny_mnist, CPU, seed=0, **settings)
+        data.mnist_loaders(tiny_mnist, CPU, seed=0, **settings)
 
 
 @pytest.mark.parametrize("train_limit, batch_size", [(5, 8), (None, 32)])
@@ -205,8 +208,8 @@ def test_mnist_loaders_need_one_full_training_batch(tiny_mnist, train_limit, bat
     digits = train_limit or 20
     with raises(ValueError, f"{digits} training digits", f"train_limit={train_limit}", f"batch_size={batch_size}",
                 "at least one full batch"):
-        utils.mnist_loaders(tiny_mnist, CPU, batch_size, 10, 0, train_limit=train_limit)
-    train_loader, _ = utils.mnist_loaders(tiny_mnist, CPU, digits, 10, 0, train_limit=train_limit)  # one batch: fine
+        data.mnist_loaders(tiny_mnist, CPU, batch_size, 10, 0, train_limit=train_limit)
+    train_loader, _ = data.mnist_loaders(tiny_mnist, CPU, digits, 10, 0, train_limit=train_limit)  # one batch: fine
     assert len(train_loader) == 1
 
 
@@ -232,7 +235,7 @@ NAN_IMAGES[2, 0, 5, 5] = float("nan")
 ])
 def test_loader_refuses_data_it_cannot_train_on(images, labels, parts):
     with raises(ValueError, *parts):
-        utils.TensorLoader(images, labels, batch_size=2)
+        data.TensorLoader(images, labels, batch_size=2)
 
 
 @pytest.mark.parametrize("setting, value, parts", [
@@ -242,7 +245,7 @@ def test_loader_refuses_data_it_cannot_train_on(images, labels, parts):
 ])
 def test_loader_refuses_bad_options(setting, value, parts):
     with raises(ValueError, *parts):
-        utils.TensorLoader(IMAGES_OK, LABELS_OK, 2, **{setting: value})
+        data.TensorLoader(IMAGES_OK, LABELS_OK, 2, **{setting: value})
 
 
 @pytest.mark.parametrize("setting, value, allowed", [
@@ -252,12 +255,12 @@ def test_loader_refuses_bad_options(setting, value, parts):
 ])
 def test_augment_refuses_settings_outside_their_range(setting, value, allowed):
     with raises(ValueError, f"augment: {setting} must be a number", allowed, repr(value)):
-        utils.augment(IMAGES_OK, **{setting: value})
+        data.augment(IMAGES_OK, **{setting: value})
 
 
 def test_augment_refuses_images_without_a_channel_axis():
     with raises(ValueError, "augment: images must be a float tensor [N, C, H, W]", "[4, 28, 28]"):
-        utils.augment(IMAGES_OK.squeeze(1))
+        data.augment(IMAGES_OK.squeeze(1))
 
 
 @pytest.mark.parametrize("augmentation, parts", [
@@ -268,13 +271,13 @@ def test_augment_refuses_images_without_a_channel_axis():
 ])
 def test_mnist_loaders_check_the_augmentation_as_the_notebook_does(tiny_mnist, augmentation, parts):
     with raises(ValueError, *parts):
-        utils.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, augmentation)
+        data.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, augmentation)
 
 
 @pytest.mark.parametrize("augmentation", [None, {}, {"degrees": 0, "translate": 0, "scale": 0},
                                           {"degrees": 180, "translate": 0.49, "scale": 0.99}])
 def test_mnist_loaders_take_every_allowed_augmentation(tiny_mnist, augmentation):
-    train_loader, _ = utils.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, augmentation)
+    train_loader, _ = data.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, augmentation)
     assert (train_loader.augment_fn is None) == (not augmentation)  # None and {} both mean no augmentation
     x, _ = next(iter(train_loader))
     assert torch.isfinite(x).all()
@@ -283,7 +286,7 @@ def test_mnist_loaders_take_every_allowed_augmentation(tiny_mnist, augmentation)
 @pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "1"])
 def test_mnist_loaders_refuse_a_bad_seed(tiny_mnist, seed):
     with raises(ValueError, "seed must be a whole number from 0 to 2**32 - 1", repr(seed)):
-        utils.mnist_loaders(tiny_mnist, CPU, 4, 10, seed)
+        data.mnist_loaders(tiny_mnist, CPU, 4, 10, seed)
 
 
 @pytest.mark.parametrize("setting, value, parts", [
@@ -292,7 +295,7 @@ def test_mnist_loaders_refuse_a_bad_seed(tiny_mnist, seed):
 ])
 def test_mnist_loaders_refuse_a_limit_beyond_the_data(tiny_mnist, setting, value, parts):
     with raises(ValueError, *parts):  # slicing would silently give fewer digits than the record says
-        utils.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, **{setting: value})
+        data.mnist_loaders(tiny_mnist, CPU, 4, 10, 0, **{setting: value})
 
 
 @pytest.mark.parametrize("setting, value, parts", [
@@ -303,13 +306,13 @@ def test_mnist_loaders_refuse_a_limit_beyond_the_data(tiny_mnist, setting, value
 ])
 def test_load_mnist_names_a_bad_argument(tiny_mnist, setting, value, parts):
     with raises(ValueError, *parts):
-        utils.load_mnist(**{"root": tiny_mnist, "download": False, setting: value})
+        data.load_mnist(**{"root": tiny_mnist, "download": False, setting: value})
 
 
 def tiny_run():
     """A linear classifier and a loader of 8 random digits: what fit, train and test need, in milliseconds."""
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
-    return model, utils.TensorLoader(torch.randn(8, 1, 28, 28), torch.arange(8), 4, shuffle=False)
+    return model, data.TensorLoader(torch.randn(8, 1, 28, 28), torch.arange(8), 4, shuffle=False)
 
 
 @pytest.mark.parametrize("setting, value, parts", [
@@ -387,11 +390,11 @@ class Oracle(nn.Module):
         return F.one_hot(x.flatten(1)[:, 0].long(), 10).float().log_softmax(dim=1)
 
 
-def digits(labels: list[int], written: list[int]) -> utils.TensorLoader:
+def digits(labels: list[int], written: list[int]) -> data.TensorLoader:
     """A loader of images whose first pixel holds `written` (what Oracle predicts), labelled `labels`."""
     images = torch.zeros(len(written), 1, 28, 28)
     images[:, 0, 0, 0] = torch.tensor(written, dtype=torch.float)
-    return utils.TensorLoader(images, torch.tensor(labels), batch_size=2, shuffle=False)
+    return data.TensorLoader(images, torch.tensor(labels), batch_size=2, shuffle=False)
 
 
 @pytest.mark.parametrize("n", BAD_COUNTS)
@@ -425,7 +428,7 @@ def test_load_history_rejects_a_bad_file(tmp_path, text, parts):
     path = tmp_path / "history.json"
     path.write_text(text)
     with raises(ValueError, str(path), *parts):
-        utils.load_history(path)
+        records.load_history(path)
 
 
 EPOCH = dict(epoch=1, train_loss=0.5, train_acc=88.0, test_loss=0.1, test_acc=97.5, lr=0.004, seconds=5.0)
@@ -449,9 +452,9 @@ def test_load_history_refuses_a_file_that_is_no_history(tmp_path, case):
     path = tmp_path / "history.json"
     path.write_text(text)
     with raises(ValueError, str(path), "is not a history file", *parts):
-        utils.load_history(path)
+        records.load_history(path)
     with raises(ValueError, str(path)):  # nor is anything saved into it
-        utils.save_history(path, "GN", ENTRY)
+        records.save_history(path, "GN", ENTRY)
     assert path.read_text() == text
 
 
@@ -465,20 +468,20 @@ def test_load_history_refuses_a_file_that_is_no_history(tmp_path, case):
 ])
 def test_results_table_says_what_is_wrong_with_its_input(runs, parts):
     with raises(ValueError, "results_table", *parts):
-        utils.results_table(runs)
+        records.results_table(runs)
 
 
 def test_a_history_that_must_be_there_is_named_when_it_is_not(tmp_path):
-    assert utils.load_history(tmp_path / "history.json") == {}  # a history yet to start, for save_history
+    assert records.load_history(tmp_path / "history.json") == {}  # a history yet to start, for save_history
     with raises(ValueError, str(tmp_path / "history.json"), "does not exist"):
-        utils.load_history(tmp_path / "history.json", missing_ok=False)
+        records.load_history(tmp_path / "history.json", missing_ok=False)
 
 
 def test_results_table_of_the_committed_history_still_works():
-    assert utils.results_table(utils.load_history(ROOT / "results" / "history.json")).count("\n") == 4
+    assert records.results_table(records.load_history(ROOT / "results" / "history.json")).count("\n") == 4
 
 
-# ---- The notebook's settings, checked before any training (utils.check_study) --------------------------------------
+# ---- The notebook's settings, checked before any training (records.check_study) --------------------------------------
 
 GOOD = dict(variants={"BN": "B", "LN": "L", "GN": "G"}, epochs=20, max_lr=0.02, weight_decay=1e-4, ema_decay=0.998,
             l1_lambda=1e-5, groups=2, dropout=0.0)
@@ -494,20 +497,20 @@ GOOD = dict(variants={"BN": "B", "LN": "L", "GN": "G"}, epochs=20, max_lr=0.02, 
 ])
 def test_check_study_names_the_bad_setting(tmp_path, setting, value, named):
     with raises(ValueError, named):
-        utils.check_study(**{**GOOD, setting: value}, out_dir=tmp_path)
+        records.check_study(**{**GOOD, setting: value}, out_dir=tmp_path)
     assert not (tmp_path / "results").exists()
 
 
 def test_check_study_decides_l1_by_the_canonical_norm(tmp_path):
     # "batch" is BatchNorm: the BN variant trains with L1 whatever spelling VARIANTS uses
-    assert utils.check_study(**{**GOOD, "variants": {"BN": "batch", "GN": "group"}}, out_dir=tmp_path) == {"BN": "B", "GN": "G"}
+    assert records.check_study(**{**GOOD, "variants": {"BN": "batch", "GN": "group"}}, out_dir=tmp_path) == {"BN": "B", "GN": "G"}
 
 
 def test_check_study_refuses_an_out_dir_that_cannot_hold_files(tmp_path):
     blocker = tmp_path / "a file"
     blocker.write_text("not a folder")
     with raises(ValueError, "OUT_DIR", "a file"):
-        utils.check_study(**GOOD, out_dir=blocker)
+        records.check_study(**GOOD, out_dir=blocker)
 
 
 def notebook_settings(out_dir: Path, **changes) -> dict:
@@ -522,7 +525,7 @@ def notebook_settings(out_dir: Path, **changes) -> dict:
 
 
 def test_check_notebook_takes_the_parameters_cell_as_written(tmp_path):
-    assert utils.check_notebook(notebook_settings(tmp_path)) == {"BN": "B", "LN": "L", "GN": "G"}
+    assert records.check_notebook(notebook_settings(tmp_path)) == {"BN": "B", "LN": "L", "GN": "G"}
 
 
 @pytest.mark.parametrize("name, value, parts", [
@@ -534,7 +537,7 @@ def test_check_notebook_takes_the_parameters_cell_as_written(tmp_path):
 ])
 def test_check_notebook_names_the_setting_a_typo_meant(tmp_path, name, value, parts):
     with raises(ValueError, *parts):
-        utils.check_notebook(notebook_settings(tmp_path, **{name: value}))
+        records.check_notebook(notebook_settings(tmp_path, **{name: value}))
 
 
 @pytest.mark.parametrize("setting, value, parts", [
@@ -559,7 +562,7 @@ def test_check_notebook_names_each_bad_setting(tmp_path, monkeypatch, setting, v
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with raises(ValueError, *parts):
-        utils.check_notebook(notebook_settings(tmp_path, **{setting: value}))
+        records.check_notebook(notebook_settings(tmp_path, **{setting: value}))
     assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
@@ -567,7 +570,7 @@ def test_check_notebook_needs_every_setting(tmp_path):
     names = notebook_settings(tmp_path)
     del names["SEED"]
     with raises(ValueError, "['SEED'] are not set"):
-        utils.check_notebook(names)
+        records.check_notebook(names)
 
 
 # ---- Divergence is an error, never a saved run -------------------------------------------------------------------
@@ -587,7 +590,7 @@ class TurnsNaN(nn.Module):
 
 def test_a_non_finite_training_loss_stops_within_check_every_batches():
     x, y = torch.randn(200 * 4, 1, 28, 28), torch.arange(800) % 10
-    loader = utils.TensorLoader(x, y, 4, shuffle=False)
+    loader = data.TensorLoader(x, y, 4, shuffle=False)
     model = TurnsNaN(after=20)
     with raises(FloatingPointError, "epoch 3", "batch 20 of 200", "most likely from the learning rate (0.01 "):
         utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU, epoch=3)
@@ -596,7 +599,7 @@ def test_a_non_finite_training_loss_stops_within_check_every_batches():
 
 def test_a_non_finite_loss_from_the_inputs_says_so():
     x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
-    loader = utils.TensorLoader(x, y, 4, shuffle=False, augment_fn=lambda images, g: images / 0 * 0)  # NaN images
+    loader = data.TensorLoader(x, y, 4, shuffle=False, augment_fn=lambda images, g: images / 0 * 0)  # NaN images
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
     with raises(FloatingPointError, "batch 1 of 2", "the inputs hold NaN or infinite values"):
         utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU)
@@ -607,7 +610,7 @@ def test_a_non_finite_loss_at_the_first_batch_blames_the_settings_not_the_learni
     model = Net("B")
     with raises(FloatingPointError, "epoch 1, batch 1 of 2", "before any optimiser step, so not the learning rate",
                 "l1_lambda=1e+300"):  # the L1 term overflows float32 at once
-        utils.train(model, utils.TensorLoader(x, y, 4), torch.optim.AdamW(model.parameters(), lr=1e-3), CPU,
+        utils.train(model, data.TensorLoader(x, y, 4), torch.optim.AdamW(model.parameters(), lr=1e-3), CPU,
                     l1_lambda=1e300)
 
 
@@ -615,33 +618,33 @@ def test_a_non_finite_test_loss_is_an_error():
     model = TurnsNaN(after=0).train()  # NaN in train mode only: switch the eval path to NaN instead
     model.forward = lambda x: torch.full((len(x), 10), float("nan"))
     with raises(FloatingPointError, "non-finite test loss"):
-        utils.test(model, utils.TensorLoader(torch.randn(8, 1, 28, 28), torch.arange(8), 4, shuffle=False), CPU)
+        utils.test(model, data.TensorLoader(torch.randn(8, 1, 28, 28), torch.arange(8), 4, shuffle=False), CPU)
 
 
 def test_a_run_at_chance_warns_and_is_not_published(tmp_path):
     x, y = torch.randn(40, 1, 28, 28), torch.arange(40) % 10
-    loader = utils.TensorLoader(x, y, 20, generator=torch.Generator().manual_seed(0))
+    loader = data.TensorLoader(x, y, 20, generator=torch.Generator().manual_seed(0))
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
     nn.init.zeros_(model[1].weight), nn.init.zeros_(model[1].bias)  # all logits equal on blank digits: class 0
-    blank = utils.TensorLoader(torch.zeros(40, 1, 28, 28), y, 20, shuffle=False)  # balanced labels: 10% for class 0
+    blank = data.TensorLoader(torch.zeros(40, 1, 28, 28), y, 20, shuffle=False)  # balanced labels: 10% for class 0
     with pytest.warns(RuntimeWarning, match="chance level"):
         history = utils.fit(model, loader, blank, CPU, epochs=1, max_lr=1e-9)
     assert history[-1]["test_acc"] == 10.0
     run_dir, histories = make_run(tmp_path, variants=("BN",), EPOCHS=1)
     histories["BN"][-1]["test_acc"] = history[-1]["test_acc"]
-    utils.write_json(run_dir / "results" / "history.json", {"BN": {**COMMITTED["BN"], "history": histories["BN"],
+    records.write_json(run_dir / "results" / "history.json", {"BN": {**COMMITTED["BN"], "history": histories["BN"],
                                                                    "settings": SETTINGS | {"EPOCHS": 1, "VARIANTS": {"BN": "B"}}}})
     with raises(RuntimeError, "BN", "chance level", "not published"):
-        utils.publish(run_dir, tmp_path / "out", histories)
+        publish.publish(run_dir, tmp_path / "out", histories)
     assert not (tmp_path / "out").exists()
 
 
 def test_nothing_non_finite_goes_into_json(tmp_path):
     path = tmp_path / "history.json"
-    utils.save_history(path, "BN", {"history": [EPOCH]})
+    records.save_history(path, "BN", {"history": [EPOCH]})
     before = path.read_bytes()
     with pytest.raises(ValueError, match="not JSON compliant"):
-        utils.save_history(path, "LN", {"history": [{**EPOCH, "test_loss": float("nan")}]})
+        records.save_history(path, "LN", {"history": [{**EPOCH, "test_loss": float("nan")}]})
     assert path.read_bytes() == before
 
 
@@ -661,7 +664,7 @@ def make_run(tmp_path: Path, variants=("BN", "LN", "GN"), **changes) -> tuple[Pa
     runs = {name: {**COMMITTED[name], "settings": settings, "history": [
         {**record, "seconds": record["seconds"] + 1} for record in COMMITTED[name]["history"][: settings["EPOCHS"]]]}
         for name in variants}
-    utils.write_json(run_dir / "results" / "history.json", runs)
+    records.write_json(run_dir / "results" / "history.json", runs)
     for figure in ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in variants]:
         (run_dir / "Images").mkdir(parents=True, exist_ok=True)
         (run_dir / "Images" / f"{figure}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + f"{figure} of this run".encode())
@@ -697,7 +700,7 @@ def published_from(run_dir: Path, out_dir: Path) -> bool:
 def test_a_run_that_is_not_the_committed_study_stays_apart(tmp_path, out_dir, capsys, variants, changes, named):
     run_dir, histories = make_run(tmp_path, variants, **changes)
     before = snapshot(out_dir)
-    assert utils.publish(run_dir, out_dir, histories) == []
+    assert publish.publish(run_dir, out_dir, histories) == []
     assert snapshot(out_dir) == before  # every committed file byte-identical, nothing added
     printed = capsys.readouterr().out
     assert f"not published into {out_dir}" in printed and named in printed and str(run_dir) in printed
@@ -708,7 +711,7 @@ def test_a_run_that_is_not_the_committed_study_stays_apart(tmp_path, out_dir, ca
 def test_the_full_study_at_the_committed_settings_replaces_its_files_and_only_them(tmp_path, out_dir, changes):
     run_dir, histories = make_run(tmp_path, **changes)
     before = snapshot(out_dir)
-    published = utils.publish(run_dir, out_dir, histories)
+    published = publish.publish(run_dir, out_dir, histories)
     assert sorted(published) == sorted(out_dir / p.relative_to(run_dir) for p in snapshot(run_dir))
     assert published_from(run_dir, out_dir)
     assert {p: b for p, b in snapshot(out_dir).items() if p not in published} == \
@@ -718,13 +721,13 @@ def test_the_full_study_at_the_committed_settings_replaces_its_files_and_only_th
 
 def test_replace_results_publishes_any_finished_run(tmp_path, out_dir):
     run_dir, histories = make_run(tmp_path, EPOCHS=1, TRAIN_LIMIT=2048)
-    assert len(utils.publish(run_dir, out_dir, histories, replace=True)) == 1 + len(FIGURES)
+    assert len(publish.publish(run_dir, out_dir, histories, replace=True)) == 1 + len(FIGURES)
     assert published_from(run_dir, out_dir)
 
 
 def test_a_run_publishes_where_it_replaces_nothing(tmp_path):
     run_dir, histories = make_run(tmp_path, EPOCHS=1)
-    assert len(utils.publish(run_dir, tmp_path / "fresh", histories)) == 1 + len(FIGURES)
+    assert len(publish.publish(run_dir, tmp_path / "fresh", histories)) == 1 + len(FIGURES)
     assert published_from(run_dir, tmp_path / "fresh")
 
 
@@ -736,7 +739,7 @@ def test_files_whose_origin_is_not_recorded_are_not_replaced(tmp_path, out_dir, 
         (out_dir / "results" / "history.json").write_text('{"experiment": "seeds"}')
     run_dir, histories = make_run(tmp_path)  # the committed settings, but out_dir no longer says what made its figures
     before = snapshot(out_dir)
-    assert utils.publish(run_dir, out_dir, histories) == []
+    assert publish.publish(run_dir, out_dir, histories) == []
     assert snapshot(out_dir) == before
     assert ("no results/history.json" if history is None else "is not a history file") in capsys.readouterr().out
 
@@ -752,7 +755,7 @@ def test_a_target_that_cannot_be_written_leaves_every_file_as_it_was(tmp_path, o
     run_dir, histories = make_run(tmp_path)
     before = snapshot(out_dir)
     with pytest.raises(OSError):
-        utils.publish(run_dir, out_dir, histories)
+        publish.publish(run_dir, out_dir, histories)
     assert snapshot(out_dir) == before  # the staged and set-aside files removed too
 
 
@@ -770,7 +773,7 @@ def test_a_failure_among_the_replacements_puts_back_every_file(tmp_path, out_dir
 
     monkeypatch.setattr(Path, "replace", fail_on_the_fifth)
     with pytest.raises(type(error)):
-        utils.publish(run_dir, out_dir, histories)
+        publish.publish(run_dir, out_dir, histories)
     assert len(calls) > 5  # four files were in, and were put back
     assert snapshot(out_dir) == before
 
@@ -781,15 +784,15 @@ def test_a_staged_file_that_does_not_read_back_is_not_published(tmp_path, out_di
     read_bytes = Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: b"" if ".tmp." in self.name else read_bytes(self))
     with raises(OSError, "does not read back as it was written"):
-        utils.publish(run_dir, out_dir, histories)
+        publish.publish(run_dir, out_dir, histories)
     assert snapshot(out_dir) == before
 
 
 @pytest.mark.parametrize("damage, named", [
     (lambda run_dir: (run_dir / "Images" / "curves_LN.png").unlink(), "curves_LN.png is missing or not a PNG"),
     (lambda run_dir: (run_dir / "Images" / "test_loss.png").write_bytes(b""), "test_loss.png is missing or not a PNG"),
-    (lambda run_dir: utils.write_json(run_dir / "results" / "history.json", {
-        k: v for k, v in utils.load_history(run_dir / "results" / "history.json").items() if k != "GN"}),
+    (lambda run_dir: records.write_json(run_dir / "results" / "history.json", {
+        k: v for k, v in records.load_history(run_dir / "results" / "history.json").items() if k != "GN"}),
      "its history file holds ['BN', 'LN'], the run ['BN', 'GN', 'LN']"),
 ])
 def test_a_run_whose_files_are_not_whole_is_refused(tmp_path, out_dir, damage, named):
@@ -797,30 +800,30 @@ def test_a_run_whose_files_are_not_whole_is_refused(tmp_path, out_dir, damage, n
     damage(run_dir)
     before = snapshot(out_dir)
     with raises(RuntimeError, "not published", named, str(run_dir)):
-        utils.publish(run_dir, out_dir, histories, replace=True)
+        publish.publish(run_dir, out_dir, histories, replace=True)
     assert snapshot(out_dir) == before
 
 
 def test_a_run_without_its_last_save_is_refused(tmp_path, out_dir):
     run_dir, histories = make_run(tmp_path)
-    runs = utils.load_history(run_dir / "results" / "history.json")
+    runs = records.load_history(run_dir / "results" / "history.json")
     del runs["GN"]["predictions"]  # saved with the last epoch's, as the notebook does once a variant has finished
-    utils.write_json(run_dir / "results" / "history.json", runs)
+    records.write_json(run_dir / "results" / "history.json", runs)
     with raises(RuntimeError, "GN has 20 of its 20 epochs on file, or no predictions"):
-        utils.publish(run_dir, out_dir, histories, replace=True)
+        publish.publish(run_dir, out_dir, histories, replace=True)
 
 
 def test_a_variant_missing_from_the_run_is_refused(tmp_path, out_dir):
     run_dir, histories = make_run(tmp_path, variants=("BN", "LN"), VARIANTS=SETTINGS["VARIANTS"])  # GN never trained
     with raises(RuntimeError, "VARIANTS names ['BN', 'GN', 'LN']"):
-        utils.publish(run_dir, out_dir, histories, replace=True)
+        publish.publish(run_dir, out_dir, histories, replace=True)
 
 
 def test_a_run_with_fewer_epochs_on_file_than_it_ran_is_refused(tmp_path, out_dir):
     run_dir, histories = make_run(tmp_path)
     histories["LN"] = histories["LN"] + [histories["LN"][-1]]  # the run went on after its last save
     with raises(RuntimeError, "LN's epochs on file (20) are not those it trained (21)"):
-        utils.publish(run_dir, out_dir, histories, replace=True)
+        publish.publish(run_dir, out_dir, histories, replace=True)
 
 
 @pytest.fixture
@@ -833,8 +836,8 @@ def restore_signals():
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_is_never_published(tmp_path, out_dir, restore_signals, monkeypatch, signum):
-    monkeypatch.setattr(utils, "_parent_ignores_sigint", lambda: False)
-    interruptions = utils.watch_interrupts()
+    monkeypatch.setattr(publish, "_parent_ignores_sigint", lambda: False)
+    interruptions = publish.watch_interrupts()
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signum)  # as a Ctrl-C or a kill would, during training
         time.sleep(5)  # the handler runs here
@@ -842,18 +845,18 @@ def test_an_interrupted_run_is_never_published(tmp_path, out_dir, restore_signal
     run_dir, histories = make_run(tmp_path)  # the files are whole: the run went on, as if the interrupt were caught
     before = snapshot(out_dir)
     with raises(RuntimeError, "not published", f"{signal.Signals(signum).name} arrived", str(run_dir)):
-        utils.publish(run_dir, out_dir, histories, True, interruptions)
+        publish.publish(run_dir, out_dir, histories, True, interruptions)
     assert snapshot(out_dir) == before
-    assert utils.watch_interrupts() == []  # a new run starts with a clean record
+    assert publish.watch_interrupts() == []  # a new run starts with a clean record
 
 
 def test_a_parent_that_ignores_sigint_keeps_the_run_from_publication(tmp_path, out_dir, restore_signals, monkeypatch):
-    monkeypatch.setattr(utils, "_parent_ignores_sigint", lambda: True)
+    monkeypatch.setattr(publish, "_parent_ignores_sigint", lambda: True)
     with pytest.warns(RuntimeWarning, match="ignores SIGINT"):
-        interruptions = utils.watch_interrupts()
+        interruptions = publish.watch_interrupts()
     run_dir, histories = make_run(tmp_path)
     with raises(RuntimeError, "not published", "ignores SIGINT", "set -m"):
-        utils.publish(run_dir, out_dir, histories, True, interruptions)
+        publish.publish(run_dir, out_dir, histories, True, interruptions)
 
 
 @pytest.mark.parametrize("ignored", [True, False])
@@ -861,5 +864,5 @@ def test_parent_ignores_sigint_reads_the_parent(ignored):
     # a parent process that ignores SIGINT (or not) starts a child that asks
     parent = ("import signal, subprocess, sys; "
               + ("signal.signal(signal.SIGINT, signal.SIG_IGN); " if ignored else "signal.signal(signal.SIGINT, signal.SIG_DFL); ")
-              + "sys.exit(subprocess.run([sys.executable, '-c', 'import utils, sys; sys.exit(utils._parent_ignores_sigint())']).returncode)")
+              + "sys.exit(subprocess.run([sys.executable, '-c', 'import sys; from experiments import publish; sys.exit(publish._parent_ignores_sigint())']).returncode)")
     assert subprocess.run([sys.executable, "-c", parent], cwd=ROOT).returncode == int(ignored)

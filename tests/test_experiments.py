@@ -182,7 +182,7 @@ def test_malformed_scheduler_is_named(address):
 
 
 REMOTE = """import sys, cloudpickle
-for name in ("experiments", "store", "model", "utils"):
+for name in ("experiments", "store", "model", "utils", "data", "figures", "records", "settings"):
     sys.modules[name] = None  # a machine where this repository cannot be imported
 print(repr(cloudpickle.loads(sys.stdin.buffer.read())()))"""
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from model import Net, count_macs, count_parameters, make_norm
 from conftest import norm_input_shapes
-from utils import WORKED_EXAMPLE
+from records import WORKED_EXAMPLE
 
 NORMS = ["B", "L", "G", "I"]
 # Pinned so that any change to the network is a deliberate one: 6,440 conv + 490 linear + 2 * 152 norm affine.

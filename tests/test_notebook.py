@@ -16,8 +16,9 @@ import nbformat
 import papermill
 import pytest
 
-import utils
+import records
 from conftest import MNIST_ROOT, ROOT, needs_mnist
+from experiments import publish
 
 NOTEBOOK = ROOT / "S6_Normalization.ipynb"
 FIGURES = ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in ("BN", "LN", "GN")]
@@ -48,9 +49,9 @@ def test_utils_knows_every_setting_the_notebook_assigns():
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assigned = lambda cell: [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
                              for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()]
-    assert tuple(assigned(notebook.cells[parameters_index(notebook)])) == utils.SETTINGS
+    assert tuple(assigned(notebook.cells[parameters_index(notebook)])) == records.SETTINGS
     assert tuple(name for cell in notebook.cells[: parameters_index(notebook)] if cell.cell_type == "code"
-                 for name in assigned(cell)) == utils.COLAB_SETTINGS
+                 for name in assigned(cell)) == records.COLAB_SETTINGS
 
 
 @pytest.fixture(autouse=True)
@@ -71,8 +72,8 @@ def test_the_parameters_cell_as_written_is_the_committed_study():
     names = {}
     exec(notebook.cells[parameters_index(notebook)].source, names)
     settings = {k: v for k, v in names.items() if k.isupper() and k not in ("DATA_ROOT", "OUT_DIR", "REPLACE_RESULTS")}
-    committed = utils.load_history(ROOT / "results" / "history.json")
-    assert json.loads(json.dumps(settings)) == utils._study_settings(committed)
+    committed = records.load_history(ROOT / "results" / "history.json")
+    assert json.loads(json.dumps(settings)) == publish._study_settings(committed)
     assert names["REPLACE_RESULTS"] is False
 
 

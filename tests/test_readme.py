@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-import utils
+import records
 from conftest import ROOT
-from experiments import report
+from experiments import publish, report
 
 GENERATED = report.blocks()
 DOCUMENTS = {name: (ROOT / name).read_text() for name in report.DOCUMENTS}
@@ -34,7 +34,7 @@ def test_render_replaces_a_block_and_refuses_an_unknown_one():
 
 
 def test_worked_example_prose_matches_the_code():
-    assert utils.worked_example_table() in DOCUMENTS["STUDY.md"]
+    assert records.worked_example_table() in DOCUMENTS["STUDY.md"]
     assert "0.957" in DOCUMENTS["STUDY.md"]  # population std of 2, 3, 0, 1, 1, 2: BN's first channel
 
 
@@ -54,7 +54,7 @@ def test_committed_notebook_shows_its_run():
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 8  # 2 comparisons, 3 curves, 3 grids
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     assert not any(o.get("name") == "stderr" for o in outputs)
-    assert utils.results_table(utils.load_history(ROOT / "results" / "history.json")) in "".join(
+    assert records.results_table(records.load_history(ROOT / "results" / "history.json")) in "".join(
         "".join(o["data"]["text/markdown"]) for o in outputs if "text/markdown" in o.get("data", {}))
 
 
@@ -63,12 +63,12 @@ def test_a_published_full_run_brings_its_numbers_into_the_documents(tmp_path):
     blocks from the new history in the same step, so the documents match the results they sit beside."""
     copy = tmp_path / "repo"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "runs", "__pycache__", ".pytest_cache", "data"))
-    runs = utils.load_history(ROOT / "results" / "history.json")
+    runs = records.load_history(ROOT / "results" / "history.json")
     runs["LN"]["history"][-1]["test_acc"] = 99.01  # a new run, as it might end on another machine
     run_dir = tmp_path / "run"
-    utils.write_json(run_dir / "results" / "history.json", runs)
+    records.write_json(run_dir / "results" / "history.json", runs)
     shutil.copytree(ROOT / "Images", run_dir / "Images")
-    published = utils.publish(run_dir, copy, {name: run["history"] for name, run in runs.items()})
+    published = publish.publish(run_dir, copy, {name: run["history"] for name, run in runs.items()})
     assert {copy / "README.md", copy / "STUDY.md", copy / "results" / "history.json"} <= set(published)
     generated = report.blocks(report.load(copy))
     for name in report.DOCUMENTS:

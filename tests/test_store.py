@@ -15,6 +15,8 @@ from typing import Iterator
 import pytest
 import torch
 
+import data
+import records
 import settings
 import store
 import utils
@@ -33,7 +35,7 @@ def test_the_recipe_is_the_notebooks():
 
 def test_spec_is_canonical_and_checked():
     gn = store.run_spec(SETTINGS, "group", seed=1)
-    assert gn["groups"] == 2 and gn["norm"] == "G" and gn["data"] == utils.MNIST_DIGEST
+    assert gn["groups"] == 2 and gn["norm"] == "G" and gn["data"] == data.MNIST_DIGEST
     assert store.key(gn) == store.key(store.run_spec(SETTINGS, "G", seed=1, groups=2))
     assert store.run_spec(SETTINGS, "L", seed=1)["groups"] is None
     plain = [store.key(store.run_spec({**SETTINGS, "AUGMENTATION": a}, "L", seed=1)) for a in (None, {})]
@@ -64,14 +66,14 @@ def test_key_is_what_a_run_computes_not_where(monkeypatch):
     before = store.key(spec)
     monkeypatch.setattr(torch, "__version__", "9.9.9+other")
     monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
-    monkeypatch.setattr(utils, "cpu_name", lambda: "another CPU")
+    monkeypatch.setattr(records, "cpu_name", lambda: "another CPU")
     assert store.key(spec) == before  # another torch, thread count or CPU: the same run
     monkeypatch.setattr(store, "TRAINING_VERSION", store.TRAINING_VERSION + 1)
     assert store.key(spec) != before  # another training version: another run
 
 
 def test_runs_made_elsewhere_are_counted_once_and_named(capsys):
-    here = {**utils.environment("cpu"), "threads": 1}
+    here = {**records.environment("cpu"), "threads": 1}
     same = {"environment": {f: here[f] for f in store.COMPARED}}
     other_torch = {"environment": {**same["environment"], "torch": "9.9.9"}}
     no_cpu = {"environment": {f: here[f] for f in store.COMPARED if f != "cpu"}}
@@ -86,7 +88,7 @@ def test_runs_made_elsewhere_are_counted_once_and_named(capsys):
 def test_a_refactor_that_moves_training_code_keeps_every_key(tmp_path):
     """Move the weight EMA and the L1 penalty out of utils.py into a module of their own, as a code split would: every
     committed record's key, computed from that copy of the code, is the same."""
-    for name in ("model.py", "utils.py", "store.py", "settings.py"):
+    for name in ("model.py", "utils.py", "data.py", "figures.py", "records.py", "store.py", "settings.py"):
         (tmp_path / name).write_text((ROOT / name).read_text())
     source = (tmp_path / "utils.py").read_text()
     moved = [source[source.index(start):source.index(end)] for start, end in
@@ -155,7 +157,7 @@ def test_non_finite_numbers_never_enter_the_store(tmp_path):
 
 
 def test_committed_store_refuses_runs_from_uncommitted_code(monkeypatch, tmp_path):
-    monkeypatch.setattr(utils, "git_commit", lambda: "0123abc+changes")
+    monkeypatch.setattr(records, "git_commit", lambda: "0123abc+changes")
     monkeypatch.setattr(runner, "ensure", lambda *a, **k: pytest.fail("trained before refusing"))
     with pytest.raises(ValueError, match="uncommitted changes"):
         runner.execute(l1, True, 1, tmp_path, store.STORE)
@@ -293,13 +295,13 @@ def test_a_relabelled_copy_of_the_digits_is_another_run(tiny_mnist, tmp_path):
     copy = tmp_path / "copy"
     (copy / "MNIST" / "raw").mkdir(parents=True)
     for path in (tiny_mnist / "MNIST" / "raw").iterdir():
-        data = bytearray(path.read_bytes())
+        raw = bytearray(path.read_bytes())
         if path.name == "train-labels-idx1-ubyte":
-            data[8] = (data[8] + 1) % 10  # one label changed
-        (copy / "MNIST" / "raw" / path.name).write_bytes(bytes(data))
+            raw[8] = (raw[8] + 1) % 10  # one label changed
+        (copy / "MNIST" / "raw" / path.name).write_bytes(bytes(raw))
     write_sums(copy)  # with a checksum list that agrees with the changed file
-    digests = [utils.mnist_digest(root) for root in (tiny_mnist, copy)]
-    assert digests[0] != digests[1] and utils.MNIST_DIGEST not in digests
+    digests = [data.mnist_digest(root) for root in (tiny_mnist, copy)]
+    assert digests[0] != digests[1] and data.MNIST_DIGEST not in digests
     specs = [store.run_spec({**SETTINGS, "DATA": d}, "L", seed=1) for d in digests]
     assert store.key(specs[0]) != store.key(specs[1])
     with pytest.raises(ValueError, match="are not the digits this run was specified on"):

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import data
 import utils
 from model import Net
 from utils import test  # noqa: F401  imported under its own name on purpose: pytest must not collect it
@@ -32,7 +33,7 @@ def test_evaluation_leaves_parameters_running_statistics_and_mode_untouched(trai
     net = Net("B").train(training)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     x, y = random_digits(64)
-    loss, accuracy = utils.test(net, utils.TensorLoader(x + 3, y, 32, shuffle=False), CPU)  # shifted: stats would move
+    loss, accuracy = utils.test(net, data.TensorLoader(x + 3, y, 32, shuffle=False), CPU)  # shifted: stats would move
     assert net.training is training
     for k, v in net.state_dict().items():  # weights, running_mean, running_var, num_batches_tracked
         assert torch.equal(v, before[k]), k
@@ -115,10 +116,10 @@ def batches_each_variant_sees(reseed: bool) -> dict[str, tuple[list, list]]:
 
     def augment(images, generator):
         indices.append(images[:, 0, 0, 0].long())
-        return utils.augment(images, generator)
+        return data.augment(images, generator)
 
-    loader = utils.TensorLoader(x, y, 32, augment_fn=augment, generator=torch.Generator().manual_seed(0))
-    test_loader = utils.TensorLoader(x, y, 96, shuffle=False)
+    loader = data.TensorLoader(x, y, 32, augment_fn=augment, generator=torch.Generator().manual_seed(0))
+    test_loader = data.TensorLoader(x, y, 96, shuffle=False)
     seen = {}
     for norm in ("B", "L", "G"):
         if reseed:
@@ -162,10 +163,10 @@ def test_fit_follows_one_cycle_per_optimiser_step(monkeypatch):
     monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(40, 1, 2, 2, generator=g), torch.randint(0, 10, (40,), generator=g)
-    loader = utils.TensorLoader(x, y, 4, generator=g)  # 10 batches an epoch
+    loader = data.TensorLoader(x, y, 4, generator=g)  # 10 batches an epoch
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 10), nn.LogSoftmax(dim=1))
     max_lr, epochs = 0.02, 3
-    history = utils.fit(model, loader, utils.TensorLoader(x, y, 40, shuffle=False), CPU, epochs, max_lr)
+    history = utils.fit(model, loader, data.TensorLoader(x, y, 40, shuffle=False), CPU, epochs, max_lr)
     lrs, beta1 = zip(*steps)
     assert len(lrs) == 30
     assert lrs[0] == pytest.approx(max_lr / 25, rel=1e-9)  # div_factor 25
@@ -186,7 +187,7 @@ def test_fit_turns_on_cudnn_benchmark_for_a_gpu_run_and_restores_it(monkeypatch)
     monkeypatch.setattr(utils, "test", lambda *args: (0.1, 99.0))
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     monkeypatch.setattr(utils, "_available_devices", lambda: ["cpu", "cuda", "cuda:0"])  # as on a GPU machine
-    loader = utils.TensorLoader(torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), 2)
+    loader = data.TensorLoader(torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), 2)
     utils.fit(Net("L"), loader, loader, torch.device("cuda"), epochs=2, max_lr=0.01)  # no GPU work: train is stubbed
     assert seen == [True, True]
     assert torch.backends.cudnn.benchmark is False

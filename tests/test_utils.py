@@ -11,34 +11,37 @@ import pytest
 import torch
 import torch.nn as nn
 
+import data
+import figures
+import records
 import utils
 from conftest import MNIST_ROOT, needs_mnist
 from model import Net, count_parameters
 
 
 def test_load_mnist_normalises_and_shapes(tiny_mnist):
-    images, labels = utils.load_mnist(tiny_mnist, train=True, download=False)
+    images, labels = data.load_mnist(tiny_mnist, train=True, download=False)
     assert images.shape == (20, 1, 28, 28) and images.dtype == torch.float32
     assert labels.tolist() == [i % 10 for i in range(20)]
-    assert images.min() >= utils.BACKGROUND - 1e-6 and images.max() <= (1 - utils.MNIST_MEAN) / utils.MNIST_STD + 1e-6
-    test_images, _ = utils.load_mnist(tiny_mnist, train=False, limit=4, download=False)
+    assert images.min() >= data.BACKGROUND - 1e-6 and images.max() <= (1 - data.MNIST_MEAN) / data.MNIST_STD + 1e-6
+    test_images, _ = data.load_mnist(tiny_mnist, train=False, limit=4, download=False)
     assert test_images.shape == (4, 1, 28, 28)
 
 
 def test_load_mnist_reads_mnist_root(tiny_mnist, monkeypatch):
     monkeypatch.setenv("MNIST_ROOT", str(tiny_mnist))
-    assert len(utils.load_mnist(download=False)[0]) == 20
+    assert len(data.load_mnist(download=False)[0]) == 20
 
 
 def test_missing_data_says_where_it_looked(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"MNIST_ROOT") as error:
-        utils.load_mnist(tmp_path / "nowhere", download=False)
+        data.load_mnist(tmp_path / "nowhere", download=False)
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in str(error.value)
 
 
 def test_loader_covers_every_sample_once_per_epoch():
     images = torch.arange(10.0).reshape(10, 1, 1, 1)
-    loader = utils.TensorLoader(images, torch.arange(10), batch_size=3, generator=torch.Generator().manual_seed(0))
+    loader = data.TensorLoader(images, torch.arange(10), batch_size=3, generator=torch.Generator().manual_seed(0))
     assert len(loader) == 4
     epochs = [torch.cat([y for _, y in loader]) for _ in range(2)]
     for seen in epochs:
@@ -50,24 +53,24 @@ def test_loader_covers_every_sample_once_per_epoch():
 
 def test_loader_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="3 images but 2 labels"):
-        utils.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(2, dtype=torch.long), batch_size=2)
+        data.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(2, dtype=torch.long), batch_size=2)
 
 
 def test_augment_shape_seed_and_identity():
     x = torch.randn(6, 1, 28, 28)
-    a = utils.augment(x, torch.Generator().manual_seed(1))
-    b = utils.augment(x, torch.Generator().manual_seed(1))
-    c = utils.augment(x, torch.Generator().manual_seed(2))
+    a = data.augment(x, torch.Generator().manual_seed(1))
+    b = data.augment(x, torch.Generator().manual_seed(1))
+    c = data.augment(x, torch.Generator().manual_seed(2))
     assert a.shape == x.shape
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c)
-    identity = utils.augment(x, torch.Generator().manual_seed(1), degrees=0, translate=0, scale=0)
+    identity = data.augment(x, torch.Generator().manual_seed(1), degrees=0, translate=0, scale=0)
     torch.testing.assert_close(identity, x, atol=1e-5, rtol=1e-5)
 
 
 def test_augment_fills_with_background():
-    blank = torch.full((4, 1, 28, 28), utils.BACKGROUND)
-    shifted = utils.augment(blank, torch.Generator().manual_seed(0), degrees=30, translate=0.2, scale=0.2)
+    blank = torch.full((4, 1, 28, 28), data.BACKGROUND)
+    shifted = data.augment(blank, torch.Generator().manual_seed(0), degrees=30, translate=0.2, scale=0.2)
     torch.testing.assert_close(shifted, blank)
 
 
@@ -82,7 +85,7 @@ CENTRE = 13.5
 
 def ink_image(ink: torch.Tensor, n: int = AUGMENT_SAMPLES) -> torch.Tensor:
     """n copies of a [28, 28] picture with ink in [0, 1] on a black background, normalised as MNIST is."""
-    return ((ink - utils.MNIST_MEAN) / utils.MNIST_STD).expand(n, 1, 28, 28).contiguous()
+    return ((ink - data.MNIST_MEAN) / data.MNIST_STD).expand(n, 1, 28, 28).contiguous()
 
 
 def blob(sigma: float = 1.5) -> torch.Tensor:
@@ -97,7 +100,7 @@ def bar(length: int = 16) -> torch.Tensor:
 def ink_moments(images: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per image, from the intensities above background: total ink, centroid (x, y) in pixels, the principal axis's
     angle in degrees and the standard deviation along it in pixels (proportional to a bar's length)."""
-    w = (images.squeeze(1) - utils.BACKGROUND).clamp_min(0)
+    w = (images.squeeze(1) - data.BACKGROUND).clamp_min(0)
     mass = w.sum((1, 2))
     x, y = (w * XX).sum((1, 2)) / mass, (w * YY).sum((1, 2)) / mass
     dx, dy = XX - x[:, None, None], YY - y[:, None, None]
@@ -110,7 +113,7 @@ def ink_moments(images: torch.Tensor) -> dict[str, torch.Tensor]:
 def augmented_moments(ink: torch.Tensor, **settings) -> tuple[dict, dict]:
     """The moments of the picture as it is and of AUGMENT_SAMPLES augmentations of it."""
     before = ink_moments(ink_image(ink, 1))
-    after = ink_moments(utils.augment(ink_image(ink), torch.Generator().manual_seed(0), **settings))
+    after = ink_moments(data.augment(ink_image(ink), torch.Generator().manual_seed(0), **settings))
     return before, after
 
 
@@ -171,10 +174,10 @@ def test_l1_penalty_has_a_gradient():
 @needs_mnist
 def test_short_training_learns():
     utils.set_seed(0)
-    images, labels = utils.load_mnist(MNIST_ROOT, limit=512)
-    loader = utils.TensorLoader(images, labels, 16, generator=torch.Generator().manual_seed(0))
+    images, labels = data.load_mnist(MNIST_ROOT, limit=512)
+    loader = data.TensorLoader(images, labels, 16, generator=torch.Generator().manual_seed(0))
     net = Net("G")
-    history = utils.fit(net, loader, utils.TensorLoader(images, labels, 256, shuffle=False), torch.device("cpu"),
+    history = utils.fit(net, loader, data.TensorLoader(images, labels, 256, shuffle=False), torch.device("cpu"),
                         epochs=10, max_lr=0.01)
     assert history[-1]["train_loss"] < history[0]["train_loss"] / 4
     assert history[-1]["test_acc"] > 90
@@ -187,7 +190,7 @@ def train_twice(seed):
         utils.set_seed(seed)
         x, y = torch.randn(64, 1, 28, 28), torch.arange(64) % 10
         g = torch.Generator().manual_seed(seed)
-        loader = utils.TensorLoader(x, y, 16, augment_fn=utils.augment, generator=g)
+        loader = data.TensorLoader(x, y, 16, augment_fn=data.augment, generator=g)
         net = Net("B")
         history = utils.fit(net, loader, loader, torch.device("cpu"), epochs=2, max_lr=0.01, l1_lambda=1e-4)
         runs.append([(r["train_loss"], r["test_loss"], r["test_acc"]) for r in history])
@@ -204,7 +207,7 @@ def test_nan_loss_stops_training():
     with torch.no_grad():
         net.fc.bias.fill_(float("nan"))
     x, y = torch.randn(40, 1, 28, 28), torch.arange(40) % 10
-    loader = utils.TensorLoader(x, y, 10, shuffle=False)
+    loader = data.TensorLoader(x, y, 10, shuffle=False)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
     with pytest.raises(FloatingPointError, match="epoch 7, batch 1 of 4"):
         utils.train(net, loader, optimizer, torch.device("cpu"), epoch=7)
@@ -214,7 +217,7 @@ def test_misclassified_returns_only_wrong_predictions():
     torch.manual_seed(0)
     net = Net("G").eval()
     x, y = torch.randn(200, 1, 28, 28), torch.arange(200) % 10
-    images, predicted, true = utils.misclassified(net, utils.TensorLoader(x, y, 50, shuffle=False), torch.device("cpu"), n=10)
+    images, predicted, true = utils.misclassified(net, data.TensorLoader(x, y, 50, shuffle=False), torch.device("cpu"), n=10)
     assert images.shape == (10, 1, 28, 28)
     assert (predicted != true).all()
     with torch.inference_mode():
@@ -226,7 +229,7 @@ def test_misclassified_returns_only_wrong_predictions():
 
 def test_misclassified_grid_is_5_by_2_with_titles(tmp_path):
     images, labels = torch.randn(10, 1, 28, 28), torch.arange(10)
-    fig = utils.plot_misclassified(images, (labels + 1) % 10, labels, "GN", tmp_path / "grid.png")
+    fig = figures.plot_misclassified(images, (labels + 1) % 10, labels, "GN", tmp_path / "grid.png")
     axes = fig.axes
     assert len(axes) == 10
     assert {ax.get_subplotspec().get_geometry()[:2] for ax in axes} == {(5, 2)}
@@ -238,12 +241,12 @@ def test_misclassified_grid_is_5_by_2_with_titles(tmp_path):
 
 def test_metric_and_curve_plots(tmp_path):
     history = [dict(epoch=e, train_loss=1 / e, train_acc=90 + e, test_loss=1 / e, test_acc=91 + e) for e in (1, 2, 3)]
-    fig = utils.plot_metric({"BN": history, "GN": history}, "test_loss", tmp_path / "loss.png")
+    fig = figures.plot_metric({"BN": history, "GN": history}, "test_loss", tmp_path / "loss.png")
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["BN", "GN"]
-    accuracy = utils.plot_metric({"BN": history}, "test_acc")
+    accuracy = figures.plot_metric({"BN": history}, "test_acc")
     (line,) = accuracy.axes[0].get_lines()
     assert list(line.get_ydata()) == [8, 7, 6] and accuracy.axes[0].get_yscale() == "log"  # every epoch, as error
-    fig2 = utils.plot_curves("BN", history, tmp_path / "curves.png")
+    fig2 = figures.plot_curves("BN", history, tmp_path / "curves.png")
     assert len(fig2.axes) == 2
     assert (tmp_path / "loss.png").exists() and (tmp_path / "curves.png").exists()
     matplotlib.pyplot.close("all")
@@ -252,7 +255,7 @@ def test_metric_and_curve_plots(tmp_path):
 def test_summary_leaves_the_model_untouched(capsys):
     net = Net("B").train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    utils.print_summary(net)
+    figures.print_summary(net)
     assert f"Total params: {count_parameters(net):,}" in capsys.readouterr().out
     assert net.training
     for k, v in net.state_dict().items():
@@ -263,12 +266,12 @@ def test_history_round_trip(tmp_path):
     path = tmp_path / "results" / "history.json"
     entry = {"norm": "B", "l1_lambda": 1e-05, "params": 7234,
              "history": [dict(epoch=1, train_loss=0.5, train_acc=88.25, test_loss=0.1, test_acc=97.5, lr=0.004, seconds=5.0)]}
-    utils.save_history(path, "BN", entry)
-    utils.save_history(path, "GN", {**entry, "norm": "G"})
-    loaded = utils.load_history(path)
+    records.save_history(path, "BN", entry)
+    records.save_history(path, "GN", {**entry, "norm": "G"})
+    loaded = records.load_history(path)
     assert loaded["BN"] == entry and loaded["GN"]["norm"] == "G"
     assert json.loads(path.read_text()) == loaded
-    assert utils.load_history(tmp_path / "absent.json") == {}
+    assert records.load_history(tmp_path / "absent.json") == {}
 
 
 def table_cells(table: str) -> dict[str, str]:
@@ -288,7 +291,7 @@ def test_results_table_second_half_minimum_and_median_seconds(epochs, second_hal
     accuracy[1], accuracy[first - 1], accuracy[first] = 90.0, 95.0, 98.5  # the half's lowest is its first epoch
     history = [dict(epoch=e, train_loss=0.1, train_acc=99.0, test_loss=0.02, test_acc=accuracy[e], lr=0.01,
                     seconds=s) for e, s in zip(range(1, epochs + 1), seconds, strict=True)]
-    cells = table_cells(utils.results_table({"GN": dict(norm="G", l1_lambda=0.0, params=7234, device="cpu",
+    cells = table_cells(records.results_table({"GN": dict(norm="G", l1_lambda=0.0, params=7234, device="cpu",
                                                         history=history)}))
     assert cells[f"lowest test acc, epochs {second_half} (%)"] == "98.50"  # not 95.00 (one epoch early), not 99.xx
     assert cells["final test acc (%)"] == f"{accuracy[epochs]:.2f}"
@@ -332,11 +335,11 @@ def test_weight_ema_rejects_bad_decay():
 def test_fit_with_ema_tests_and_returns_the_average():
     utils.set_seed(0)
     x, y = torch.randn(64, 1, 28, 28), torch.arange(64) % 10
-    loader = utils.TensorLoader(x, y, 16, generator=torch.Generator().manual_seed(0))
+    loader = data.TensorLoader(x, y, 16, generator=torch.Generator().manual_seed(0))
     net = Net("B")
-    history = utils.fit(net, loader, utils.TensorLoader(x, y, 64, shuffle=False), torch.device("cpu"),
+    history = utils.fit(net, loader, data.TensorLoader(x, y, 64, shuffle=False), torch.device("cpu"),
                         epochs=2, max_lr=0.01, ema_decay=0.9)
-    assert utils.test(net, utils.TensorLoader(x, y, 64, shuffle=False), torch.device("cpu")) == (
+    assert utils.test(net, data.TensorLoader(x, y, 64, shuffle=False), torch.device("cpu")) == (
         history[-1]["test_loss"], history[-1]["test_acc"])
 
 
@@ -359,12 +362,12 @@ def record(writer: int, n: int) -> dict:
 STUDY = dict(variants={"BN": "B"}, epochs=1, max_lr=0.1, weight_decay=0.0, ema_decay=None, l1_lambda=0.0, groups=2,
              dropout=0.0)
 ACTIONS = {  # each writes `data` into folder/record.json as its callers do, or probes folder as a notebook set-up does
-    "write_json": lambda folder, data: utils.write_json(folder / "record.json", data),
-    "replace_file": lambda folder, data: utils.replace_file(folder / "record.json",
+    "write_json": lambda folder, data: records.write_json(folder / "record.json", data),
+    "replace_file": lambda folder, data: records.replace_file(folder / "record.json",
                                                             lambda tmp: tmp.write_text(json.dumps(data))),
-    "replace_files": lambda folder, data: utils.replace_files({folder / name: json.dumps(data).encode()
+    "replace_files": lambda folder, data: records.replace_files({folder / name: json.dumps(data).encode()
                                                                for name in ("record.json", "other.json")}),
-    "check_study": lambda folder, data: utils.check_study(**STUDY, out_dir=folder),
+    "check_study": lambda folder, data: records.check_study(**STUDY, out_dir=folder),
 }
 
 
@@ -413,7 +416,7 @@ def test_two_writers_and_a_reader_on_one_file_lose_nothing(tmp_path, how):
 @pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
 @pytest.mark.parametrize("where", ["write", "replace"])
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch, error, where):
-    path = utils.write_json(tmp_path / "record.json", {"old": 1})
+    path = records.write_json(tmp_path / "record.json", {"old": 1})
 
     def write(tmp: Path) -> None:
         tmp.write_text('{"half": ')
@@ -426,7 +429,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monke
     if where == "replace":
         monkeypatch.setattr(Path, "replace", fail)
     with pytest.raises(type(error)):
-        utils.replace_file(path, write)
+        records.replace_file(path, write)
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
     assert json.loads(path.read_text()) == {"old": 1}
 
@@ -435,8 +438,8 @@ def test_a_written_file_has_the_permissions_of_a_plain_write(tmp_path):
     plain = tmp_path / "plain.json"
     plain.write_text("{}")
     mode = plain.stat().st_mode
-    for path in (utils.write_json(tmp_path / "record.json", {}),
-                 *utils.replace_files({tmp_path / "new.json": b"{}", plain: b"{}"})):
+    for path in (records.write_json(tmp_path / "record.json", {}),
+                 *records.replace_files({tmp_path / "new.json": b"{}", plain: b"{}"})):
         assert path.stat().st_mode == mode
 
 

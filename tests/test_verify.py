@@ -86,10 +86,10 @@ def test_the_commit_recorded_is_the_one_that_started_the_work(filled, monkeypatc
     """A commit made while runs train (or are verified) is not the one that made them: the environment is taken at
     the start, by verify and by store.train."""
     commits = iter(f"commit{i}" for i in range(100))
-    monkeypatch.setattr(store.utils, "environment", lambda device: {"torch": "t", "cpu": "c", "device": "cpu",
+    monkeypatch.setattr(store.records, "environment", lambda device: {"torch": "t", "cpu": "c", "device": "cpu",
                                                                     "threads": 1, "git_commit": next(commits)})
     monkeypatch.setattr(store, "train_for_store", fake)
     assert verify.run(1, filled.path, jobs=1)["environment"]["git_commit"] == "commit0"
-    monkeypatch.setattr(store, "fit_model", lambda *a: (store.utils.environment("cpu"), [], torch.zeros(2, dtype=torch.long)))
+    monkeypatch.setattr(store, "fit_model", lambda *a: (store.records.environment("cpu"), [], torch.zeros(2, dtype=torch.long)))
     spec = store.run_spec(settings.RECIPE, "L", seed=1)
     assert store.train(spec)[1]["environment"]["git_commit"] == "commit1"  # fit_model's own call took commit2

@@ -1,0 +1,153 @@
+"""Publishing a finished study (the notebook's last cell): `watch_interrupts` records what must keep a run from
+being published, `publish` copies a whole, uninterrupted run into the output folder, with README.md and STUDY.md's
+generated numbers made from it (experiments/report.py), all of its files or none.
+"""
+
+import os
+import signal
+import sys
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+from records import COLAB_SETTINGS, load_history, replace_files
+from utils import CHANCE_ACC
+
+_interruptions: list[str] = []  # what interrupted the watched run, or could have done so unseen (watch_interrupts)
+
+
+def _interrupt(signum: int, frame) -> None:
+    name = signal.Signals(signum).name
+    _interruptions.append(f"{name} arrived")
+    raise KeyboardInterrupt(f"{name}: the run stops here and is not published")
+
+
+def _watch_sigint(info) -> None:
+    """IPython's pre_run_cell event: ipykernel sets its own SIGINT handler before each cell; this one also records."""
+    signal.signal(signal.SIGINT, _interrupt)
+
+
+def _parent_ignores_sigint() -> bool:
+    """Whether this process's parent ignores SIGINT (read from /proc on Linux; False where that cannot be read)."""
+    try:
+        status = Path(f"/proc/{os.getppid()}/status").read_text()
+    except OSError:
+        return False
+    ignored = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigIgn:")), 0)
+    return bool(ignored >> (signal.SIGINT - 1) & 1)
+
+
+def watch_interrupts() -> list[str]:
+    """Watch the run from now on for what must keep it from being published; returns that list, emptied, for
+    `publish`.
+
+    SIGINT and SIGTERM are recorded, and raise KeyboardInterrupt, even where the parent started this process with
+    SIGINT ignored; in IPython the SIGINT handler is installed again before every cell (ipykernel installs its own for
+    each cell, and ignores SIGINT between cells). A parent that ignores SIGINT, such as papermill started in the
+    background by a shell, would swallow an interrupt meant for the run: that is recorded at once, with a warning.
+    """
+    _interruptions.clear()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is not None:
+        shell.events.register("pre_run_cell", _watch_sigint)
+    if _parent_ignores_sigint():
+        _interruptions.append(f"the process that runs this one (pid {os.getppid()}) ignores SIGINT, so an interrupt sent "
+                              "to it would not have stopped this run; start it in the foreground, or with job control "
+                              "(`set -m` in a script), to publish")
+        warnings.warn(f"{_interruptions[-1]}: this run will not be published", RuntimeWarning, stacklevel=2)
+    return _interruptions
+
+
+def _study_settings(runs: dict) -> dict:
+    """The settings a history's runs were made with (the Colab cell's aside), {} unless every entry records the same."""
+    found = [{k: v for k, v in (entry.get("settings") or {}).items() if k not in COLAB_SETTINGS} for entry in runs.values()]
+    return found[0] if found and all(f == found[0] for f in found) else {}
+
+
+def _incomplete(run_dir: Path, runs: dict, histories: dict[str, list[dict]]) -> str | None:
+    """What is missing from a run's files for it to be the whole run `histories` says it was; None if nothing."""
+    settings = _study_settings(runs)
+    variants = list(settings.get("VARIANTS") or {})
+    if sorted(runs) != sorted(histories) or sorted(runs) != sorted(variants):
+        return f"its history file holds {sorted(runs)}, the run {sorted(histories)}, and VARIANTS names {sorted(variants)}"
+    for name, entry in runs.items():
+        if entry["history"] != histories[name]:
+            return f"{name}'s epochs on file ({len(entry['history'])}) are not those it trained ({len(histories[name])})"
+        if len(entry["history"]) != settings.get("EPOCHS") or "predictions" not in entry:
+            return f"{name} has {len(entry['history'])} of its {settings.get('EPOCHS')} epochs on file, or no predictions"
+    figures = ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in runs]
+    for figure in figures:
+        path = run_dir / "Images" / f"{figure}.png"
+        if not path.is_file() or not path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"):
+            return f"{path} is missing or not a PNG"
+    return None
+
+
+def _differs(out_dir: Path, targets: list[Path], runs: dict) -> str | None:
+    """Why out_dir's files must not be replaced by this run's without REPLACE_RESULTS: the run is not the study their
+    history.json records (other settings, or none recorded); None where it is, or where none of `targets` exist."""
+    present = [path for path in targets if path.exists()]
+    if not present:
+        return None
+    published = out_dir / "results" / "history.json"
+    if not published.is_file():
+        return f"{out_dir} holds {present[0]} and more, but no results/history.json that says what made them"
+    try:
+        theirs = _study_settings(load_history(published))
+    except ValueError as error:
+        return str(error)
+    ours = _study_settings(runs)
+    changed = [f"{k} {ours.get(k)!r} (published: {theirs.get(k)!r})" for k in dict.fromkeys([*theirs, *ours])
+               if ours.get(k) != theirs.get(k)]
+    return f"its settings differ from those {published} records: {', '.join(changed)}" if changed else None
+
+
+def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: dict[str, list[dict]],
+            replace: bool = False, interruptions: Iterable[str] = ()) -> list[Path]:
+    """Copy a finished run's results/ and Images/ files from run_dir into out_dir, with README.md and STUDY.md's
+    generated numbers made from it (`_documents`), all of them or none (`replace_files`); returns the files published,
+    [] where the run is kept apart.
+
+    Refused, with a RuntimeError: a run that something interrupted (`interruptions`, from `watch_interrupts`); one
+    whose files are not the whole run (`histories`: every variant of VARIANTS, its EPOCHS epochs, its predictions and
+    figures); a variant at chance level (a diverged run). Kept apart in run_dir, with the reason printed, unless
+    `replace` (the notebook's REPLACE_RESULTS): a run whose settings are not those out_dir's results/history.json
+    records (fewer epochs, a TRAIN_LIMIT or TEST_LIMIT, a subset of VARIANTS, any other setting), and any run where
+    out_dir holds files it would replace but no such record. Out_dir's files change only by a full study at their
+    settings, or on purpose.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    where = f"the run's files are in {run_dir}"
+    interruptions = list(interruptions)
+    if interruptions:
+        raise RuntimeError(f"not published: {'; '.join(interruptions)}; {where} (a new run starts at cell 3)")
+    runs = load_history(run_dir / "results" / "history.json")
+    problem = _incomplete(run_dir, runs, histories)
+    if problem:
+        raise RuntimeError(f"not published: {problem}; {where}")
+    for name, history in histories.items():
+        if history[-1]["test_acc"] <= CHANCE_ACC:
+            raise RuntimeError(f"{name} ended at {history[-1]['test_acc']:.2f}% test accuracy, chance level: not "
+                               f"published; {where}")
+    sources = [p for p in sorted(run_dir.glob("results/*")) + sorted(run_dir.glob("Images/*")) if p.is_file()]
+    files = {out_dir / source.relative_to(run_dir): source.read_bytes() for source in sources}
+    reason = None if replace else _differs(out_dir, list(files), runs)
+    if reason:
+        print(f"not published into {out_dir}: {reason}. This run's results and figures stay in {run_dir}; "
+              "REPLACE_RESULTS = True replaces the published ones with such a run")
+        return []
+    return replace_files({**files, **_documents(out_dir, runs)})
+
+
+def _documents(out_dir: Path, runs: dict) -> dict[Path, bytes]:
+    """README.md and STUDY.md under out_dir with their generated numbers made from this run's history
+    (experiments/report.py), where out_dir is a copy of the repository that holds them; {} elsewhere (a folder of
+    the user's, a Colab session with the files uploaded). So a published run brings its README along, in one step."""
+    if not all((out_dir / name).is_file() for name in ("README.md", "STUDY.md", "experiments/report.py")):
+        return {}
+    from experiments import report
+
+    generated = report.blocks({**report.load(out_dir), "history": runs})
+    return {out_dir / name: report.render((out_dir / name).read_text(), generated).encode() for name in report.DOCUMENTS}

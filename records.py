@@ -1,0 +1,326 @@
+"""The records: how a result was made (`environment`), the notebook's settings checked (`check_notebook`), the
+history file, files replaced in one step (`replace_file`, `replace_files`, `write_json`), Markdown tables and the
+README's worked example.
+"""
+
+import difflib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from data import _check_limit, check_augmentation
+from model import Net, canonical_norm, whole_number
+from utils import _available_devices, check_ema_decay, check_flag, check_seed, finite_number
+
+ROOT = Path(__file__).resolve().parent  # the repository
+
+
+# ---- How a result was made ----------------------------------------------------------------------------------
+
+def git_commit() -> str | None:
+    """The repository's commit, with "+changes" when tracked code (*.py, the notebook) differs from it; None outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "*.py", "*.ipynb")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+changes" if changed else "")
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo), else what the platform says of it."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def environment(device: torch.device | str) -> dict:
+    """How a result was made: torch, NumPy and Python versions, CPU, device, CPU threads and the code's git commit."""
+    return {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "cpu": cpu_name(), "device": str(device), "threads": torch.get_num_threads(), "git_commit": git_commit()}
+
+
+# ---- The notebook's settings ------------------------------------------------------------------------------
+
+def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float, ema_decay: float | None,
+                l1_lambda: float, groups: int, dropout: float, out_dir: str | os.PathLike) -> dict[str, str]:
+    """Check the notebook's settings before any training (named as the notebook names them); ValueError on the first
+    bad one. Builds every variant's network and writes a test file into OUT_DIR. Returns {variant: "B"|"L"|"G"|"I"}."""
+    if not isinstance(variants, dict) or not variants:
+        raise ValueError(f"VARIANTS must be a non-empty dict of name -> norm, got {variants!r}")
+    for name in variants:
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_+" for c in name):
+            raise ValueError(f"VARIANTS: a name must be letters, digits, '-', '_' or '+' (it names files), got {name!r}")
+    norms = {name: canonical_norm(norm) for name, norm in variants.items()}
+    Net("G", groups=groups, dropout=dropout)  # GROUPS and DROPOUT are checked by the network itself
+    whole_number("EPOCHS", epochs, "a whole number >= 1")
+    finite_number("MAX_LR", max_lr, zero_ok=False)
+    finite_number("WEIGHT_DECAY", weight_decay)
+    finite_number("L1_LAMBDA", l1_lambda)
+    check_ema_decay("EMA_DECAY", ema_decay)
+    runs = Path(out_dir) / "runs"
+    try:  # a probe of a name of its own, removed on closing: set-ups side by side never remove each other's
+        runs.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=runs, prefix=".write-test.") as probe:
+            probe.write(b"ok")
+    except OSError as error:
+        raise ValueError(f"OUT_DIR={str(out_dir)!r} is not writable ({error}); choose a folder you can write to") from None
+    return norms
+
+
+# The notebook's settings: the names its parameters cell assigns, in order, and those its Colab cell assigns.
+SETTINGS = ("EPOCHS", "SEED", "BATCH_SIZE", "TEST_BATCH_SIZE", "MAX_LR", "WEIGHT_DECAY", "EMA_DECAY", "L1_LAMBDA",
+            "GROUPS", "DROPOUT", "AUGMENTATION", "VARIANTS", "TRAIN_LIMIT", "TEST_LIMIT", "DATA_ROOT", "DEVICE", "OUT_DIR",
+            "REPLACE_RESULTS")
+COLAB_SETTINGS = ("GITHUB_REPO", "GITHUB_BRANCH")
+
+
+def check_notebook(names: dict) -> dict[str, str]:
+    """Check every setting of the notebook before any work, from its globals() (papermill's cell of injected settings
+    runs just before): a name in capitals that is no setting, or a setting's name in other letters (a typo such as
+    `-p MAX_LRR 0.5`, `-p max_lr 0.5`), is a ValueError naming the nearest setting; so is a bad value, with the
+    setting, its value and what is allowed. Returns check_study's {variant: norm}."""
+    known = SETTINGS + COLAB_SETTINGS
+    for name, value in names.items():
+        if (name.isupper() or name.upper() in known) and name not in known:
+            nearest = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f"did you mean {nearest[0]}?" if nearest else "no setting has a name close to it."
+            raise ValueError(f"unknown setting {name}={value!r}: {hint} The settings are {', '.join(SETTINGS)}")
+    missing = [name for name in SETTINGS if name not in names]
+    if missing:
+        raise ValueError(f"settings {missing} are not set: run the parameters cell first")
+    check_seed("SEED", names["SEED"])
+    whole_number("BATCH_SIZE", names["BATCH_SIZE"], "a whole number of images >= 1")
+    whole_number("TEST_BATCH_SIZE", names["TEST_BATCH_SIZE"], "a whole number of images >= 1")
+    check_augmentation("AUGMENTATION", names["AUGMENTATION"])
+    _check_limit("TRAIN_LIMIT", names["TRAIN_LIMIT"])
+    _check_limit("TEST_LIMIT", names["TEST_LIMIT"])
+    if names["TRAIN_LIMIT"] is not None and names["TRAIN_LIMIT"] < names["BATCH_SIZE"]:
+        raise ValueError(f"TRAIN_LIMIT={names['TRAIN_LIMIT']} is below BATCH_SIZE={names['BATCH_SIZE']}: training needs "
+                         "at least one full batch; raise TRAIN_LIMIT (None for every digit) or lower BATCH_SIZE")
+    device, available = names["DEVICE"], _available_devices()
+    if device is not None and (not isinstance(device, (str, torch.device)) or str(device) not in available):
+        raise ValueError(f"DEVICE must be None (cuda, then mps, then cpu) or one of this machine's {available}, "
+                         f"got {device!r}")
+    for name in ("DATA_ROOT", "OUT_DIR"):
+        if not isinstance(names[name], (str, os.PathLike)) or not str(names[name]):
+            raise ValueError(f"{name} must be a folder's path, got {names[name]!r}")
+    if Path(names["DATA_ROOT"]).exists() and not Path(names["DATA_ROOT"]).is_dir():
+        raise ValueError(f"DATA_ROOT={str(names['DATA_ROOT'])!r} is a file: it must be the folder that holds MNIST/raw "
+                         "(or one to download MNIST into)")
+    check_flag("REPLACE_RESULTS", names["REPLACE_RESULTS"])
+    return check_study(names["VARIANTS"], names["EPOCHS"], names["MAX_LR"], names["WEIGHT_DECAY"], names["EMA_DECAY"],
+                       names["L1_LAMBDA"], names["GROUPS"], names["DROPOUT"], names["OUT_DIR"])
+
+
+# ---- Records: the history file, tables, the worked example -------------------------------------------------
+
+EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")  # numbers in every record
+
+
+def _history_problem(runs: dict, keys: dict[str, type | tuple[type, ...]] | None = None) -> str | None:
+    """What makes `runs` no history ({model name: entry whose "history" is a non-empty list of epoch records with
+    every EPOCH_KEYS number, and `keys` of the given types}), in words; None if it is one."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    for name, entry in runs.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("history"), list) or not entry["history"]:
+            return f"model {name!r} has no 'history' list of epochs"
+        wrong = [k for k, kind in (keys or {}).items() if not isinstance(entry.get(k), kind) or isinstance(entry.get(k), bool)]
+        if wrong:
+            return f"model {name!r} lacks {wrong} or holds the wrong type there"
+        for i, record in enumerate(entry["history"], 1):
+            missing = [k for k in EPOCH_KEYS if not number(record.get(k))] if isinstance(record, dict) else EPOCH_KEYS
+            if missing:
+                return f"model {name!r}, epoch record {i}: no number for {list(missing)}"
+    return None
+
+
+def load_history(path: str | os.PathLike, missing_ok: bool = True) -> dict:
+    """The history file as a dict; where it does not exist, {} (a history yet to start) or, without missing_ok, a
+    ValueError naming it. So is a file that is not valid JSON or not a history (`_history_problem`: a truncated,
+    foreign or hand-edited file)."""
+    path = Path(path)
+    if not path.exists() and missing_ok:
+        return {}
+    if not path.exists():
+        raise ValueError(f"{path} does not exist: no model has finished an epoch there yet")
+    fix = "fix it, or delete it to start a new history"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} cannot be read ({error}); {fix}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}): "
+                         f"{fix}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds {json.dumps(data)[:40]}, not a JSON object of {{model name: entry}}: {fix}")
+    problem = _history_problem(data)
+    if problem:
+        raise ValueError(f"{path} is not a history file: {problem}; {fix}")
+    return data
+
+
+# What a plain open() would give a new file: mkstemp makes its files 0600, and a replaced file keeps its temporary's.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    """A new empty file beside path, named uniquely .name.<tag>.XXXXXXXX.suffix (hidden; the suffix kept last, since
+    savefig reads the format from it), with a plain new file's permissions. So two writers never share one."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{tag}.", suffix=path.suffix)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_UMASK)
+    return Path(name)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """Write `data` into path and onto the disk (flushed and fsync'ed) before returning."""
+    with open(path, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def replace_file(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """`write(tmp)` into a temporary sibling of `path` of its own (`_sibling`), then replace `path` with it in one step:
+    never half-written, and concurrent writers never share a temporary file (the last replacement wins). On any
+    failure, an interrupt too, the temporary file is removed and `path` left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(path, "tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def replace_files(files: dict[Path, bytes]) -> list[Path]:
+    """Replace every file of `files` ({path: content}) or none of them; returns the paths.
+
+    Each content is first written into a temporary sibling of its own (`_sibling`), synced to the disk and read back;
+    only then do they replace the old files, one after another, each old one copied aside until all are in. An error
+    or an interrupt at any point puts back every file already replaced and removes every file written here. Unique
+    names keep concurrent calls from sharing these files, but not from interleaving: each file ends as one call's
+    content. (A SIGKILL or a power cut during the replacements themselves, a few milliseconds, would leave some files
+    new and the copies aside, .name.old.XXXXXXXX.suffix.)
+    """
+    staged, kept, done = {}, {}, []
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staged[path] = _sibling(path, "tmp")
+            _write_synced(staged[path], data)
+            if staged[path].read_bytes() != data:
+                raise OSError(f"{staged[path]} does not read back as it was written: not published")
+            if path.exists():
+                kept[path] = _sibling(path, "old")
+                shutil.copy2(path, kept[path])
+        for path, tmp in staged.items():
+            tmp.replace(path)
+            done.append(path)
+    except BaseException:
+        for path in reversed(done):
+            if path in kept:
+                kept[path].replace(path)
+            else:
+                path.unlink()
+        raise
+    finally:
+        for leftover in [*staged.values(), *kept.values()]:
+            leftover.unlink(missing_ok=True)
+    return list(files)
+
+
+def write_json(path: str | os.PathLike, data: dict) -> Path:
+    """Write `data` as indented JSON, replacing `path` in one step (`replace_file`), synced to the disk; a non-finite
+    number is a ValueError."""
+    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+    return replace_file(path, lambda tmp: _write_synced(tmp, text.encode()))
+
+
+def save_history(path: str | os.PathLike, name: str, entry: dict) -> None:
+    """Write `entry` under `name` in the history file, keeping the other models' entries; atomic."""
+    data = load_history(path)
+    data[name] = entry
+    write_json(path, data)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table: the header row, a separator, then each row's cells as str() prints them."""
+    line = lambda cells: "| " + " | ".join(str(cell) for cell in cells) + " |"
+    return "\n".join([line(header), "|" + "---|" * len(header)] + [line(row) for row in rows])
+
+
+def results_table(runs: dict) -> str:
+    """Markdown table of each model's final test accuracy and loss from the history file's dict.
+
+    "lowest test acc" is the lowest test accuracy over the second half of the epochs (epochs 11-20 of 20): how far
+    the curve dips once it has settled. Nothing is selected by its test score: every number is either the last
+    epoch's or a property of the whole second half. "seconds / epoch" is the median epoch, training plus testing.
+    A dict that is not such a history (`_history_problem`) is a ValueError that says what is wrong.
+    """
+    problem = "no models" if not runs else _history_problem(runs, {"params": int, "l1_lambda": (int, float), "device": str})
+    if problem:
+        raise ValueError(f"results_table needs the history file's {{model name: entry}}: {problem}")
+    rows = []
+    for name, run in runs.items():
+        history = run["history"]
+        half = history[len(history) // 2 :]
+        rows.append([name, f"{run['params']:,}", f"{run['l1_lambda']:g}", f"{history[-1]['test_acc']:.2f}",
+                     f"{history[-1]['test_loss']:.4f}", f"{min(r['test_acc'] for r in half):.2f}",
+                     f"{statistics.median(r['seconds'] for r in history):.1f}", run["device"]])
+    return markdown_table(["model", "parameters", "L1 lambda", "final test acc (%)", "final test loss",
+                           f"lowest test acc, epochs {half[0]['epoch']}-{history[-1]['epoch']} (%)", "seconds / epoch", "device"], rows)
+
+
+# The README's worked example: 3 images of 4 channels of 1x2 pixels, [N=3, C=4, H=1, W=2].
+WORKED_EXAMPLE = torch.tensor(
+    [
+        [[[2.0, 3]], [[5, 7]], [[11, 13]], [[17, 19]]],
+        [[[0.0, 1]], [[1, 2]], [[3, 5]], [[8, 13]]],
+        [[[1.0, 2]], [[3, 4]], [[5, 6]], [[7, 8]]],
+    ]
+)
+
+
+def worked_example_table(x: torch.Tensor = WORKED_EXAMPLE, groups: int = 2) -> str:
+    """Markdown table of the means and population standard deviations each normalisation computes on x [N, C, H, W].
+
+    BN: one pair per channel, over the batch and pixels; LN: one per image, over channels and pixels;
+    GN: one per image and group of C/groups channels; IN: one per image and channel, over its pixels.
+    """
+    n, c, h, w = x.shape
+    pixels = f"{h * w} pixels"
+
+    def stats(values: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        return values.mean(dim=dims).flatten(), values.std(dim=dims, unbiased=False).flatten()
+
+    grouped = x.reshape(n, groups, c // groups, h, w)
+    rows = [
+        ("BatchNorm", f"per channel, over {n} images x {pixels}", stats(x, (0, 2, 3))),
+        ("LayerNorm", f"per image, over {c} channels x {pixels}", stats(x, (1, 2, 3))),
+        (f"GroupNorm ({groups} groups)", f"per image and group, over {c // groups} channels x {pixels}",
+         stats(grouped, (2, 3, 4))),
+        ("InstanceNorm", f"per image and channel, over {pixels}", stats(x, (2, 3))),
+    ]
+    numbers = lambda t: ", ".join(f"{v:.3f}" for v in t.tolist())
+    return markdown_table(["norm", "statistics", "count", "means", "standard deviations"],
+                          [[name, over, len(mean), numbers(mean), numbers(std)] for name, over, (mean, std) in rows])

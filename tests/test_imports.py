@@ -1,0 +1,87 @@
+"""The layering of the project's modules, read from their source with `ast` (nothing is imported): the top-level
+modules (model, utils, data, figures, records, store, settings) are the lower layer and never import `experiments`;
+the experiments (and experiments/publish.py) import them. No module imports, through others, one that imports it."""
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def modules(root: Path) -> dict[str, Path]:
+    """{module name: file} of every project module: the top-level .py files and experiments/*.py."""
+    found = {path.stem: path for path in sorted(root.glob("*.py"))}
+    for path in sorted((root / "experiments").glob("*.py")):
+        found["experiments" if path.stem == "__init__" else f"experiments.{path.stem}"] = path
+    return found
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """{module: the project modules it imports}, from every import statement in it, those inside functions too."""
+    names = modules(root)
+    graph = {}
+    for name, path in names.items():
+        package = name if path.stem == "__init__" else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imported = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from . import x, from .x import y
+                    parts = package.split(".") if package else []
+                    parts = parts[: len(parts) - (node.level - 1)]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                imported = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for module in imported:
+                parts = module.split(".")
+                # a submodule runs its packages first: `import experiments.report` imports experiments too
+                targets |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & names.keys()
+        graph[name] = targets - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of `graph` as [a, b, ..., a], or None where there is none."""
+    state: dict[str, str] = {}  # "open" while on the current path, "done" once every path from it is explored
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                return path[path.index(target):] + [node, target] if target in path else [node, target]
+            if target not in state and (cycle := visit(target, path + [node])):
+                return cycle
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node, [])):
+            return cycle
+    return None
+
+
+def test_the_graph_is_read_from_every_module():
+    graph = import_graph(ROOT)
+    assert {"model", "utils", "data", "figures", "records", "store", "settings", "experiments.publish",
+            "experiments.report", "experiments.runner"} <= graph.keys()
+    assert "utils" in graph["data"] and "records" in graph["experiments.publish"]  # the reading sees imports
+
+
+def test_no_module_imports_one_that_imports_it():
+    cycle = find_cycle(import_graph(ROOT))
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_no_top_level_module_imports_experiments():
+    graph = import_graph(ROOT)
+    upward = {name: sorted(t for t in targets if t.split(".")[0] == "experiments")
+              for name, targets in graph.items() if "." not in name and name != "experiments"}
+    assert not any(upward.values()), f"top-level modules that import experiments: {upward}"
+
+
+def test_a_cycle_is_found():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
