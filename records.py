@@ -1,9 +1,7 @@
-"""The records: how a result was made (`environment`), the notebook's settings checked (`check_notebook`), the
-history file, files replaced in one step (`replace_file`, `replace_files`, `write_json`), Markdown tables and the
-README's worked example.
+"""The records: how a result was made (`environment`), the history file, files replaced in one step (`replace_file`,
+`replace_files`, `write_json`), Markdown tables and the README's worked example.
 """
 
-import difflib
 import json
 import os
 import platform
@@ -17,9 +15,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from data import _check_limit, check_augmentation
-from model import Net, canonical_norm, whole_number
-from utils import _available_devices, check_ema_decay, check_flag, check_seed, finite_number
 
 ROOT = Path(__file__).resolve().parent  # the repository
 
@@ -52,79 +47,6 @@ def environment(device: torch.device | str) -> dict:
     """How a result was made: torch, NumPy and Python versions, CPU, device, CPU threads and the code's git commit."""
     return {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "cpu": cpu_name(), "device": str(device), "threads": torch.get_num_threads(), "git_commit": git_commit()}
-
-
-# ---- The notebook's settings ------------------------------------------------------------------------------
-
-def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float, ema_decay: float | None,
-                l1_lambda: float, groups: int, dropout: float, out_dir: str | os.PathLike) -> dict[str, str]:
-    """Check the notebook's settings before any training (named as the notebook names them); ValueError on the first
-    bad one. Builds every variant's network and writes a test file into OUT_DIR. Returns {variant: "B"|"L"|"G"|"I"}."""
-    if not isinstance(variants, dict) or not variants:
-        raise ValueError(f"VARIANTS must be a non-empty dict of name -> norm, got {variants!r}")
-    for name in variants:
-        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_+" for c in name):
-            raise ValueError(f"VARIANTS: a name must be letters, digits, '-', '_' or '+' (it names files), got {name!r}")
-    norms = {name: canonical_norm(norm) for name, norm in variants.items()}
-    Net("G", groups=groups, dropout=dropout)  # GROUPS and DROPOUT are checked by the network itself
-    whole_number("EPOCHS", epochs, "a whole number >= 1")
-    finite_number("MAX_LR", max_lr, zero_ok=False)
-    finite_number("WEIGHT_DECAY", weight_decay)
-    finite_number("L1_LAMBDA", l1_lambda)
-    check_ema_decay("EMA_DECAY", ema_decay)
-    runs = Path(out_dir) / "runs"
-    try:  # a probe of a name of its own, removed on closing: set-ups side by side never remove each other's
-        runs.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=runs, prefix=".write-test.") as probe:
-            probe.write(b"ok")
-    except OSError as error:
-        raise ValueError(f"OUT_DIR={str(out_dir)!r} is not writable ({error}); choose a folder you can write to") from None
-    return norms
-
-
-# The notebook's settings: the names its parameters cell assigns, in order, and those its Colab cell assigns.
-SETTINGS = ("EPOCHS", "SEED", "BATCH_SIZE", "TEST_BATCH_SIZE", "MAX_LR", "WEIGHT_DECAY", "EMA_DECAY", "L1_LAMBDA",
-            "GROUPS", "DROPOUT", "AUGMENTATION", "VARIANTS", "TRAIN_LIMIT", "TEST_LIMIT", "DATA_ROOT", "DEVICE", "OUT_DIR",
-            "REPLACE_RESULTS")
-COLAB_SETTINGS = ("GITHUB_REPO", "GITHUB_BRANCH")
-
-
-def check_notebook(names: dict) -> dict[str, str]:
-    """Check every setting of the notebook before any work, from its globals() (papermill's cell of injected settings
-    runs just before): a name in capitals that is no setting, or a setting's name in other letters (a typo such as
-    `-p MAX_LRR 0.5`, `-p max_lr 0.5`), is a ValueError naming the nearest setting; so is a bad value, with the
-    setting, its value and what is allowed. Returns check_study's {variant: norm}."""
-    known = SETTINGS + COLAB_SETTINGS
-    for name, value in names.items():
-        if (name.isupper() or name.upper() in known) and name not in known:
-            nearest = difflib.get_close_matches(name.upper(), known, n=1)
-            hint = f"did you mean {nearest[0]}?" if nearest else "no setting has a name close to it."
-            raise ValueError(f"unknown setting {name}={value!r}: {hint} The settings are {', '.join(SETTINGS)}")
-    missing = [name for name in SETTINGS if name not in names]
-    if missing:
-        raise ValueError(f"settings {missing} are not set: run the parameters cell first")
-    check_seed("SEED", names["SEED"])
-    whole_number("BATCH_SIZE", names["BATCH_SIZE"], "a whole number of images >= 1")
-    whole_number("TEST_BATCH_SIZE", names["TEST_BATCH_SIZE"], "a whole number of images >= 1")
-    check_augmentation("AUGMENTATION", names["AUGMENTATION"])
-    _check_limit("TRAIN_LIMIT", names["TRAIN_LIMIT"])
-    _check_limit("TEST_LIMIT", names["TEST_LIMIT"])
-    if names["TRAIN_LIMIT"] is not None and names["TRAIN_LIMIT"] < names["BATCH_SIZE"]:
-        raise ValueError(f"TRAIN_LIMIT={names['TRAIN_LIMIT']} is below BATCH_SIZE={names['BATCH_SIZE']}: training needs "
-                         "at least one full batch; raise TRAIN_LIMIT (None for every digit) or lower BATCH_SIZE")
-    device, available = names["DEVICE"], _available_devices()
-    if device is not None and (not isinstance(device, (str, torch.device)) or str(device) not in available):
-        raise ValueError(f"DEVICE must be None (cuda, then mps, then cpu) or one of this machine's {available}, "
-                         f"got {device!r}")
-    for name in ("DATA_ROOT", "OUT_DIR"):
-        if not isinstance(names[name], (str, os.PathLike)) or not str(names[name]):
-            raise ValueError(f"{name} must be a folder's path, got {names[name]!r}")
-    if Path(names["DATA_ROOT"]).exists() and not Path(names["DATA_ROOT"]).is_dir():
-        raise ValueError(f"DATA_ROOT={str(names['DATA_ROOT'])!r} is a file: it must be the folder that holds MNIST/raw "
-                         "(or one to download MNIST into)")
-    check_flag("REPLACE_RESULTS", names["REPLACE_RESULTS"])
-    return check_study(names["VARIANTS"], names["EPOCHS"], names["MAX_LR"], names["WEIGHT_DECAY"], names["EMA_DECAY"],
-                       names["L1_LAMBDA"], names["GROUPS"], names["DROPOUT"], names["OUT_DIR"])
 
 
 # ---- Records: the history file, tables, the worked example -------------------------------------------------

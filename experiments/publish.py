@@ -10,7 +10,8 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
-from records import COLAB_SETTINGS, load_history, replace_files
+from records import load_history, replace_files
+from settings import COLAB_SETTINGS
 from utils import CHANCE_ACC
 
 _interruptions: list[str] = []  # what interrupted the watched run, or could have done so unseen (watch_interrupts)

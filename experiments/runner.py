@@ -1,6 +1,6 @@
 """What every experiment shares: the notebook's recipe, runs read from the store or trained, evaluations, statistics.
 
-- recipe: `notebook_settings()` reads the notebook's `parameters` cell, the one place the study's settings live;
+- recipe: `settings_for(quick, **overrides)`, the study's settings (settings.py) with an experiment's own;
 - runs: `ensure(specs, ...)` reads every run already in the store and trains only the others, in local processes
   with one CPU thread each or on a Dask cluster (`--scheduler`), storing each as it finishes, so that an
   interrupted experiment keeps every finished run;
@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import nbformat
 import torch
 from scipy import stats
 
@@ -30,9 +29,9 @@ import data
 import records
 import store
 from model import Net
+from settings import check_study, defaults
 
 ROOT = records.ROOT
-NOTEBOOK = ROOT / "S6_Normalization.ipynb"
 RUNS = ROOT / "runs"  # not committed: quick runs, and anything made from uncommitted code
 TEST_DIGITS = 10_000
 LABELS = {"B": "BatchNorm", "L": "LayerNorm", "G": "GroupNorm (2 groups)", "I": "InstanceNorm"}
@@ -42,18 +41,10 @@ QUICK = dict(EPOCHS=1, TRAIN_LIMIT=2048, TEST_LIMIT=500, BATCH_SIZE=32)
 
 # ---- Recipe ------------------------------------------------------------------------------------------------------
 
-def notebook_settings() -> dict:
-    """The settings of the notebook's `parameters` cell (EPOCHS, SEED, BATCH_SIZE, MAX_LR, ...), as it defines them."""
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    namespace: dict = {}
-    exec(cell.source, namespace)
-    return {name: value for name, value in namespace.items() if name.isupper()}
-
-
 def settings_for(quick: bool, **overrides) -> dict:
-    """The notebook's settings with an experiment's overrides, and QUICK's on top with --quick."""
-    return {**notebook_settings(), **overrides, **(QUICK if quick else {})}
+    """The study's settings (settings.defaults(), as the notebook's parameters cell sets them) with an experiment's
+    overrides, and QUICK's on top with --quick."""
+    return {**defaults(), **overrides, **(QUICK if quick else {})}
 
 
 # ---- Runs --------------------------------------------------------------------------------------------------------
@@ -441,8 +432,8 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     --quick runs the first seed only.
     """
     settings = {k: v for k, v in settings_for(quick, **experiment.OVERRIDES).items() if k != "DATA_ROOT"}
-    records.check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
-                      settings["EMA_DECAY"], settings["L1_LAMBDA"], settings["GROUPS"], settings["DROPOUT"], out_dir)
+    check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
+                settings["EMA_DECAY"], settings["L1_LAMBDA"], settings["GROUPS"], settings["DROPOUT"], out_dir)
     made_in = records.environment("cpu")  # at the start: the commit (and checks below) that made these results
     commit = made_in["git_commit"]
     committed = Path(out_dir).resolve() == ROOT or Path(store_dir).resolve() == store.STORE

@@ -15,14 +15,14 @@ import time
 import pytest
 
 from conftest import MNIST_ROOT, ROOT, needs_mnist
+import settings
 import store
 from experiments import main, runner
 from experiments.__main__ import EXPERIMENTS
 
 
-def test_settings_are_the_notebooks():
-    settings = runner.notebook_settings()
-    assert settings["EPOCHS"] == 20 and settings["BATCH_SIZE"] == 128 and settings["VARIANTS"] == {"BN": "B", "LN": "L", "GN": "G"}
+def test_an_experiment_starts_from_the_study_settings():
+    assert runner.settings_for(False) == settings.defaults()
     assert runner.settings_for(True, EPOCHS=2)["EPOCHS"] == runner.QUICK["EPOCHS"]  # --quick wins
     assert runner.settings_for(False, EPOCHS=2)["EPOCHS"] == 2
 
@@ -80,7 +80,7 @@ def test_compare_gives_interval_equivalence_and_power():
 
 def test_lr_compares_each_variant_s_best_rate_with_the_shared_one_and_not_the_shared_with_itself():
     from experiments import lr
-    shared = runner.notebook_settings()["MAX_LR"]
+    shared = settings.defaults()["MAX_LR"]
     acc = {("BN", 0.005): [99.3, 99.3], ("BN", 0.01): [99.3, 99.4], ("BN", 0.02): [99.5, 99.5],  # BN's best is shared
            ("BN", 0.04): [99.4, 99.4], ("LN", 0.01): [99.0, 99.1], ("LN", 0.02): [99.2, 99.3],
            ("LN", 0.04): [99.6, 99.6], ("LN", 0.08): [99.5, 99.4], ("LN", 0.16): [99.3, 99.2]}
@@ -150,8 +150,8 @@ def test_quick_cli_run_writes_under_runs_and_never_touches_committed_files(tmp_p
 
 def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
     results = json.loads((ROOT / "results" / "l1.json").read_text())
-    assert results["settings"]["MAX_LR"] == runner.notebook_settings()["MAX_LR"]
-    assert results["summary"]["chosen"] == runner.notebook_settings()["L1_LAMBDA"]
+    assert results["settings"]["MAX_LR"] == settings.defaults()["MAX_LR"]
+    assert results["summary"]["chosen"] == settings.defaults()["L1_LAMBDA"]
 
 
 @pytest.mark.parametrize("content, message", [

@@ -17,6 +17,7 @@ import papermill
 import pytest
 
 import records
+import settings
 from conftest import MNIST_ROOT, ROOT, needs_mnist
 from experiments import publish
 
@@ -44,14 +45,14 @@ def test_papermill_reads_every_setting_of_the_parameters_cell():
     assert list(papermill.inspect_notebook(NOTEBOOK)) == settings
 
 
-def test_utils_knows_every_setting_the_notebook_assigns():
-    # check_notebook tells an injected typo from a setting by these names: they must be the cells' own
+def test_settings_knows_every_setting_the_notebook_assigns():
+    # settings.check tells an injected typo from a setting by these names: they must be the cells' own
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assigned = lambda cell: [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
                              for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()]
-    assert tuple(assigned(notebook.cells[parameters_index(notebook)])) == records.SETTINGS
+    assert tuple(assigned(notebook.cells[parameters_index(notebook)])) == tuple(settings.SETTINGS)
     assert tuple(name for cell in notebook.cells[: parameters_index(notebook)] if cell.cell_type == "code"
-                 for name in assigned(cell)) == records.COLAB_SETTINGS
+                 for name in assigned(cell)) == settings.COLAB_SETTINGS
 
 
 @pytest.fixture(autouse=True)
@@ -143,6 +144,8 @@ def test_notebook_runs_end_to_end(tmp_path):
     ("VARIANTS", {"BN": "B", "XN": "X"}, "norm must be one of"),
     ("TEST_LIMIT", 0, "TEST_LIMIT"),
     ("MAX_LRR", 0.5, "did you mean MAX_LR"),  # a typo: papermill injects it all the same
+    ("max_lrr", 0.5, "unknown setting max_lrr=0.5: did you mean MAX_LR"),  # in any case (its injected cell is read)
+    ("seed_", 3, "unknown setting seed_=3: did you mean SEED"),
 ])
 def test_a_failing_run_changes_nothing(tmp_path, published, setting, value, message):
     value = value.format(tmp=tmp_path) if isinstance(value, str) else value

@@ -27,12 +27,6 @@ from model import Net
 SETTINGS = settings.RECIPE
 
 
-def test_the_recipe_is_the_notebooks():
-    """settings.RECIPE, where the experiments and store.load start, holds the notebook's parameters cell's values."""
-    notebook = runner.notebook_settings()
-    assert SETTINGS == {name: notebook[name] for name in SETTINGS}
-
-
 def test_spec_is_canonical_and_checked():
     gn = store.run_spec(SETTINGS, "group", seed=1)
     assert gn["groups"] == 2 and gn["norm"] == "G" and gn["data"] == data.MNIST_DIGEST

@@ -14,6 +14,7 @@ import torch.nn as nn
 import data
 import figures
 import records
+import settings
 import utils
 from conftest import MNIST_ROOT, needs_mnist
 from model import Net, count_parameters
@@ -367,7 +368,7 @@ ACTIONS = {  # each writes `data` into folder/record.json as its callers do, or 
                                                             lambda tmp: tmp.write_text(json.dumps(data))),
     "replace_files": lambda folder, data: records.replace_files({folder / name: json.dumps(data).encode()
                                                                for name in ("record.json", "other.json")}),
-    "check_study": lambda folder, data: records.check_study(**STUDY, out_dir=folder),
+    "check_study": lambda folder, data: settings.check_study(**STUDY, out_dir=folder),
 }
 
 
