@@ -54,6 +54,15 @@ def environment(device: torch.device | str) -> dict:
             "cpu": cpu_name(), "device": str(device), "threads": torch.get_num_threads(), "git_commit": git_commit()}
 
 
+def committed_place(path: str | os.PathLike) -> str | None:
+    """Which committed place of the repository `path` is, or lies in, once resolved (symlinks followed), in words:
+    "the repository root", "in results/" or "in Images/"; None elsewhere (runs/, or a folder outside the repository)."""
+    resolved = Path(path).resolve()
+    if resolved == ROOT:
+        return "the repository root"
+    return next((f"in {name}/" for name in ("results", "Images") if resolved.is_relative_to(ROOT / name)), None)
+
+
 # ---- The notebook's settings ------------------------------------------------------------------------------
 
 def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float, ema_decay: float | None,

@@ -431,6 +431,21 @@ def replot(experiment, out_dir: Path) -> None:
     print("\n\n".join(experiment.tables(results)))
 
 
+def check_quick_places(quick: bool, out_dir: Path, store_dir: Path) -> None:
+    """A ValueError, before anything is written, where a quick run (the first seed only, QUICK's settings: not the
+    committed study) would write into a committed place (records.committed_place): --out-dir or --store the
+    repository root or a folder in results/ (results/runs is the committed store) or Images/."""
+    if not quick:
+        return
+    for option, path in (("--out-dir", out_dir), ("--store", store_dir)):
+        place = records.committed_place(path)
+        if place:
+            raise ValueError(f"--quick with {option} {path}: that is {place} ({Path(path).resolve()}), where only the "
+                             f"committed study's runs and results go, and a quick run ({QUICK}, first seed only) is not "
+                             f"one. Leave {option} out (a quick run writes under {RUNS / 'quick'}) or give a folder "
+                             "outside the repository root, results/ and Images/")
+
+
 def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, scheduler: str | None = None) -> dict:
     """Run an experiment end to end: its runs from the store (training the missing ones), its evaluations, then
     out_dir/results/<NAME>.json and out_dir/Images/<NAME>.png.
@@ -440,6 +455,7 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     numbers, each run carrying its "record"; figure(results) and tables(results), the README's tables.
     --quick runs the first seed only.
     """
+    check_quick_places(quick, out_dir, store_dir)
     settings = {k: v for k, v in settings_for(quick, **experiment.OVERRIDES).items() if k != "DATA_ROOT"}
     records.check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
                       settings["EMA_DECAY"], settings["L1_LAMBDA"], settings["GROUPS"], settings["DROPOUT"], out_dir)

@@ -148,6 +148,20 @@ def test_quick_cli_run_writes_under_runs_and_never_touches_committed_files(tmp_p
     assert not [p for folder in ("results", "Images") for p in (copy / folder).rglob("*") if p.is_file() and p not in committed]
 
 
+@pytest.mark.parametrize("out_dir, store_dir", [(".", "runs/quick/store"), ("results", "runs/quick/store"),
+                                                ("Images/x", "runs/quick/store"), ("link", "runs/quick/store"),
+                                                ("runs/quick", "results/runs"), ("runs/quick", "link/results/runs")])
+def test_quick_run_refuses_committed_places_before_anything(tmp_path, monkeypatch, out_dir, store_dir):
+    from experiments import l1
+    (tmp_path / "link").symlink_to(ROOT)  # the repository by another name
+    place = lambda path: tmp_path / path if path.startswith("link") else ROOT / path
+    monkeypatch.setattr(runner, "settings_for", lambda *a, **k: pytest.fail("got past the check of the places"))
+    option = "--store" if store_dir.endswith("results/runs") else "--out-dir"
+    with pytest.raises(ValueError, match=f"^--quick with {option} .*: that is (the repository root|in results/|in Images/)"):
+        runner.execute(l1, True, 1, place(out_dir), place(store_dir))
+    runner.check_quick_places(False, ROOT, ROOT / "results" / "runs")  # the full study's places
+
+
 def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
     results = json.loads((ROOT / "results" / "l1.json").read_text())
     assert results["settings"]["MAX_LR"] == runner.notebook_settings()["MAX_LR"]
