@@ -719,6 +719,39 @@ def test_the_full_study_at_the_committed_settings_replaces_its_files_and_only_th
     assert not [p for p in out_dir.rglob("*") if ".tmp." in p.name or ".old." in p.name]
 
 
+@pytest.mark.parametrize("folder", ["results", "Images/x", "link/results", "results/runs"])
+def test_out_dir_in_the_committed_results_or_figures_is_refused(tmp_path, folder):
+    (tmp_path / "link").symlink_to(ROOT)  # the repository by another name
+    out_dir = tmp_path / folder if folder.startswith("link") else ROOT / folder
+    place = "results" if "results" in folder else "Images"
+    with raises(ValueError, f"OUT_DIR={str(out_dir)!r} is in {place}/", 'Use OUT_DIR = "."'):
+        publish.check_out_dir(out_dir)
+    for allowed in (ROOT, tmp_path / "link", tmp_path / "mine", "."):  # the repository root, or a folder elsewhere
+        assert publish.check_out_dir(allowed) == Path(allowed)
+
+
+@pytest.mark.parametrize("variants, changes, replace, named", [
+    (SETTINGS["VARIANTS"], {"EPOCHS": 1, "TRAIN_LIMIT": 2048, "TEST_LIMIT": 500}, True,
+     ["EPOCHS 1 (the study: 20)", "TRAIN_LIMIT 2048 (the study: None)", "TEST_LIMIT 500 (the study: None)",
+      "REPLACE_RESULTS = {'EPOCHS', 'TRAIN_LIMIT', 'TEST_LIMIT'} to publish it on purpose"]),
+    ({"BN": "B"}, {}, True, ["VARIANTS {'BN': 'B'} (the study: {'BN': 'B', 'LN': 'L', 'GN': 'G'}", "cannot be forced"]),
+    ({"BN": "B"}, {}, {"EPOCHS"}, ["VARIANTS {'BN': 'B'}", "cannot be forced"]),
+    (SETTINGS["VARIANTS"], {"EPOCHS": 1, "TRAIN_LIMIT": 2048}, {"EPOCHS"}, ["TRAIN_LIMIT 2048", "{'EPOCHS', 'TRAIN_LIMIT'}"]),
+    (SETTINGS["VARIANTS"], {}, {"VARIANTS"}, ["REPLACE_RESULTS must be True, False or a set", "got {'VARIANTS'}"]),
+    (SETTINGS["VARIANTS"], {}, 1, ["REPLACE_RESULTS must be True, False or a set", "got 1"]),
+])
+def test_replace_results_refuses_a_partial_run_before_training(variants, changes, replace, named):
+    with raises(ValueError, *named):
+        publish.check_replace(SETTINGS | changes, variants, replace)
+
+
+@pytest.mark.parametrize("changes, replace", [({}, True), ({"EPOCHS": 1, "TRAIN_LIMIT": 2048}, False),
+                                              ({"EPOCHS": 1, "TEST_LIMIT": 500}, {"EPOCHS", "TEST_LIMIT"}),
+                                              ({"MAX_LR": 0.04}, True)])  # a new recipe, whole: on purpose
+def test_replace_results_passes_the_whole_study_a_forced_one_or_none(changes, replace):
+    publish.check_replace(SETTINGS | changes, {"BN": "batch", "LN": "L", "GN": "G"}, replace)
+
+
 def test_replace_results_publishes_any_finished_run(tmp_path, out_dir):
     run_dir, histories = make_run(tmp_path, EPOCHS=1, TRAIN_LIMIT=2048)
     assert len(publish.publish(run_dir, out_dir, histories, replace=True)) == 1 + len(FIGURES)
