@@ -126,7 +126,10 @@ def executor(jobs: int, scheduler: str | None, timeout: str = "20s") -> Iterator
 
         try:  # before Client, which may hang on a malformed address
             protocol, location = parse_address(scheduler)
-            get_backend(protocol), parse_host_port(location)
+            get_backend(protocol)
+            host, port = parse_host_port(location)
+            if not host or not 0 < port < 65536:
+                raise ValueError(f"no host in {location!r}" if not host else f"port {port} is not from 1 to 65535")
         except (ValueError, TypeError) as error:
             raise ValueError(f"--scheduler {scheduler!r} is not a Dask scheduler address ({error}); give the address "
                              "`dask scheduler` prints, tcp://HOST:PORT") from None

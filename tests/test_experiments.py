@@ -188,7 +188,8 @@ def test_unreachable_scheduler_is_named():
             pass
 
 
-@pytest.mark.parametrize("address", ["", "tcp://", "127.0.0.1", "127.0.0.1:port", "http://127.0.0.1:8786"])
+@pytest.mark.parametrize("address", ["", "tcp://", "127.0.0.1", "127.0.0.1:port", "http://127.0.0.1:8786", "tcp://:8786",
+                                     "tcp://127.0.0.1:99999"])
 def test_malformed_scheduler_is_named(address):
     with pytest.raises(ValueError, match=f"^--scheduler {address!r} is not a Dask scheduler address"):
         with runner.executor(1, address, timeout="1s"):
