@@ -429,9 +429,16 @@ def unchanged(path: Path, results: dict) -> bool:
 
 def replot(experiment, out_dir: Path) -> None:
     """Redraw an experiment's figure and reprint its tables from its results JSON, without training anything."""
-    results = load_results(out_dir / "results" / f"{experiment.NAME}.json", experiment.NAME)
-    save_figure(experiment.figure(results), out_dir / "Images" / f"{experiment.NAME}.png")
-    print("\n\n".join(experiment.tables(results)))
+    path = out_dir / "results" / f"{experiment.NAME}.json"
+    results = load_results(path, experiment.NAME)
+    try:  # both drawn before anything is written
+        figure, tables = experiment.figure(results), experiment.tables(results)
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise ValueError(f"{path} holds results of experiment {experiment.NAME!r} that this version cannot draw "
+                         f"({type(error).__name__}: {error}): it comes from other code or was edited; run the "
+                         "experiment again") from None
+    save_figure(figure, out_dir / "Images" / f"{experiment.NAME}.png")
+    print("\n\n".join(tables))
 
 
 def check_quick_places(quick: bool, out_dir: Path, store_dir: Path) -> None:

@@ -170,7 +170,9 @@ def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
 
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"), ("{", "not valid JSON"), ('{"experiment": "main", "summary": {}, "settings": {}}',
-                                                        "not the results of experiment 'l1'"), ("[1]", "not the results")])
+                                                        "not the results of experiment 'l1'"), ("[1]", "not the results"),
+    ('{"experiment": "l1", "summary": {"x": 1}, "settings": {}}', r"l1\.json holds results of experiment 'l1' that this "
+                                                                 r"version cannot draw \(KeyError: 'rows'\)")])
 def test_replot_names_a_missing_truncated_or_foreign_file(tmp_path, content, message):
     from experiments import l1
     path = tmp_path / "results" / "l1.json"
