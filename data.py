@@ -93,8 +93,14 @@ def load_mnist(
 
 
 def mnist_root(root: str | os.PathLike | None = None) -> Path:
-    """The folder that holds MNIST/raw: `root`, else the environment variable MNIST_ROOT, else ./data."""
-    return Path(root or os.environ.get("MNIST_ROOT") or "data")
+    """The folder that holds MNIST/raw: `root`, else the environment variable MNIST_ROOT, else ./data; a ValueError
+    naming which of them it came from where that path is a file."""
+    name = "root" if root else "MNIST_ROOT" if os.environ.get("MNIST_ROOT") else "the default root"
+    path = Path(root or os.environ.get("MNIST_ROOT") or "data")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name}={str(path)!r} is a file: it must be the folder that holds MNIST/raw (or one to "
+                         "download MNIST into)")
+    return path
 
 
 def _digest(sums: dict[str, str]) -> str:
@@ -140,8 +146,10 @@ def _fetch_mnist(root: Path, files: list[Path], download: bool) -> None:
             return
         except (RuntimeError, OSError) as error:
             reason = f"the download failed: {error}"
+    packed = [f"{name}.gz" for name in missing if (files[0].parent / f"{name}.gz").is_file()]
+    unpack = f"{', '.join(packed)} are there compressed: decompress them in place (gunzip -k *.gz there). " if packed else ""
     raise FileNotFoundError(
-        f"MNIST not found: {', '.join(missing)} missing in {files[0].parent.resolve()} ({reason}). "
+        f"MNIST not found: {', '.join(missing)} missing in {files[0].parent.resolve()} ({reason}). {unpack}"
         "Put the four original files there, or set MNIST_ROOT (or pass root=) to the folder that holds MNIST/raw."
     )
 

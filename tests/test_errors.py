@@ -51,6 +51,28 @@ def test_missing_file_is_named_and_only_the_split_is_needed(tiny_mnist):
         data.load_mnist(tiny_mnist, train=False, download=False)
 
 
+@pytest.mark.parametrize("how", ["root", "MNIST_ROOT"])
+def test_a_root_that_is_a_file_is_named(tmp_path, monkeypatch, how):
+    file = tmp_path / "mnist.tar"
+    file.write_bytes(b"not a folder")
+    monkeypatch.setenv("MNIST_ROOT", str(file) if how == "MNIST_ROOT" else str(tmp_path))
+    for load in (lambda: data.load_mnist(file if how == "root" else None, download=False),
+                 lambda: data.mnist_digest(file if how == "root" else None)):
+        with raises(ValueError, f"{how}={str(file)!r} is a file", "the folder that holds MNIST/raw"):
+            load()
+
+
+def test_compressed_files_alone_are_named_with_how_to_decompress_them(tiny_mnist):
+    import gzip
+    for name in TRAIN_FILES:
+        path = tiny_mnist / name
+        Path(f"{path}.gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    with raises(FileNotFoundError, "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz are there compressed",
+                "gunzip -k"):
+        data.load_mnist(tiny_mnist, download=False)
+
+
 IMAGES, LABELS = TRAIN_FILES
 # 20 training digits: images 16 + 20 * 784 = 15,696 bytes, labels 8 + 20 = 28 bytes.
 FILE_FAULTS = {
