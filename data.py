@@ -230,6 +230,8 @@ def augment(
     check_augmentation("augment", {"degrees": degrees, "translate": translate, "scale": scale})
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise ValueError(f"augment: images must be a float tensor [N, C, H, W], got {_kind(images)}")
+    if len(images) == 0:
+        raise ValueError(f"augment: images is an empty batch, {_kind(images)}: it needs at least one image")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"augment: generator must be None or a torch.Generator, got {_kind(generator)}")
     n = images.shape[0]

@@ -5,6 +5,7 @@ README's worked example.
 
 import difflib
 import json
+import math
 import os
 import platform
 import shutil
@@ -155,6 +156,9 @@ def _history_problem(runs: dict, keys: dict[str, type | tuple[type, ...]] | None
             missing = [k for k in EPOCH_KEYS if not number(record.get(k))] if isinstance(record, dict) else EPOCH_KEYS
             if missing:
                 return f"model {name!r}, epoch record {i}: no number for {list(missing)}"
+            non_finite = [k for k in EPOCH_KEYS if not math.isfinite(record[k])]
+            if non_finite:
+                return f"model {name!r}, epoch record {i}: NaN or infinite {non_finite}, where a finite number belongs"
     return None
 
 

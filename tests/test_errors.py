@@ -280,6 +280,11 @@ def test_augment_refuses_settings_outside_their_range(setting, value, allowed):
         data.augment(IMAGES_OK, **{setting: value})
 
 
+def test_augment_refuses_an_empty_batch():
+    with raises(ValueError, "augment: images is an empty batch", "[0, 1, 28, 28]", "at least one image"):
+        data.augment(IMAGES_OK[:0])
+
+
 def test_augment_refuses_images_without_a_channel_axis():
     with raises(ValueError, "augment: images must be a float tensor [N, C, H, W]", "[4, 28, 28]"):
         data.augment(IMAGES_OK.squeeze(1))
@@ -430,6 +435,30 @@ def test_misclassified_rejects_an_empty_loader():
         utils.misclassified(Oracle(), [], CPU)
 
 
+def test_misclassified_names_a_label_outside_0_9():
+    with raises(ValueError, "labels must be classes 0-9", "the first 12"):
+        utils.misclassified(Oracle(), [(torch.zeros(2, 1, 28, 28), torch.tensor([0, 12]))], CPU)
+
+
+def test_predict_refuses_outputs_without_a_class():
+    model, loader = tiny_run()
+    model[1].bias.data.fill_(float("nan"))  # every output NaN: argmax would say class 0 for every image
+    with raises(FloatingPointError, "predict", "NaN or infinite for 8 of 8 images"):
+        utils.predict(model, loader, CPU)
+
+
+@pytest.mark.parametrize("label", [10, -1])
+@pytest.mark.parametrize("step", ["train", "test"])
+def test_a_plain_loader_with_a_label_outside_0_9_is_named(step, label):
+    model, _ = tiny_run()
+    loader = [(torch.randn(4, 1, 28, 28), torch.tensor([0, 1, label, 2]))]  # no TensorLoader: nothing checked it
+    with raises(ValueError, "labels must be classes 0-9", f"the first {label}"):
+        if step == "train":
+            utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU)
+        else:
+            utils.test(model, loader, CPU)
+
+
 def test_misclassified_returns_the_few_it_finds():
     images, predicted, true = utils.misclassified(Oracle(), digits([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]), CPU, n=10)
     assert images.shape == (0, 1, 28, 28) and predicted.shape == (0,) and true.shape == (0,)
@@ -465,6 +494,8 @@ FOREIGN = {  # what a history file must not be mistaken for; each: (its text, wh
     "a number as text": (json.dumps({"BN": {"history": [EPOCH, {**EPOCH, "test_acc": "97.5"}]}}),
                          ["model 'BN', epoch record 2: no number for ['test_acc']"]),
     "a missing number": (json.dumps({"BN": {"history": [{k: v for k, v in EPOCH.items() if k != "lr"}]}}), ["['lr']"]),
+    "a NaN epoch": (json.dumps({"BN": {"history": [EPOCH, {**EPOCH, "epoch": float("nan")}]}}),
+                    ["model 'BN', epoch record 2: NaN or infinite ['epoch']"]),
 }
 
 
@@ -617,6 +648,15 @@ def test_a_non_finite_training_loss_stops_within_check_every_batches():
     with raises(FloatingPointError, "epoch 3", "batch 20 of 200", "most likely from the learning rate (0.01 "):
         utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU, epoch=3)
     assert model.calls == utils.CHECK_EVERY  # it stopped at the first check after the NaN, not at the epoch's end
+
+
+def test_a_divergence_under_a_huge_weight_decay_names_the_weight_decay():
+    model, _ = tiny_run()
+    loader = data.TensorLoader(torch.randn(200 * 4, 1, 28, 28), torch.arange(800) % 10, 4, shuffle=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.02, weight_decay=1e4)  # each step: weights x (1 - 200)
+    with raises(FloatingPointError, "epoch 3", "most likely from the weight decay", "1 - 0.02 x 10000 = -199",
+                "lower weight_decay (WEIGHT_DECAY)"):
+        utils.train(model, loader, optimizer, CPU, epoch=3)
 
 
 def test_a_non_finite_loss_from_the_inputs_says_so():
