@@ -93,8 +93,14 @@ def load_mnist(
 
 
 def mnist_root(root: str | os.PathLike | None = None) -> Path:
-    """The folder that holds MNIST/raw: `root`, else the environment variable MNIST_ROOT, else ./data."""
-    return Path(root or os.environ.get("MNIST_ROOT") or "data")
+    """The folder that holds MNIST/raw: `root`, else the environment variable MNIST_ROOT, else ./data; a ValueError
+    naming which of them it came from where that path is a file."""
+    name = "root" if root else "MNIST_ROOT" if os.environ.get("MNIST_ROOT") else "the default root"
+    path = Path(root or os.environ.get("MNIST_ROOT") or "data")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name}={str(path)!r} is a file: it must be the folder that holds MNIST/raw (or one to "
+                         "download MNIST into)")
+    return path
 
 
 def _digest(sums: dict[str, str]) -> str:
@@ -140,8 +146,10 @@ def _fetch_mnist(root: Path, files: list[Path], download: bool) -> None:
             return
         except (RuntimeError, OSError) as error:
             reason = f"the download failed: {error}"
+    packed = [f"{name}.gz" for name in missing if (files[0].parent / f"{name}.gz").is_file()]
+    unpack = f"{', '.join(packed)} are there compressed: decompress them in place (gunzip -k *.gz there). " if packed else ""
     raise FileNotFoundError(
-        f"MNIST not found: {', '.join(missing)} missing in {files[0].parent.resolve()} ({reason}). "
+        f"MNIST not found: {', '.join(missing)} missing in {files[0].parent.resolve()} ({reason}). {unpack}"
         "Put the four original files there, or set MNIST_ROOT (or pass root=) to the folder that holds MNIST/raw."
     )
 
@@ -222,6 +230,8 @@ def augment(
     check_augmentation("augment", {"degrees": degrees, "translate": translate, "scale": scale})
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise ValueError(f"augment: images must be a float tensor [N, C, H, W], got {_kind(images)}")
+    if len(images) == 0:
+        raise ValueError(f"augment: images is an empty batch, {_kind(images)}: it needs at least one image")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"augment: generator must be None or a torch.Generator, got {_kind(generator)}")
     n = images.shape[0]

@@ -149,6 +149,9 @@ class Net(nn.Module):
         self.to(memory_format=torch.channels_last)  # outputs equal to NCHW's, steps faster: benchmarks/step.py
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"expected a torch.Tensor of images [N, 1, 28, 28], got {type(x).__module__}."
+                             f"{type(x).__qualname__}: convert it with torch.as_tensor(x, dtype=torch.float32)")
         if x.dim() != 4 or tuple(x.shape[1:]) != INPUT_SHAPE:
             raise ValueError(f"expected input of shape [N, 1, 28, 28], got {list(x.shape)}")
         if x.dtype != self.fc.weight.dtype:

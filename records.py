@@ -3,6 +3,7 @@
 """
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -49,6 +50,15 @@ def environment(device: torch.device | str) -> dict:
             "cpu": cpu_name(), "device": str(device), "threads": torch.get_num_threads(), "git_commit": git_commit()}
 
 
+def committed_place(path: str | os.PathLike) -> str | None:
+    """Which committed place of the repository `path` is, or lies in, once resolved (symlinks followed), in words:
+    "the repository root", "in results/" or "in Images/"; None elsewhere (runs/, or a folder outside the repository)."""
+    resolved = Path(path).resolve()
+    if resolved == ROOT:
+        return "the repository root"
+    return next((f"in {name}/" for name in ("results", "Images") if resolved.is_relative_to(ROOT / name)), None)
+
+
 # ---- Records: the history file, tables, the worked example -------------------------------------------------
 
 EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")  # numbers in every record
@@ -68,6 +78,9 @@ def _history_problem(runs: dict, keys: dict[str, type | tuple[type, ...]] | None
             missing = [k for k in EPOCH_KEYS if not number(record.get(k))] if isinstance(record, dict) else EPOCH_KEYS
             if missing:
                 return f"model {name!r}, epoch record {i}: no number for {list(missing)}"
+            non_finite = [k for k in EPOCH_KEYS if not math.isfinite(record[k])]
+            if non_finite:
+                return f"model {name!r}, epoch record {i}: NaN or infinite {non_finite}, where a finite number belongs"
     return None
 
 

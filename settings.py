@@ -18,7 +18,7 @@ import torch
 
 from data import _check_limit, check_augmentation
 from model import Net, canonical_norm, whole_number
-from utils import _available_devices, check_ema_decay, check_flag, check_seed, finite_number
+from utils import _available_devices, check_ema_decay, check_seed, finite_number
 
 # name: (default, what it may be, what it means). DATA_ROOT's default is MNIST_ROOT where that is set.
 SETTINGS = {
@@ -41,7 +41,8 @@ SETTINGS = {
     "DATA_ROOT": ("data", "a folder's path", "the folder that holds MNIST/raw"),
     "DEVICE": (None, "None or a device this machine has", "None: cuda, then mps, then cpu"),
     "OUT_DIR": (".", "a folder's path you can write to", "where a finished run's results/ and Images/ go"),
-    "REPLACE_RESULTS": (False, "True or False", "replace OUT_DIR's results even where their settings differ"),
+    "REPLACE_RESULTS": (False, "True, False or some of EPOCHS, TRAIN_LIMIT, TEST_LIMIT",
+                        "True: this run replaces OUT_DIR's results (the whole study only, or what it names)"),
 }
 COLAB_SETTINGS = ("GITHUB_REPO", "GITHUB_BRANCH")  # the notebook's Colab cell sets these, before the parameters
 WHERE = ("DATA_ROOT", "OUT_DIR", "REPLACE_RESULTS")  # where and whether, not what: no part of a run's record
@@ -136,6 +137,5 @@ def check(names: dict) -> dict[str, str]:
     if Path(names["DATA_ROOT"]).exists() and not Path(names["DATA_ROOT"]).is_dir():
         raise ValueError(f"DATA_ROOT={str(names['DATA_ROOT'])!r} is a file: it must be the folder that holds MNIST/raw "
                          "(or one to download MNIST into)")
-    check_flag("REPLACE_RESULTS", names["REPLACE_RESULTS"])
     return check_study(names["VARIANTS"], names["EPOCHS"], names["MAX_LR"], names["WEIGHT_DECAY"], names["EMA_DECAY"],
                        names["L1_LAMBDA"], names["GROUPS"], names["DROPOUT"], names["OUT_DIR"])

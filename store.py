@@ -62,13 +62,18 @@ def run_spec(recipe: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups:
     settings.RECIPE; its DATA, the digest of the MNIST files, defaults to MNIST's original files), with `overrides`
     replacing any of them by its lower-case name (max_lr=0.04), and the run's own norm, seed, L1 lambda, GroupNorm
     groups, ghost-batch size and data split ("test" or "validation"). Each is checked: a ValueError names it."""
+    norm = canonical_norm(norm)
+    needed = settings.RECIPE_KEYS + (("GROUPS",) if groups is None and norm == "G" else ())
+    missing = [name for name in needed if name not in recipe]
+    if missing:
+        raise ValueError(f"run_spec: the recipe lacks {missing}; it needs every setting of settings.RECIPE "
+                         f"({', '.join(settings.RECIPE)}): start from {{**settings.RECIPE, ...}}")
     spec = {name.lower(): recipe[name] for name in settings.RECIPE_KEYS}
     unknown = set(overrides) - set(spec)
     if unknown:
         raise ValueError(f"unknown recipe setting(s) {sorted(unknown)}; allowed: {sorted(spec)}")
     spec.update(overrides)
     spec["data"] = recipe.get("DATA", data.MNIST_DIGEST)
-    norm = canonical_norm(norm)
     utils.check_seed("seed", seed)
     utils.finite_number("l1_lambda", l1_lambda)
     if split not in data.SPLITS:

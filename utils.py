@@ -118,6 +118,13 @@ def _kind(value) -> str:
         else kind
 
 
+def check_labels(labels: torch.Tensor) -> None:
+    """A ValueError unless every one of `labels` is a class 0-9, saying how many are not and the first of them."""
+    outside = labels[(labels < 0) | (labels > 9)]
+    if len(outside):
+        raise ValueError(f"labels must be classes 0-9, got {len(outside):,} outside that, the first {outside[0].item()}")
+
+
 def check_data(images, labels) -> None:
     """A ValueError unless `images` is a float tensor [N, C, H, W] of finite values and `labels` an int64 tensor [N] of
     classes 0-9 on the same device, as load_mnist returns them."""
@@ -132,9 +139,7 @@ def check_data(images, labels) -> None:
         raise ValueError(f"labels must be an int64 tensor [N] of classes 0-9, got {_kind(labels)}")
     if images.device != labels.device:
         raise ValueError(f"images are on {images.device} but labels on {labels.device}: put both on one device")
-    outside = labels[(labels < 0) | (labels > 9)]
-    if len(outside):
-        raise ValueError(f"labels must be classes 0-9, got {len(outside):,} outside that, the first {outside[0].item()}")
+    check_labels(labels)
     if not torch.isfinite(images.sum()):  # one fast pass; counted only where something is wrong
         non_finite = (~torch.isfinite(images)).sum().item()
         if non_finite:
@@ -198,7 +203,8 @@ CHANCE_ACC = 15.0  # % test accuracy at or below which a model is at chance leve
 def _divergence(model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer, l1_lambda: float, epoch: int,
                 batch: int, batches: int) -> str:
     """What a non-finite training loss at `batch` most likely comes from: the inputs (the last batch `x` is not
-    finite), the settings (the first batch, before any optimiser step) or else the learning rate."""
+    finite), the settings (the first batch, before any optimiser step), the weight decay (where AdamW's step would
+    multiply the weights by 1 - lr x weight_decay <= 0 at the peak rate) or else the learning rate."""
     where = f"non-finite training loss at epoch {epoch}, batch {batch} of {batches}"
     group = optimizer.param_groups[0]
     if not torch.isfinite(x).all():
@@ -207,6 +213,11 @@ def _divergence(model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimi
         return (f"{where}, before any optimiser step, so not the learning rate: the settings or the model; check "
                 f"l1_lambda={l1_lambda:g} (it multiplies sum |w|), weight_decay={group.get('weight_decay', 0):g} and "
                 "that the model's outputs are finite")
+    peak, decay = group.get("max_lr", group["lr"]), group.get("weight_decay", 0)
+    if peak * decay >= 1:
+        return (f"{where}: the run diverged, most likely from the weight decay: each step multiplies every weight by "
+                f"1 - lr x weight_decay, 1 - {peak:.3g} x {decay:g} = {1 - peak * decay:.3g} at the peak rate, where it "
+                f"must stay above 0; lower weight_decay (WEIGHT_DECAY) well below 1 / max_lr = {1 / peak:.3g}")
     return (f"{where}: the run diverged, most likely from the learning rate ({group['lr']:.3g} at the last step); "
             "lower max_lr (MAX_LR)")
 
@@ -245,7 +256,11 @@ def train(
     for batch, (x, y) in enumerate(bar):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         output = model(x)
-        loss = F.nll_loss(output, y)
+        try:
+            loss = F.nll_loss(output, y)
+        except IndexError:  # a label outside 0-9 (CPU): say so, as check_data does
+            check_labels(y)
+            raise
         if l1_lambda:
             loss = loss + l1_lambda * l1_penalty(model)
         optimizer.zero_grad(set_to_none=True)
@@ -281,7 +296,11 @@ def test(model: nn.Module, loader: Loader, device: torch.device) -> tuple[float,
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             output = model(x)
-            total_loss += F.nll_loss(output, y, reduction="sum")
+            try:
+                total_loss += F.nll_loss(output, y, reduction="sum")
+            except IndexError:  # a label outside 0-9 (CPU): say so, as check_data does
+                check_labels(y)
+                raise
             correct += (output.argmax(dim=1) == y).sum()
             seen += len(y)
     model.train(was_training)
@@ -359,16 +378,26 @@ def fit(
 
 
 def predict(model: nn.Module, loader: Loader, device: torch.device) -> torch.Tensor:
-    """The predicted class of every image of `loader`, in order, as int64 on the CPU (eval mode)."""
+    """The predicted class of every image of `loader`, in order, as int64 on the CPU (eval mode). Outputs that are
+    not finite, which have no class, are a FloatingPointError."""
     check_device("device", device)
     was_training = model.training
     model.eval()
+    predictions, non_finite = [], torch.zeros((), dtype=torch.long, device=device)
     with torch.inference_mode():
-        predictions = [model(x.to(device)).argmax(dim=1).cpu() for x, _ in loader]
+        for x, _ in loader:
+            output = model(x.to(device))
+            non_finite += (~torch.isfinite(output)).any(dim=1).sum()  # read once, at the end
+            predictions.append(output.argmax(dim=1).cpu())
     model.train(was_training)
     if not predictions:
         raise ValueError("the loader is empty: it yields no images")
-    return torch.cat(predictions)
+    predicted = torch.cat(predictions)
+    if non_finite.item():
+        raise FloatingPointError(f"predict: the model's outputs are NaN or infinite for {non_finite.item():,} of "
+                                 f"{len(predicted):,} images, which have no predicted class; check the images "
+                                 "(data.check_data) and the model's weights")
+    return predicted
 
 
 def misclassified(
@@ -398,4 +427,5 @@ def misclassified(
     model.train(was_training)
     if not images:
         raise ValueError("the loader is empty: it yields no images")
+    check_labels(torch.cat(true))  # a label outside 0-9 is never predicted, so it is among these
     return torch.cat(images)[:n], torch.cat(predicted)[:n], torch.cat(true)[:n]

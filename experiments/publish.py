@@ -10,8 +10,9 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
-from records import load_history, replace_files
-from settings import COLAB_SETTINGS
+from model import canonical_norm
+from records import ROOT, committed_place, load_history, replace_files
+from settings import COLAB_SETTINGS, RECIPE
 from utils import CHANCE_ACC
 
 _interruptions: list[str] = []  # what interrupted the watched run, or could have done so unseen (watch_interrupts)
@@ -105,8 +106,61 @@ def _differs(out_dir: Path, targets: list[Path], runs: dict) -> str | None:
     return f"its settings differ from those {published} records: {', '.join(changed)}" if changed else None
 
 
+def check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """OUT_DIR, checked before anything is written there: a ValueError where it is, or lies in, the repository's
+    results/ or Images/ (records.committed_place, symlinks resolved), where a run would publish into results/results/
+    and keep its own folder in results/runs/. The repository root itself (".") is where a full study publishes."""
+    if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir):
+        raise ValueError(f"OUT_DIR must be a folder's path, got {out_dir!r}")
+    place = committed_place(out_dir)
+    if place not in (None, "the repository root"):
+        raise ValueError(f"OUT_DIR={str(out_dir)!r} is {place} ({Path(out_dir).resolve()}): a run there would publish "
+                         "into a results/ and Images/ of its own inside the committed files, and keep its folder in a "
+                         'runs/ there. Use OUT_DIR = "." (the repository, whose results/ and Images/ a full study '
+                         "replaces) or a folder outside results/ and Images/")
+    return Path(out_dir)
+
+
+STUDY_VARIANTS = {"BN": "B", "LN": "L", "GN": "G"}  # README.md and STUDY.md's numbers compare these three
+FORCEABLE = ("EPOCHS", "TRAIN_LIMIT", "TEST_LIMIT")  # what REPLACE_RESULTS may name to publish a partial run
+
+
+def _names(names: Iterable[str]) -> str:
+    """A set of setting names as Python writes it, in FORCEABLE's order: {'EPOCHS', 'TRAIN_LIMIT'}."""
+    return "{" + ", ".join(repr(name) for name in FORCEABLE if name in names) + "}"
+
+
+def check_replace(settings: dict, variants: dict, replace: bool | set[str] | list[str]) -> None:
+    """REPLACE_RESULTS, checked before any training. False: nothing to check (`publish` keeps apart a run that is not
+    the study OUT_DIR's history.json records). True: the run must be the whole committed study, every variant of
+    STUDY_VARIANTS (`variants`, {name: norm}), the EPOCHS of the repository's results/history.json (settings.RECIPE's
+    where there is none) and every digit (TRAIN_LIMIT and TEST_LIMIT None); a ValueError lists what differs. A set of
+    names from FORCEABLE (REPLACE_RESULTS = {"EPOCHS"}, or a list: papermill passes lists) publishes a run where those differ, on purpose; never one
+    without every variant."""
+    if replace is False:
+        return
+    forced = set() if replace is True else set(replace) if isinstance(replace, (set, frozenset, list, tuple)) else None
+    if forced is None or not forced <= set(FORCEABLE):
+        raise ValueError(f"REPLACE_RESULTS must be True, False or a set of the settings a replacing run may change, "
+                         f"among {_names(FORCEABLE)}, got {replace!r}")
+    study = {"EPOCHS": RECIPE["EPOCHS"], **_study_settings(load_history(ROOT / "results" / "history.json")),
+             "TRAIN_LIMIT": None, "TEST_LIMIT": None}
+    ours = {name: canonical_norm(norm) for name, norm in variants.items()}
+    differs = [name for name in FORCEABLE if settings.get(name) != study[name] and name not in forced]
+    if ours == STUDY_VARIANTS and not differs:
+        return
+    what = [f"{name} {settings.get(name)!r} (the study: {study[name]!r})" for name in differs]
+    if ours != STUDY_VARIANTS:
+        what.insert(0, f"VARIANTS {ours!r} (the study: {STUDY_VARIANTS!r}; README.md and STUDY.md's numbers need every "
+                       "one, so this cannot be forced)")
+    force = f", or REPLACE_RESULTS = {_names(set(differs) | forced)} to publish it on purpose" if ours == STUDY_VARIANTS else ""
+    raise ValueError(f"REPLACE_RESULTS={replace!r} would replace the committed results with a run that is not the "
+                     f"committed study: {'; '.join(what)}. Set REPLACE_RESULTS = False to keep this run in its own "
+                     f"folder (OUT_DIR/runs/study-<time>){force}")
+
+
 def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: dict[str, list[dict]],
-            replace: bool = False, interruptions: Iterable[str] = ()) -> list[Path]:
+            replace: bool | set[str] | list[str] = False, interruptions: Iterable[str] = ()) -> list[Path]:
     """Copy a finished run's results/ and Images/ files from run_dir into out_dir, with README.md and STUDY.md's
     generated numbers made from it (`_documents`), all of them or none (`replace_files`); returns the files published,
     [] where the run is kept apart.

@@ -117,7 +117,10 @@ def executor(jobs: int, scheduler: str | None, timeout: str = "20s") -> Iterator
 
         try:  # before Client, which may hang on a malformed address
             protocol, location = parse_address(scheduler)
-            get_backend(protocol), parse_host_port(location)
+            get_backend(protocol)
+            host, port = parse_host_port(location)
+            if not host or not 0 < port < 65536:
+                raise ValueError(f"no host in {location!r}" if not host else f"port {port} is not from 1 to 65535")
         except (ValueError, TypeError) as error:
             raise ValueError(f"--scheduler {scheduler!r} is not a Dask scheduler address ({error}); give the address "
                              "`dask scheduler` prints, tcp://HOST:PORT") from None
@@ -417,9 +420,31 @@ def unchanged(path: Path, results: dict) -> bool:
 
 def replot(experiment, out_dir: Path) -> None:
     """Redraw an experiment's figure and reprint its tables from its results JSON, without training anything."""
-    results = load_results(out_dir / "results" / f"{experiment.NAME}.json", experiment.NAME)
-    save_figure(experiment.figure(results), out_dir / "Images" / f"{experiment.NAME}.png")
-    print("\n\n".join(experiment.tables(results)))
+    path = out_dir / "results" / f"{experiment.NAME}.json"
+    results = load_results(path, experiment.NAME)
+    try:  # both drawn before anything is written
+        figure, tables = experiment.figure(results), experiment.tables(results)
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise ValueError(f"{path} holds results of experiment {experiment.NAME!r} that this version cannot draw "
+                         f"({type(error).__name__}: {error}): it comes from other code or was edited; run the "
+                         "experiment again") from None
+    save_figure(figure, out_dir / "Images" / f"{experiment.NAME}.png")
+    print("\n\n".join(tables))
+
+
+def check_quick_places(quick: bool, out_dir: Path, store_dir: Path) -> None:
+    """A ValueError, before anything is written, where a quick run (the first seed only, QUICK's settings: not the
+    committed study) would write into a committed place (records.committed_place): --out-dir or --store the
+    repository root or a folder in results/ (results/runs is the committed store) or Images/."""
+    if not quick:
+        return
+    for option, path in (("--out-dir", out_dir), ("--store", store_dir)):
+        place = records.committed_place(path)
+        if place:
+            raise ValueError(f"--quick with {option} {path}: that is {place} ({Path(path).resolve()}), where only the "
+                             f"committed study's runs and results go, and a quick run ({QUICK}, first seed only) is not "
+                             f"one. Leave {option} out (a quick run writes under {RUNS / 'quick'}) or give a folder "
+                             "outside the repository root, results/ and Images/")
 
 
 def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, scheduler: str | None = None) -> dict:
@@ -431,6 +456,7 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     numbers, each run carrying its "record"; figure(results) and tables(results), the README's tables.
     --quick runs the first seed only.
     """
+    check_quick_places(quick, out_dir, store_dir)
     settings = {k: v for k, v in settings_for(quick, **experiment.OVERRIDES).items() if k != "DATA_ROOT"}
     check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
                 settings["EMA_DECAY"], settings["L1_LAMBDA"], settings["GROUPS"], settings["DROPOUT"], out_dir)

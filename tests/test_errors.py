@@ -51,6 +51,28 @@ def test_missing_file_is_named_and_only_the_split_is_needed(tiny_mnist):
         data.load_mnist(tiny_mnist, train=False, download=False)
 
 
+@pytest.mark.parametrize("how", ["root", "MNIST_ROOT"])
+def test_a_root_that_is_a_file_is_named(tmp_path, monkeypatch, how):
+    file = tmp_path / "mnist.tar"
+    file.write_bytes(b"not a folder")
+    monkeypatch.setenv("MNIST_ROOT", str(file) if how == "MNIST_ROOT" else str(tmp_path))
+    for load in (lambda: data.load_mnist(file if how == "root" else None, download=False),
+                 lambda: data.mnist_digest(file if how == "root" else None)):
+        with raises(ValueError, f"{how}={str(file)!r} is a file", "the folder that holds MNIST/raw"):
+            load()
+
+
+def test_compressed_files_alone_are_named_with_how_to_decompress_them(tiny_mnist):
+    import gzip
+    for name in TRAIN_FILES:
+        path = tiny_mnist / name
+        Path(f"{path}.gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    with raises(FileNotFoundError, "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz are there compressed",
+                "gunzip -k"):
+        data.load_mnist(tiny_mnist, download=False)
+
+
 IMAGES, LABELS = TRAIN_FILES
 # 20 training digits: images 16 + 20 * 784 = 15,696 bytes, labels 8 + 20 = 28 bytes.
 FILE_FAULTS = {
@@ -258,6 +280,11 @@ def test_augment_refuses_settings_outside_their_range(setting, value, allowed):
         data.augment(IMAGES_OK, **{setting: value})
 
 
+def test_augment_refuses_an_empty_batch():
+    with raises(ValueError, "augment: images is an empty batch", "[0, 1, 28, 28]", "at least one image"):
+        data.augment(IMAGES_OK[:0])
+
+
 def test_augment_refuses_images_without_a_channel_axis():
     with raises(ValueError, "augment: images must be a float tensor [N, C, H, W]", "[4, 28, 28]"):
         data.augment(IMAGES_OK.squeeze(1))
@@ -408,6 +435,30 @@ def test_misclassified_rejects_an_empty_loader():
         utils.misclassified(Oracle(), [], CPU)
 
 
+def test_misclassified_names_a_label_outside_0_9():
+    with raises(ValueError, "labels must be classes 0-9", "the first 12"):
+        utils.misclassified(Oracle(), [(torch.zeros(2, 1, 28, 28), torch.tensor([0, 12]))], CPU)
+
+
+def test_predict_refuses_outputs_without_a_class():
+    model, loader = tiny_run()
+    model[1].bias.data.fill_(float("nan"))  # every output NaN: argmax would say class 0 for every image
+    with raises(FloatingPointError, "predict", "NaN or infinite for 8 of 8 images"):
+        utils.predict(model, loader, CPU)
+
+
+@pytest.mark.parametrize("label", [10, -1])
+@pytest.mark.parametrize("step", ["train", "test"])
+def test_a_plain_loader_with_a_label_outside_0_9_is_named(step, label):
+    model, _ = tiny_run()
+    loader = [(torch.randn(4, 1, 28, 28), torch.tensor([0, 1, label, 2]))]  # no TensorLoader: nothing checked it
+    with raises(ValueError, "labels must be classes 0-9", f"the first {label}"):
+        if step == "train":
+            utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU)
+        else:
+            utils.test(model, loader, CPU)
+
+
 def test_misclassified_returns_the_few_it_finds():
     images, predicted, true = utils.misclassified(Oracle(), digits([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]), CPU, n=10)
     assert images.shape == (0, 1, 28, 28) and predicted.shape == (0,) and true.shape == (0,)
@@ -443,6 +494,8 @@ FOREIGN = {  # what a history file must not be mistaken for; each: (its text, wh
     "a number as text": (json.dumps({"BN": {"history": [EPOCH, {**EPOCH, "test_acc": "97.5"}]}}),
                          ["model 'BN', epoch record 2: no number for ['test_acc']"]),
     "a missing number": (json.dumps({"BN": {"history": [{k: v for k, v in EPOCH.items() if k != "lr"}]}}), ["['lr']"]),
+    "a NaN epoch": (json.dumps({"BN": {"history": [EPOCH, {**EPOCH, "epoch": float("nan")}]}}),
+                    ["model 'BN', epoch record 2: NaN or infinite ['epoch']"]),
 }
 
 
@@ -503,6 +556,15 @@ def test_a_non_finite_training_loss_stops_within_check_every_batches():
     with raises(FloatingPointError, "epoch 3", "batch 20 of 200", "most likely from the learning rate (0.01 "):
         utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU, epoch=3)
     assert model.calls == utils.CHECK_EVERY  # it stopped at the first check after the NaN, not at the epoch's end
+
+
+def test_a_divergence_under_a_huge_weight_decay_names_the_weight_decay():
+    model, _ = tiny_run()
+    loader = data.TensorLoader(torch.randn(200 * 4, 1, 28, 28), torch.arange(800) % 10, 4, shuffle=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.02, weight_decay=1e4)  # each step: weights x (1 - 200)
+    with raises(FloatingPointError, "epoch 3", "most likely from the weight decay", "1 - 0.02 x 10000 = -199",
+                "lower weight_decay (WEIGHT_DECAY)"):
+        utils.train(model, loader, optimizer, CPU, epoch=3)
 
 
 def test_a_non_finite_loss_from_the_inputs_says_so():
@@ -625,6 +687,39 @@ def test_the_full_study_at_the_committed_settings_replaces_its_files_and_only_th
     assert {p: b for p, b in snapshot(out_dir).items() if p not in published} == \
         {p: b for p, b in before.items() if p not in published}  # the experiments' JSON and figures untouched
     assert not [p for p in out_dir.rglob("*") if ".tmp." in p.name or ".old." in p.name]
+
+
+@pytest.mark.parametrize("folder", ["results", "Images/x", "link/results", "results/runs"])
+def test_out_dir_in_the_committed_results_or_figures_is_refused(tmp_path, folder):
+    (tmp_path / "link").symlink_to(ROOT)  # the repository by another name
+    out_dir = tmp_path / folder if folder.startswith("link") else ROOT / folder
+    place = "results" if "results" in folder else "Images"
+    with raises(ValueError, f"OUT_DIR={str(out_dir)!r} is in {place}/", 'Use OUT_DIR = "."'):
+        publish.check_out_dir(out_dir)
+    for allowed in (ROOT, tmp_path / "link", tmp_path / "mine", "."):  # the repository root, or a folder elsewhere
+        assert publish.check_out_dir(allowed) == Path(allowed)
+
+
+@pytest.mark.parametrize("variants, changes, replace, named", [
+    (SETTINGS["VARIANTS"], {"EPOCHS": 1, "TRAIN_LIMIT": 2048, "TEST_LIMIT": 500}, True,
+     ["EPOCHS 1 (the study: 20)", "TRAIN_LIMIT 2048 (the study: None)", "TEST_LIMIT 500 (the study: None)",
+      "REPLACE_RESULTS = {'EPOCHS', 'TRAIN_LIMIT', 'TEST_LIMIT'} to publish it on purpose"]),
+    ({"BN": "B"}, {}, True, ["VARIANTS {'BN': 'B'} (the study: {'BN': 'B', 'LN': 'L', 'GN': 'G'}", "cannot be forced"]),
+    ({"BN": "B"}, {}, {"EPOCHS"}, ["VARIANTS {'BN': 'B'}", "cannot be forced"]),
+    (SETTINGS["VARIANTS"], {"EPOCHS": 1, "TRAIN_LIMIT": 2048}, {"EPOCHS"}, ["TRAIN_LIMIT 2048", "{'EPOCHS', 'TRAIN_LIMIT'}"]),
+    (SETTINGS["VARIANTS"], {}, {"VARIANTS"}, ["REPLACE_RESULTS must be True, False or a set", "got {'VARIANTS'}"]),
+    (SETTINGS["VARIANTS"], {}, 1, ["REPLACE_RESULTS must be True, False or a set", "got 1"]),
+])
+def test_replace_results_refuses_a_partial_run_before_training(variants, changes, replace, named):
+    with raises(ValueError, *named):
+        publish.check_replace(SETTINGS | changes, variants, replace)
+
+
+@pytest.mark.parametrize("changes, replace", [({}, True), ({"EPOCHS": 1, "TRAIN_LIMIT": 2048}, False),
+                                              ({"EPOCHS": 1, "TEST_LIMIT": 500}, {"EPOCHS", "TEST_LIMIT"}),
+                                              ({"MAX_LR": 0.04}, True)])  # a new recipe, whole: on purpose
+def test_replace_results_passes_the_whole_study_a_forced_one_or_none(changes, replace):
+    publish.check_replace(SETTINGS | changes, {"BN": "batch", "LN": "L", "GN": "G"}, replace)
 
 
 def test_replace_results_publishes_any_finished_run(tmp_path, out_dir):

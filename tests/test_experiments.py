@@ -148,6 +148,20 @@ def test_quick_cli_run_writes_under_runs_and_never_touches_committed_files(tmp_p
     assert not [p for folder in ("results", "Images") for p in (copy / folder).rglob("*") if p.is_file() and p not in committed]
 
 
+@pytest.mark.parametrize("out_dir, store_dir", [(".", "runs/quick/store"), ("results", "runs/quick/store"),
+                                                ("Images/x", "runs/quick/store"), ("link", "runs/quick/store"),
+                                                ("runs/quick", "results/runs"), ("runs/quick", "link/results/runs")])
+def test_quick_run_refuses_committed_places_before_anything(tmp_path, monkeypatch, out_dir, store_dir):
+    from experiments import l1
+    (tmp_path / "link").symlink_to(ROOT)  # the repository by another name
+    place = lambda path: tmp_path / path if path.startswith("link") else ROOT / path
+    monkeypatch.setattr(runner, "settings_for", lambda *a, **k: pytest.fail("got past the check of the places"))
+    option = "--store" if store_dir.endswith("results/runs") else "--out-dir"
+    with pytest.raises(ValueError, match=f"^--quick with {option} .*: that is (the repository root|in results/|in Images/)"):
+        runner.execute(l1, True, 1, place(out_dir), place(store_dir))
+    runner.check_quick_places(False, ROOT, ROOT / "results" / "runs")  # the full study's places
+
+
 def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
     results = json.loads((ROOT / "results" / "l1.json").read_text())
     assert results["settings"]["MAX_LR"] == settings.defaults()["MAX_LR"]
@@ -156,7 +170,9 @@ def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
 
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"), ("{", "not valid JSON"), ('{"experiment": "main", "summary": {}, "settings": {}}',
-                                                        "not the results of experiment 'l1'"), ("[1]", "not the results")])
+                                                        "not the results of experiment 'l1'"), ("[1]", "not the results"),
+    ('{"experiment": "l1", "summary": {"x": 1}, "settings": {}}', r"l1\.json holds results of experiment 'l1' that this "
+                                                                 r"version cannot draw \(KeyError: 'rows'\)")])
 def test_replot_names_a_missing_truncated_or_foreign_file(tmp_path, content, message):
     from experiments import l1
     path = tmp_path / "results" / "l1.json"
@@ -174,7 +190,8 @@ def test_unreachable_scheduler_is_named():
             pass
 
 
-@pytest.mark.parametrize("address", ["", "tcp://", "127.0.0.1", "127.0.0.1:port", "http://127.0.0.1:8786"])
+@pytest.mark.parametrize("address", ["", "tcp://", "127.0.0.1", "127.0.0.1:port", "http://127.0.0.1:8786", "tcp://:8786",
+                                     "tcp://127.0.0.1:99999"])
 def test_malformed_scheduler_is_named(address):
     with pytest.raises(ValueError, match=f"^--scheduler {address!r} is not a Dask scheduler address"):
         with runner.executor(1, address, timeout="1s"):

@@ -1,5 +1,6 @@
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -127,6 +128,11 @@ def test_groups_that_do_not_divide_a_layer_are_rejected():
 def test_bad_dropout_is_rejected():
     with pytest.raises(ValueError, match="dropout"):
         Net("B", dropout=1.5)
+
+
+def test_a_numpy_array_is_named_with_how_to_convert_it():
+    with pytest.raises(ValueError, match=r"expected a torch\.Tensor .* got numpy\.ndarray: convert it with torch\.as_tensor"):
+        Net("B")(np.zeros((8, 1, 28, 28), dtype=np.float32))
 
 
 @pytest.mark.parametrize("shape", [(8, 28, 28), (8, 3, 28, 28), (8, 1, 32, 32)])

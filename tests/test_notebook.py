@@ -171,8 +171,11 @@ def test_a_quick_run_leaves_the_committed_results_alone(tmp_path, published):
 
 @pytest.mark.slow
 @needs_mnist
-def test_replace_results_publishes_a_quick_run(tmp_path, published):
-    execute(tmp_path, REPLACE_RESULTS=True)
+def test_replace_results_publishes_a_quick_run_only_where_it_names_what_differs(tmp_path, published):
+    with pytest.raises(papermill.PapermillExecutionError, match=r"EPOCHS 1 \(the study: 20\)"):
+        execute(tmp_path, REPLACE_RESULTS=True)  # not the whole study: refused before training
+    assert unchanged(published) and not list(tmp_path.glob("runs/study-*/results"))
+    execute(tmp_path, REPLACE_RESULTS=["EPOCHS", "TRAIN_LIMIT", "TEST_LIMIT"])  # papermill passes a list
     runs = json.loads((tmp_path / "results" / "history.json").read_text())
     assert {run["settings"]["EPOCHS"] for run in runs.values()} == {1}
     replaced = {tmp_path / "results" / "history.json"} | {tmp_path / "Images" / f"{figure}.png" for figure in FIGURES}

@@ -44,6 +44,13 @@ def test_spec_is_canonical_and_checked():
     assert len(keys) == 4
 
 
+@pytest.mark.parametrize("norm, missing", [("B", "EPOCHS"), ("L", "TRAIN_LIMIT"), ("G", "GROUPS")])
+def test_a_recipe_without_a_setting_is_named(norm, missing):
+    recipe = {name: value for name, value in SETTINGS.items() if name != missing}
+    with pytest.raises(ValueError, match=rf"^run_spec: the recipe lacks \['{missing}'\]; it needs every setting"):
+        store.run_spec(recipe, norm, seed=1)
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("seed", "1/../../../x", "seed must be a whole number"), ("seed", -1, "seed must be"),
     ("split", "../test", "split must be one of"), ("norm_batch", "4/..", "norm_batch must be"),
@@ -153,10 +160,10 @@ def test_non_finite_numbers_never_enter_the_store(tmp_path):
 def test_committed_store_refuses_runs_from_uncommitted_code(monkeypatch, tmp_path):
     monkeypatch.setattr(records, "git_commit", lambda: "0123abc+changes")
     monkeypatch.setattr(runner, "ensure", lambda *a, **k: pytest.fail("trained before refusing"))
+    with pytest.raises(ValueError, match="uncommitted changes"):  # a full run: a quick one is refused there anyway
+        runner.execute(l1, False, 1, tmp_path, store.STORE)
     with pytest.raises(ValueError, match="uncommitted changes"):
-        runner.execute(l1, True, 1, tmp_path, store.STORE)
-    with pytest.raises(ValueError, match="uncommitted changes"):
-        runner.execute(l1, True, 1, ROOT, tmp_path / "store")
+        runner.execute(l1, False, 1, ROOT, tmp_path / "store")
 
 
 def strip_times(record: dict) -> dict:
