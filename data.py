@@ -234,6 +234,12 @@ def augment(
         raise ValueError(f"augment: images is an empty batch, {_kind(images)}: it needs at least one image")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"augment: generator must be None or a torch.Generator, got {_kind(generator)}")
+    return _augment(images, generator, degrees, translate, scale)
+
+
+def _augment(images: torch.Tensor, generator: torch.Generator | None, degrees: float, translate: float,
+             scale: float) -> torch.Tensor:
+    """augment without its checks: what the training loader calls on every batch, its settings checked once."""
     n = images.shape[0]
 
     def uniform(bound: float) -> torch.Tensor:
@@ -346,6 +352,6 @@ def mnist_loaders(
     if len(train_images) < batch_size:
         raise ValueError(f"{len(train_images)} training digits (train_limit={train_limit}) but batch_size={batch_size}: "
                          "training needs at least one full batch; raise train_limit or lower batch_size")
-    augment_fn = (lambda x, g: augment(x, g, **augmentation)) if augmentation else None
+    augment_fn = (lambda x, g: _augment(x, g, **augmentation)) if augmentation else None  # checked above
     train_loader = TensorLoader(train_images, train_labels, batch_size, True, augment_fn, generator)
     return train_loader, TensorLoader(held_images[:test_limit], held_labels[:test_limit], test_batch_size, shuffle=False)

@@ -248,6 +248,13 @@ def train(
     whole_number("epoch", epoch, "a whole number >= 1")
     if len(loader) == 0:
         raise ValueError("the training loader is empty: it yields no batches")
+    return _train(model, loader, optimizer, device, scheduler, l1_lambda, epoch, ema)
+
+
+def _train(model: nn.Module, loader: Loader, optimizer: torch.optim.Optimizer, device: torch.device,
+           scheduler: torch.optim.lr_scheduler.LRScheduler | None, l1_lambda: float, epoch: int,
+           ema: WeightEMA | None) -> tuple[float, float]:
+    """train without its checks: what fit calls every epoch, its arguments checked once."""
     model.train()
     batch_losses = torch.zeros(len(loader), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -287,6 +294,11 @@ def train(
 def test(model: nn.Module, loader: Loader, device: torch.device) -> tuple[float, float]:
     """Mean NLL loss and accuracy (%) over `loader`, in eval mode; the model's mode is restored afterwards."""
     check_device("device", device)
+    return _test(model, loader, device)
+
+
+def _test(model: nn.Module, loader: Loader, device: torch.device) -> tuple[float, float]:
+    """test without its checks: what fit calls every epoch."""
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), device=device)
@@ -344,6 +356,8 @@ def fit(
     finite_number("weight_decay", weight_decay)
     finite_number("l1_lambda", l1_lambda)
     check_ema_decay("ema_decay", ema_decay)
+    if len(train_loader) == 0:
+        raise ValueError("the training loader is empty: it yields no batches")
     if on_epoch is not None and not callable(on_epoch):
         raise ValueError(f"on_epoch must be None or a function of the history so far, got {on_epoch!r}")
     device = torch.device(device)
@@ -357,8 +371,8 @@ def fit(
         for epoch in range(1, epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             start = time.perf_counter()
-            train_loss, train_acc = train(model, train_loader, optimizer, device, scheduler, l1_lambda, epoch, ema)
-            test_loss, test_acc = test(model if ema is None else ema.module, test_loader, device)
+            train_loss, train_acc = _train(model, train_loader, optimizer, device, scheduler, l1_lambda, epoch, ema)
+            test_loss, test_acc = _test(model if ema is None else ema.module, test_loader, device)
             seconds = time.perf_counter() - start
             weights_l1 = l1_penalty(model if ema is None else ema.module).item()  # what L1 acts on, for the record
             history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,

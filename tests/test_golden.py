@@ -96,7 +96,7 @@ def test_golden_values_are_those_of_this_training_version(golden_root):
 
 
 # The functions the changes below replace, each change calling its original with one thing altered.
-AUGMENT, EMA_INIT, L1, MAKE_NORM = data.augment, utils.WeightEMA.__init__, utils.l1_penalty, model.make_norm
+AUGMENT, EMA_INIT, L1, MAKE_NORM = data._augment, utils.WeightEMA.__init__, utils.l1_penalty, model.make_norm
 ONE_CYCLE, KAIMING = torch.optim.lr_scheduler.OneCycleLR, torch.nn.init.kaiming_uniform_
 
 
@@ -106,7 +106,7 @@ def with_eps(norm: torch.nn.Module) -> torch.nn.Module:
 
 
 CHANGES = {  # each alters a number a run records: the golden test must see it
-    "augmentation": lambda mp: mp.setattr(data, "augment", lambda x, g, degrees, translate, scale:
+    "augmentation": lambda mp: mp.setattr(data, "_augment", lambda x, g, degrees, translate, scale:
                                           AUGMENT(x, g, degrees * 1.1, translate, scale)),
     "EMA": lambda mp: mp.setattr(utils.WeightEMA, "__init__", lambda self, net, decay: EMA_INIT(self, net, decay * 0.99)),
     "L1": lambda mp: mp.setattr(utils, "l1_penalty", lambda net: L1(net) * 1.01),

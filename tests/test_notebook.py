@@ -211,7 +211,7 @@ def test_an_interrupted_run_is_never_published_and_keeps_its_finished_epochs(tmp
     command = [sys.executable, "-m", "papermill", str(NOTEBOOK), str(tmp_path / "executed.ipynb"), "--cwd", str(ROOT),
                "-p", "DATA_ROOT", str(MNIST_ROOT), "-p", "OUT_DIR", str(tmp_path), "-p", "EPOCHS", "3",
                "-p", "TRAIN_LIMIT", "2048", "-p", "TEST_LIMIT", "500", "-p", "BATCH_SIZE", "32",
-               "-p", "REPLACE_RESULTS", "True"]  # so that only the interrupt keeps it from publication
+               "-y", "REPLACE_RESULTS: [EPOCHS, TRAIN_LIMIT, TEST_LIMIT]"]  # so that only the interrupt keeps it from publication
     sigint = signal.SIG_IGN if ignore_sigint else signal.SIG_DFL
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                env={**os.environ, "TQDM_DISABLE": "1"}, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))

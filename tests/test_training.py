@@ -183,8 +183,8 @@ def test_fit_follows_one_cycle_per_optimiser_step(monkeypatch):
 def test_fit_turns_on_cudnn_benchmark_for_a_gpu_run_and_restores_it(monkeypatch):
     # fixed input shapes: cuDNN may pick its fastest kernels once, for this run only, not for the caller's code after
     seen = []
-    monkeypatch.setattr(utils, "train", lambda *args: seen.append(torch.backends.cudnn.benchmark) or (0.1, 99.0))
-    monkeypatch.setattr(utils, "test", lambda *args: (0.1, 99.0))
+    monkeypatch.setattr(utils, "_train", lambda *args: seen.append(torch.backends.cudnn.benchmark) or (0.1, 99.0))
+    monkeypatch.setattr(utils, "_test", lambda *args: (0.1, 99.0))
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     monkeypatch.setattr(utils, "_available_devices", lambda: ["cpu", "cuda", "cuda:0"])  # as on a GPU machine
     loader = data.TensorLoader(torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), 2)
