@@ -4,7 +4,7 @@
 It trains only the runs the store lacks, whole seeds first, and stores each one as it finishes, so a stopped session
 loses only the runs in flight. It writes no results. Once every declared run of an experiment is stored, that
 experiment's SEEDS become the declared ones and its table is published as usual. The main comparison at each norm's
-own rate (PROTOCOL.md B) is declared there, but its runs depend on A's result, so they are listed once A is done.
+own rate (PROTOCOL.md B, experiments/own_rate.py) depends on A's result, so its runs are listed since A was done.
 """
 
 import argparse
@@ -15,8 +15,10 @@ import records
 import store
 from experiments import runner
 
-# PROTOCOL.md: the seeds of each experiment whose runs it adds (A: lr; D: norm_batch, gn_groups)
-DECLARED = {"lr": tuple(range(1, 6)), "norm_batch": tuple(range(1, 11)), "gn_groups": tuple(range(1, 11))}
+# PROTOCOL.md: the seeds of each experiment whose runs it adds (A: lr; D: norm_batch, gn_groups; B: own_rate, listed
+# once A chose each variant's rate)
+DECLARED = {"lr": tuple(range(1, 6)), "norm_batch": tuple(range(1, 11)), "gn_groups": tuple(range(1, 11)),
+            "own_rate": tuple(range(1, 11))}
 
 
 def specs() -> list[dict]:

@@ -286,17 +286,27 @@ def test_committed_experiment_reads_every_run_from_the_committed_store(name):
 
 
 def test_the_protocol_lists_every_declared_run_once_and_keeps_the_published_ones():
-    """PROTOCOL.md A and D: lr at seeds 1-5 over its 17 rates, norm_batch and gn_groups at seeds 1-10; the runs the
-    published tables use are among them, so nothing is trained twice."""
-    from experiments import gn_groups, lr, norm_batch, protocol
+    """PROTOCOL.md A, B and D: lr at seeds 1-5 over its 17 rates and the edge rule's BN at 0.08, own_rate, norm_batch
+    and gn_groups at seeds 1-10; the runs the published tables use are among them, so nothing is trained twice."""
+    from experiments import gn_groups, lr, norm_batch, own_rate, protocol
 
     declared = {store.key(s): s for s in protocol.specs()}
     assert len(declared) == len(protocol.specs())
     by_split = lambda split: [s for s in declared.values() if s["split"] == split]
-    assert len(by_split("validation")) == 17 * 5 and {s["seed"] for s in by_split("validation")} == set(range(1, 6))
+    assert len(by_split("validation")) == 18 * 5 and {s["seed"] for s in by_split("validation")} == set(range(1, 6))
     assert {s["seed"] for s in by_split("test")} == set(range(1, 11))
-    for module in (lr, norm_batch, gn_groups):
+    assert {(s["norm"], s["l1_lambda"] > 0, s["max_lr"]) for s in by_split("test") if s["max_lr"] != 0.02} == {
+        ("B", False, 0.04), ("B", True, 0.01), ("L", False, 0.08), ("G", False, 0.04)}
+    for module in (lr, norm_batch, gn_groups, own_rate):
         published = module.runs(runner.settings_for(False, **module.OVERRIDES), module.SEEDS)
         assert {store.key(r["spec"]) for r in published} <= set(declared)
     seeds = [s["seed"] for s in declared.values() if s["split"] == "validation"]
     assert seeds == sorted(seeds)  # whole seeds first
+
+
+def test_each_variants_own_rate_is_its_best_on_validation():
+    """PROTOCOL.md B trains each variant at the rate A chose: own_rate.RATES is the published lr table's best."""
+    from experiments import own_rate
+
+    chosen = json.loads((ROOT / "results" / "lr.json").read_text())["summary"]["variants"]
+    assert own_rate.RATES == {variant: row["best"] for variant, row in chosen.items()}
