@@ -10,9 +10,8 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: one plain line per epoch, not a bar per run
 
 import store
-from experiments import runner, verify
+from experiments import EXPERIMENTS, runner, verify
 
-EXPERIMENTS = ["main", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "shift", "ghost_stats"]
 QUICK_DIR = runner.RUNS / "quick"
 
 

@@ -19,13 +19,12 @@ import torch
 
 import records
 import store
-from experiments import runner, verify
+from experiments import EXPERIMENTS, runner, verify
 from model import Net, count_macs, count_parameters
 
 ROOT = records.ROOT
 DOCUMENTS = ("README.md", "STUDY.md")
 BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- /generated -->)", re.S)
-EXPERIMENTS = ["main", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "shift", "ghost_stats"]  # as experiments/__main__.py lists them
 NAMES = {"BN": "BatchNorm + L1", "LN": "LayerNorm", "GN": "GroupNorm"}
 
 

@@ -18,7 +18,7 @@ from conftest import MNIST_ROOT, ROOT, needs_mnist
 import settings
 import store
 from experiments import main, runner
-from experiments.__main__ import EXPERIMENTS
+from experiments import EXPERIMENTS
 
 
 def test_an_experiment_starts_from_the_study_settings():

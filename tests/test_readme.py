@@ -43,11 +43,6 @@ def test_every_figure_the_documents_show_is_committed_and_shown():
     assert shown == {f"Images/{p.name}" for p in (ROOT / "Images").glob("*.png")}
 
 
-def test_experiments_the_documents_list_are_the_cli_s():
-    from experiments.__main__ import EXPERIMENTS
-    assert report.EXPERIMENTS == EXPERIMENTS
-
-
 def test_committed_notebook_shows_its_run():
     notebook = json.loads((ROOT / "S6_Normalization.ipynb").read_text())
     outputs = [o for c in notebook["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
