@@ -19,7 +19,7 @@ import torch
 
 import records
 import store
-from experiments import EXPERIMENTS, runner, verify
+from experiments import EXPERIMENTS, main, runner, verify
 from model import Net, count_macs, count_parameters
 
 ROOT = records.ROOT
@@ -119,11 +119,32 @@ def main_blocks(r: dict) -> dict[str, str]:
         said_of_pairs = "Of the pairs, " + "; ".join(p for p in parts if p) + "."
     return {"headline": f"Over {len(s['seeds'])} seeds of {r['main']['settings']['EPOCHS']} epochs, at one shared "
                         f"learning rate, the mean test accuracies are {means}, each network with "
-                        f"{r['history']['BN']['params']:,} parameters. {said_of_pairs} Each norm at its own rate is "
-                        "still to be run (PROTOCOL.md); the intervals and tests are in STUDY.md."}
+                        f"{r['history']['BN']['params']:,} parameters. {said_of_pairs} {own_rate_said(r)} The intervals "
+                        "and tests are in STUDY.md."}
+
+
+def own_rate_said(r: dict) -> str:
+    """The main comparison at each norm's own rate, in one sentence: how many pairs are equivalent, differ or neither."""
+    if "own_rate" not in r:
+        return "Each norm at its own rate is still to be run (PROTOCOL.md B)."
+    pairs = r["own_rate"]["summary"]["pairs"]
+    count = lambda kind: sum(p["verdict"].startswith(kind) for p in pairs)
+    return (f"With each norm at its own learning rate, chosen on validation, {count('equivalent')} of the "
+            f"{len(pairs)} pairs are equivalent, {count('differs')} differ and {count('inconclusive')} are "
+            "inconclusive.")
 
 
 GOAL = (99.55, 99.50)  # PROTOCOL.md B: the accuracy goal, a variant's mean over seeds and its lowest seed (%)
+
+
+def accuracies(result: dict, variant: str) -> dict[int, float]:
+    """A main-style experiment's test accuracy of one variant, by seed."""
+    return {run["seed"]: run["test_acc"] for run in result["runs"] if run["variant"] == variant}
+
+
+def goal_met(acc: dict[int, float]) -> str:
+    met = statistics.mean(acc.values()) >= GOAL[0] and min(acc.values()) >= GOAL[1]
+    return "met" if met else "not met"
 
 
 def replication_block(r: dict) -> dict[str, str]:
@@ -133,14 +154,31 @@ def replication_block(r: dict) -> dict[str, str]:
         return {"main_replication": "The main comparison is not committed yet."}
     rows = []
     for v in r["main"]["summary"]["variants"]:
-        acc = {run["seed"]: run["test_acc"] for run in r["main"]["runs"] if run["variant"] == v}
+        acc = accuracies(r["main"], v)
         mean = lambda seeds: statistics.mean(acc[s] for s in seeds)
-        met = mean(acc) >= GOAL[0] and min(acc.values()) >= GOAL[1]
         rows.append([v, f"{mean(range(1, 6)):.2f}", f"{mean(range(6, 11)):.2f}", f"{mean(acc):.2f}",
-                     f"{min(acc.values()):.2f}", "met" if met else "not met"])
+                     f"{min(acc.values()):.2f}", goal_met(acc)])
     return {"main_replication": records.markdown_table(
         ["variant", "mean, seeds 1-5 (%)", "mean, seeds 6-10 (%)", "mean, seeds 1-10 (%)", "lowest seed (%)",
          f"goal: mean >= {GOAL[0]:.2f}, every seed >= {GOAL[1]:.2f}"], rows)}
+
+
+def rates_block(r: dict) -> dict[str, str]:
+    """The README's first table: each variant at the shared rate and at its own, its mean and lowest seed, and the
+    accuracy goal met or not at each (PROTOCOL.md B)."""
+    if "main" not in r or "own_rate" not in r:
+        return {"rates_table": not_yet("own_rate")}
+    from experiments.own_rate import RATES
+    shared, rows = r["main"]["settings"]["MAX_LR"], []
+    for v in r["main"]["summary"]["variants"]:
+        row = [f"{v} ({main.NAMES[v]})"]
+        for result in (r["main"], r["own_rate"]):
+            acc = accuracies(result, v)
+            row += [f"{statistics.mean(acc.values()):.2f}", f"{min(acc.values()):.2f}", goal_met(acc)]
+        rows.append(row[:4] + [f"{RATES[v]:g}"] + row[4:])
+    return {"rates_table": records.markdown_table(
+        ["variant", f"shared rate {shared:g}: mean (%)", "lowest seed (%)", "goal", "own rate", "mean (%)",
+         "lowest seed (%)", "goal"], rows)}
 
 
 def pick(r: dict) -> str:
@@ -229,10 +267,9 @@ def pick(r: dict) -> str:
                    "rates each variant ran): the best peak rate of "
                    + "; ".join(best(v, x) for v, x in s["variants"].items()) + ". " + (
                        f"No variant's best rate is shown to differ from the shared {s['shared']:g} (paired over seeds, "
-                       "Holm), so the main comparison is not rerun at other rates; each interval says how large a "
-                       "gap these seeds could miss."
-                       if not differ else f"{', '.join(differ)} differ from the shared rate, so the main comparison "
-                       "may understate them; it has not been rerun at their own rates."))
+                       "Holm); each interval says how large a gap these seeds could miss."
+                       if not differ else f"{', '.join(differ)} differ from the shared rate.")
+                   + " The main comparison is also run with each variant at its own rate (own_rate).")
     else:
         out.append("- **Each norm's own learning rate**: " + not_yet("lr"))
     return "\n".join(out)
@@ -355,7 +392,7 @@ def blocks(r: dict | None = None) -> dict[str, str]:
     import step
 
     r = r or load()
-    out = {**notebook_run(r), **model_blocks(), **main_blocks(r), **replication_block(r), **l1_blocks(r), **verify_blocks(r), **ghost_blocks(r), "pick": pick(r), "durations": compute_table(),
+    out = {**notebook_run(r), **model_blocks(), **main_blocks(r), **replication_block(r), **rates_block(r), **l1_blocks(r), **verify_blocks(r), **ghost_blocks(r), "pick": pick(r), "durations": compute_table(),
            "speed": speed.table(r["speed"]), "step": step.table(r["step"])}
     out.update({f"{name}_tables": experiment_tables(r, name) for name in EXPERIMENTS})
     return out

@@ -111,3 +111,9 @@ def test_the_headline_says_each_pairs_verdict_in_words():
     assert f"differ: {pairs[0]['a']} and {pairs[0]['b']};" in headline
     assert f"inconclusive (neither shown): {pairs[1]['a']} and {pairs[1]['b']}." in headline
     assert "equivalent within +-0.10 points (the 90% interval of their difference lies inside +-0.10): " in headline
+
+
+def test_the_accuracy_goal_needs_the_mean_and_every_seed():
+    assert report.goal_met({1: 99.55, 2: 99.55}) == "met"
+    assert report.goal_met({1: 99.62, 2: 99.49}) == "not met"  # mean 99.555, one seed below 99.50
+    assert report.goal_met({1: 99.54, 2: 99.54}) == "not met"
