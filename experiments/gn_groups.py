@@ -5,6 +5,8 @@ channel (`Net(norm="I")`). With G groups a layer of C channels normalises each i
 One group is LayerNorm and two are the notebook's GroupNorm: those are the main comparison's runs, read from the store.
 """
 
+import math
+
 import matplotlib.pyplot as plt
 
 import records
@@ -14,7 +16,7 @@ from experiments import runner
 NAME = "gn_groups"
 SHOWS = "GroupNorm from one group (LayerNorm) to one per channel (InstanceNorm)"  # its line in python -m experiments --help
 GROUPS = (1, 2, 4, 8, "C")  # 1 is LayerNorm, "C" InstanceNorm
-SEEDS = (1, 2, 3, 4, 5)  # 1 and 2 groups are the main comparison's LN and GN runs, read from the store
+SEEDS = tuple(range(1, 11))  # PROTOCOL.md D; 1 and 2 groups are the main comparison's LN and GN runs, read from the store
 OVERRIDES: dict = {}  # the notebook's settings and 20 epochs
 REFERENCE = 2  # the notebook's GroupNorm
 NAMES = {1: "1 (LayerNorm)", 2: "2 (the notebook's GN)", "C": "C (InstanceNorm)"}
@@ -44,7 +46,10 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
         rows.append(dict(groups=g, seeds=[r["seed"] for r in chosen], test_acc=acc, mean=mean, std=std,
                          test_loss=runner.mean_std([r["record"]["history"][-1]["test_loss"] for r in chosen])[0]))
     runner.compare_rows(rows, next(r for r in rows if r["groups"] == REFERENCE), "against_2_groups")
-    return dict(rows=rows, margin=runner.MARGIN)
+    counted = [r for r in rows if r["groups"] != "C"]  # PROTOCOL.md D: the slope over log2 of 1, 2, 4 and 8 groups
+    trend = runner.trend([math.log2(r["groups"]) for r in counted],
+                         [list(a) for a in zip(*(r["test_acc"] for r in counted))])
+    return dict(rows=rows, margin=runner.MARGIN, trend=trend)
 
 
 def figure(results: dict) -> plt.Figure:
@@ -71,6 +76,8 @@ def tables(results: dict) -> list[str]:
                      f"{r['mean']:.2f} +- {r['std']:.2f}", f"{r['test_loss']:.4f}",
                      "-" if c is None else runner.interval(c), "-" if c is None else runner.p_value(c["p_holm"]),
                      "-" if c is None else runner.p_value(c["p_equivalence_holm"]), "-" if c is None else c["verdict"]])
+    groups = ", ".join(f"{2 ** x:g}" for x in results["summary"]["trend"]["x"])
     return [records.markdown_table(["groups", "test acc per seed (%)", "mean +- std (%)", "mean test loss",
                                   "against 2 groups (points) [95% interval]", "paired t p (Holm)",
-                                  f"equivalence p, +-{margin:.2f} (Holm)", "verdict"], body)]
+                                  f"equivalence p, +-{margin:.2f} (Holm)", "verdict"], body),
+            runner.trend_table(results["summary"]["trend"], f"GroupNorm over {groups} groups", "each doubling of the groups")]

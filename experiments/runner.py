@@ -319,6 +319,17 @@ def compare(a: list[float], b: list[float], margin: float = MARGIN) -> dict:
     return out
 
 
+def trend(x: list[float], acc: list[list[float]]) -> dict:
+    """A trend over seeds (PROTOCOL.md D): per seed, the least-squares slope of accuracy (points) on x, given
+    `acc[seed][i]` at `x[i]`; then the mean slope with its 95% interval and a one-sample t-test of the slopes against 0
+    (p uncorrected: the trends form their own family)."""
+    slopes = [float(stats.linregress(x, a).slope) for a in acc]
+    mean, sd = mean_std(slopes)
+    half = stats.t.ppf(1 - ALPHA / 2, len(slopes) - 1) * sd / math.sqrt(len(slopes)) if len(slopes) > 1 else 0.0
+    p = float(stats.ttest_1samp(slopes, 0.0).pvalue) if len(slopes) > 1 and sd > 0 else None
+    return dict(x=x, slopes=slopes, slope=mean, ci=[mean - half, mean + half], p=p)
+
+
 def verdicts(comparisons: list[dict], margin: float = MARGIN) -> None:
     """Holm-adjust a table's paired-test and equivalence p-values (each family on its own) and say, per row,
     "differs" (adjusted p < ALPHA), "equivalent within +-margin" (adjusted equivalence p < ALPHA) or "inconclusive"."""
@@ -343,6 +354,14 @@ def compare_rows(rows: list[dict], reference: dict, field: str) -> None:
 def interval(c: dict) -> str:
     """A comparison's difference and 95% interval for a table: "+0.060 [-0.010, +0.130]"."""
     return f"{c['difference']:+.3f}" + ("" if c["ci"] is None else f" [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]")
+
+
+def trend_table(t: dict, over: str, per: str) -> str:
+    """A trend's one-row table: its mean slope per doubling, the 95% interval, and the uncorrected p."""
+    return records.markdown_table(
+        ["trend", f"accuracy change per {per} (points) [95% interval]", "slope per seed", "one-sample t p (uncorrected)"],
+        [[over, f"{t['slope']:+.3f} [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]",
+          ", ".join(f"{x:+.3f}" for x in t["slopes"]), p_value(t["p"])]])
 
 
 # ---- Tables and figures of several ways of evaluating one set of models -------------------------------------------
