@@ -80,4 +80,4 @@ def tables(results: dict) -> list[str]:
     return [records.markdown_table(["groups", "test acc per seed (%)", "mean +- std (%)", "mean test loss",
                                   "against 2 groups (points) [95% interval]", "paired t p (Holm)",
                                   f"equivalence p, +-{margin:.2f} (Holm)", "verdict"], body),
-            runner.trend_table(results["summary"]["trend"], f"GroupNorm over {groups} groups", "each doubling of the groups")]
+            runner.trend_table(results["summary"]["trend"], f"GroupNorm over {groups} groups", "doubling of the groups")]

@@ -106,4 +106,4 @@ def tables(results: dict) -> list[str]:
          "against BN on the whole batch (points) [95% interval]", "paired t p (Holm)",
          f"equivalence p, +-{margin:.2f} (Holm)", "verdict"], body),
         runner.trend_table(results["summary"]["trend"], f"BatchNorm, running statistics, over k = {ks}",
-                           "each doubling of k")]
+                           "doubling of k")]
