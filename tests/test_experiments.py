@@ -63,6 +63,17 @@ def test_holm_adjusts_in_order_and_keeps_missing_values():
     assert runner.holm([0.5, 0.9]) == [1.0, 1.0]
 
 
+def test_trend_is_each_seeds_least_squares_slope_then_a_t_test_of_the_slopes():
+    x = [1.0, 2.0, 3.0, 5.0, 7.0]  # log2 of k = 2, 4, 8, 32, 128
+    rising = [[99.0 + 0.05 * v + noise for v, noise in zip(x, shift)]
+              for shift in ([0, 0.01, -0.01, 0, 0], [0.01, 0, 0, -0.01, 0], [0, 0, 0.01, 0, -0.01])]
+    t = runner.trend(x, rising)
+    assert [round(s, 2) for s in t["slopes"]] == [0.05, 0.05, 0.05] and t["ci"][0] < 0.05 < t["ci"][1]
+    assert t["p"] < 0.01
+    flat = runner.trend(x, [[99.0 + 0.05 * v for v in x], [99.0 - 0.05 * v for v in x], [99.0 + 0.01 * v for v in x]])
+    assert flat["slope"] == pytest.approx(0.01 / 3) and flat["p"] > 0.5
+
+
 def test_compare_gives_interval_equivalence_and_power():
     a = [99.50, 99.60, 99.55, 99.45, 99.52]
     near = [x - 0.01 for x in a[:4]] + [a[4] + 0.01]  # differences within a few hundredths of a point
