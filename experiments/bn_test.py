@@ -42,7 +42,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
             as_text = lambda p: "".join(map(str, p.tolist()))
             rows.append(dict(seed=r["seed"], running=running, recomputed=recomputed,
                              mcnemar=runner.mcnemar(as_text(recomputed_pred), as_text(running_pred), labels),
-                             batch_statistics={str(k): runner.batch_statistics(model, k, held.images, held.labels)
+                             batch_statistics={str(k): runner.batch_statistics(model, k, held.images, held.labels)[0]
                                                for k in TEST_BATCHES}))
         comparison = runner.compare([x["recomputed"] for x in rows], [x["running"] for x in rows])
         bn[v] = dict(rows=rows, recomputed_vs_running=comparison)

@@ -38,7 +38,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
                                          held.images, held.labels)[0] for m in models],
                WAYS[2]: [runner.accuracy(runner.recomputed_statistics(m, train.images, settings["BATCH_SIZE"]),
                                          held.images, held.labels)[0] for m in models],
-               WAYS[3]: [runner.batch_statistics(m, k, held.images, held.labels) for m in models]}
+               WAYS[3]: [runner.batch_statistics(m, k, held.images, held.labels)[0] for m in models]}
         rows.append(dict(k=k, **runner.compare_ways(acc)))
     runner.verdicts([c for r in rows for c in r["against"].values()])
     return dict(rows=rows, seeds=len({r["seed"] for r in runs_}), margin=runner.MARGIN)  # one with --quick

@@ -53,7 +53,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
         row["mean"], row["std"] = runner.mean_std(acc)
         if norm == "B":
             models = [runs_store.model(r["spec"]) for r in chosen]
-            batch_acc = [runner.batch_statistics(m, k, held.images, held.labels) for m in models]
+            batch_acc = [runner.batch_statistics(m, k, held.images, held.labels)[0] for m in models]
             row.update(batch_stat_acc=batch_acc, batch_stat_mean=runner.mean_std(batch_acc)[0],
                        batch_stat_std=runner.mean_std(batch_acc)[1])
         rows.append(row)

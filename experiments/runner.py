@@ -205,15 +205,16 @@ def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return 100.0 * (predictions == labels).sum().item() / len(labels), predictions
 
 
-def batch_statistics(model: Net, k: int, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Test accuracy (%) of a BatchNorm model normalised with the statistics of each group of k test digits, as in
-    training, instead of its running statistics: on a copy in train mode with ghost batches of k (the same state
-    dict), so the model and its running statistics are untouched."""
+def batch_statistics(model: Net, k: int, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Test accuracy (%) and predictions of a BatchNorm model normalised with the statistics of each group of k test
+    digits in order (the last group smaller where k does not divide them), as in training, instead of its running
+    statistics: on a copy in train mode with ghost batches of k (the same state dict), so the model and its running
+    statistics are untouched."""
     ghost = Net("B", norm_batch=k)
     ghost.load_state_dict(model.state_dict())
     ghost.train()
     ghost.dropout.p = 0.0
-    return accuracy(ghost, images, labels, k * max(1, 1000 // k))[0]  # whole groups of k per forward pass
+    return accuracy(ghost, images, labels, k * max(1, 1000 // k))  # whole groups of k per forward pass
 
 
 def recomputed_statistics(model: Net, images: torch.Tensor, batch: int, norm_batch: int | None = None) -> Net:

@@ -1,77 +1,173 @@
-"""Test digits whose statistics drift, on the main comparison's stored models (nothing is trained here).
+"""Test digits that drift (PROTOCOL.md C), on the main comparison's stored models at the shared rate: nothing is
+trained here.
 
-Each shift is a deterministic change of the test images, made in code on the pixels in [0, 1] before the usual
-normalisation: lower contrast, a brighter background, added noise (a fixed seed), thicker strokes (a 3x3 dilation)
-and thinner ones (a 3x3 erosion). BatchNorm is evaluated with its running statistics from the clean training digits
-and with statistics re-estimated on the shifted test digits themselves (no labels: update_bn over them in batches of
-128), LayerNorm and GroupNorm as they are (they have nothing to re-estimate). Each is compared over seeds with BN's
-running statistics (paired, Holm within the table, equivalence at +-runner.MARGIN).
+Five shifts of the pixels in [0, 1], each at severities 1/3, 2/3 and 1 (SHIFTS), made in code before the usual
+normalisation. BatchNorm is evaluated four ways (WAYS):
+1. with its running statistics, from the clean training digits;
+2. with statistics re-estimated (update_bn, batches of 128, no labels) on the same shift of the validation digits,
+   the last 10,000 training digits, which are never scored;
+3. with the statistics of each test batch of 128, in train mode, as a deployment that normalises per batch would;
+4. for reference only, re-estimated on the shifted test digits it is then scored on (transductive). It is never
+   compared or counted.
+LayerNorm and GroupNorm are evaluated as they are. At each shift and severity, ways 1, 2 and 3 are each compared with
+LN and with GN over the seeds: a paired t-test and an exact Wilcoxon signed-rank test, Holm over the whole table (one
+family), "differs" where both adjusted p are below 0.05, "inconclusive" otherwise (no equivalence is tested here).
+A method is invariant to a shift when its predictions on the shifted digits equal those on the clean digits, for
+every model; a comparison with such a method is reported as "invariant" and left out of the family.
 """
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
 import data
+import records
 import store
 from experiments import main, runner
 
 NAME = "shift"
-SHOWS = "test digits that drift: five shifts, BN with re-estimated statistics against LN and GN (trains nothing)"  # its line in python -m experiments --help
+SHOWS = ("test digits that drift: five shifts at three severities, BN re-estimated on unscored digits or per test "
+         "batch against LN and GN (trains nothing)")  # its line in python -m experiments --help
 SEEDS = main.SEEDS
 OVERRIDES: dict = {}
+SEVERITIES = (1 / 3, 2 / 3, 1.0)
+NOISE_SEED = 0  # the noise shift's fixed draw
 
 
-def shifted(images: torch.Tensor, shift: str) -> torch.Tensor:
-    """`images` (normalised [N, 1, 28, 28]) under a named shift of their pixels, normalised again."""
+def shifted(images: torch.Tensor, shift: str, severity: float) -> torch.Tensor:
+    """`images` (normalised [N, 1, 28, 28]) under a named shift of their pixels at `severity` in [0, 1], normalised
+    again; at severity 1 each is the shift the study used before PROTOCOL.md C."""
     pixels = images * data.MNIST_STD + data.MNIST_MEAN  # back to [0, 1]
-    if shift == "contrast x 0.5":
-        pixels = pixels * 0.5
-    elif shift == "background + 0.3":
-        pixels = 0.3 + 0.7 * pixels
-    elif shift == "noise, std 0.3":
-        noise = torch.randn(pixels.shape, generator=torch.Generator().manual_seed(0))
-        pixels = (pixels + 0.3 * noise).clamp(0, 1)
+    if shift == "contrast":
+        pixels = pixels * (1 - 0.5 * severity)
+    elif shift == "background":
+        pixels = 0.3 * severity + (1 - 0.3 * severity) * pixels
+    elif shift == "noise":
+        noise = torch.randn(pixels.shape, generator=torch.Generator().manual_seed(NOISE_SEED))
+        pixels = (pixels + 0.3 * severity * noise).clamp(0, 1)
     elif shift == "thicker strokes":
-        pixels = F.max_pool2d(pixels, 3, stride=1, padding=1)
+        pixels = (1 - severity) * pixels + severity * F.max_pool2d(pixels, 3, stride=1, padding=1)  # 3x3 dilation
     elif shift == "thinner strokes":
-        pixels = -F.max_pool2d(-pixels, 3, stride=1, padding=1)
+        pixels = (1 - severity) * pixels - severity * F.max_pool2d(-pixels, 3, stride=1, padding=1)  # 3x3 erosion
     elif shift != "none":
         raise ValueError(f"unknown shift {shift!r}; known: {SHIFTS}")
     return (pixels - data.MNIST_MEAN) / data.MNIST_STD
 
 
-SHIFTS = ("none", "contrast x 0.5", "background + 0.3", "noise, std 0.3", "thicker strokes", "thinner strokes")
-COLUMNS = ("BN, running statistics", "BN, re-estimated on the shifted digits", "LN", "GN")
+SHIFTS = ("contrast", "background", "noise", "thicker strokes", "thinner strokes")
+WAYS = ("BN 1, running statistics", "BN 2, re-estimated on shifted validation digits", "BN 3, per test batch of 128",
+        "BN 4, re-estimated on the scored digits (reference)", "LN", "GN")
+COMPARED = [(WAYS[w], norm) for w in range(3) for norm in ("LN", "GN")]  # PROTOCOL.md C; way 4 never
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     return [r for r in main.runs(settings, seeds) if r["variant"] in ("BN", "LN", "GN")]
 
 
+def evaluate(models: dict[str, list], images: torch.Tensor, labels: torch.Tensor, validation: torch.Tensor,
+             batch: int) -> dict[str, list[tuple[float, torch.Tensor]]]:
+    """Each way's (accuracy, predictions) per model on `images`; `validation` are the same shift's validation digits."""
+    bn = models["BN"]
+    return {WAYS[0]: [runner.accuracy(m, images, labels) for m in bn],
+            WAYS[1]: [runner.accuracy(runner.recomputed_statistics(m, validation, batch), images, labels) for m in bn],
+            WAYS[2]: [runner.batch_statistics(m, batch, images, labels) for m in bn],
+            WAYS[3]: [runner.accuracy(runner.recomputed_statistics(m, images, batch), images, labels) for m in bn],
+            "LN": [runner.accuracy(m, images, labels) for m in models["LN"]],
+            "GN": [runner.accuracy(m, images, labels) for m in models["GN"]]}
+
+
+def wilcoxon(a: list[float], b: list[float]) -> float | None:
+    """Two-sided exact Wilcoxon signed-rank p of a against b (paired by seed), zero differences dropped: every one of
+    the 2^n signs of the ranks is counted, so tied differences (accuracies move in steps of 0.01) are exact too; 1.0
+    where every pair is equal, None with fewer than two pairs."""
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    if len(d) < 2:
+        return None
+    if not any(d):
+        return 1.0
+    return float(stats.wilcoxon(d, method=stats.PermutationMethod(n_resamples=2 ** len(d))).pvalue)
+
+
+def verdicts(comparisons: list[dict]) -> None:
+    """PROTOCOL.md C: Holm over the family, separately for the t-test and the Wilcoxon p; "differs" where both
+    adjusted p are below runner.ALPHA, else "inconclusive"."""
+    for field in ("p", "p_wilcoxon"):
+        for c, adjusted in zip(comparisons, runner.holm([c[field] for c in comparisons])):
+            c[f"{field}_holm"] = adjusted
+    for c in comparisons:
+        both = c["p_holm"] is not None and c["p_wilcoxon_holm"] is not None
+        c["verdict"] = "differs" if both and max(c["p_holm"], c["p_wilcoxon_holm"]) < runner.ALPHA else "inconclusive"
+
+
 def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
     _, held = store.loaders(runs_[0]["spec"], "cpu")
+    _, validation = store.loaders(dict(runs_[0]["spec"], split="validation"), "cpu")
     models = {v: [runs_store.model(r["spec"]) for r in sorted((r for r in runs_ if r["variant"] == v),
                                                                 key=lambda r: r["seed"])] for v in ("BN", "LN", "GN")}
+    batch = settings["BATCH_SIZE"]
+    conditions = [("none", 0.0)] + [(shift, s) for shift in SHIFTS for s in SEVERITIES]
     rows = []
-    for shift in runner.progress(SHIFTS, f"shifts evaluated on {sum(map(len, models.values()))} stored models"):
-        images = shifted(held.images, shift)
-        acc = {COLUMNS[0]: [runner.accuracy(m, images, held.labels)[0] for m in models["BN"]],
-               COLUMNS[1]: [runner.accuracy(runner.recomputed_statistics(m, images, settings["BATCH_SIZE"]), images,
-                                            held.labels)[0] for m in models["BN"]],
-               "LN": [runner.accuracy(m, images, held.labels)[0] for m in models["LN"]],
-               "GN": [runner.accuracy(m, images, held.labels)[0] for m in models["GN"]]}
-        rows.append(dict(shift=shift, **runner.compare_ways(acc)))
-    runner.verdicts([c for r in rows for c in r["against"].values()])
-    return dict(rows=rows, seeds=len(models["BN"]), margin=runner.MARGIN)
+    for shift, severity in runner.progress(conditions, f"shifts evaluated on {sum(map(len, models.values()))} stored models"):
+        result = evaluate(models, shifted(held.images, shift, severity), held.labels,
+                          shifted(validation.images, shift, severity), batch)
+        if shift == "none":
+            clean = result
+        acc = {w: [a for a, _ in result[w]] for w in WAYS}
+        # predictions that differ from the same way's on the clean digits, the most over models (0: invariant)
+        changed = {w: max(int((p != p0).sum()) for (_, p), (_, p0) in zip(result[w], clean[w])) for w in WAYS}
+        row = dict(shift=shift, severity=severity, acc=acc, mean={w: runner.mean_std(a)[0] for w, a in acc.items()},
+                   changed=changed, against={})
+        if shift != "none":
+            for way, norm in COMPARED:
+                invariant = [m for m in (way, norm) if changed[m] == 0]
+                c = runner.compare(acc[way], acc[norm])
+                c["p_wilcoxon"] = wilcoxon(acc[way], acc[norm])
+                row["against"][f"{way} - {norm}"] = dict(c, invariant=invariant)
+        rows.append(row)
+    verdicts([c for r in rows for c in r["against"].values() if not c["invariant"]])
+    for c in (c for r in rows for c in r["against"].values() if c["invariant"]):
+        c["verdict"] = "invariant"
+    return dict(rows=rows, seeds=len(models["BN"]), ways=list(WAYS), compared=[f"{w} - {n}" for w, n in COMPARED])
 
 
 def figure(results: dict) -> plt.Figure:
     rows = results["summary"]["rows"]
-    return runner.ways_figure(rows, [r["shift"] for r in rows],
-                              f"Shifted test digits: mean (bars) and {results['summary']['seeds']} seeds (dots)")
+    clean = rows[0]
+    fig, axes = plt.subplots(1, len(SHIFTS), figsize=(16, 4), sharey=True)
+    for ax, shift in zip(axes, SHIFTS):
+        chosen = [clean] + [r for r in rows if r["shift"] == shift]
+        x = [r["severity"] for r in chosen]
+        for i, way in enumerate(results["summary"]["ways"]):
+            ax.plot(x, [100 - r["mean"][way] for r in chosen], marker="o", color=f"C{i}",
+                    linestyle=":" if "reference" in way else "-", label=way)
+        ax.set_yscale("log")
+        ax.set_xticks(x, ["0", "1/3", "2/3", "1"])
+        ax.set(title=shift, xlabel="severity")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test error (%), log scale, mean over seeds")
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(f"Shifted test digits: BatchNorm four ways, LayerNorm and GroupNorm ({results['summary']['seeds']} seeds)")
+    return fig
+
+
+def severity(s: float) -> str:
+    return {0.0: "0", 1 / 3: "1/3", 2 / 3: "2/3", 1.0: "1"}[s]
 
 
 def tables(results: dict) -> list[str]:
-    rows = results["summary"]["rows"]
-    return [runner.ways_table(rows, "test digits", [r["shift"] for r in rows])]
+    """The mean accuracy of every way at every shift and severity (with the most predictions any model changes against
+    the clean digits), then each declared comparison's difference, interval, both adjusted p and verdict."""
+    s = results["summary"]
+    means = [[r["shift"], severity(r["severity"])] + [f"{r['mean'][w]:.2f} ({r['changed'][w]})" for w in s["ways"]]
+             for r in s["rows"]]
+    comparisons = []
+    for r in s["rows"][1:]:
+        for name, c in r["against"].items():
+            comparisons.append([r["shift"], severity(r["severity"]), name, runner.interval(c),
+                                runner.p_value(c.get("p_holm")), runner.p_value(c.get("p_wilcoxon_holm")),
+                                c["verdict"] + (f" ({', '.join(c['invariant'])})" if c["invariant"] else "")])
+    return [records.markdown_table(["shift", "severity"] + [f"{w}: acc (%) (most predictions changed)" for w in s["ways"]],
+                                   means),
+            records.markdown_table(["shift", "severity", "comparison", "difference (points) [95% interval]",
+                                    "paired t p (Holm)", "Wilcoxon p (Holm)", "verdict"], comparisons)]

@@ -17,8 +17,7 @@ import pytest
 from conftest import MNIST_ROOT, ROOT, needs_mnist
 import settings
 import store
-from experiments import main, runner
-from experiments import EXPERIMENTS
+from experiments import EXPERIMENTS, main, runner, shift
 
 
 def test_an_experiment_starts_from_the_study_settings():
@@ -74,6 +73,35 @@ def test_trend_is_each_seeds_least_squares_slope_then_a_t_test_of_the_slopes():
     assert flat["slope"] == pytest.approx(0.01 / 3) and flat["p"] > 0.5
 
 
+def test_each_shift_grows_with_its_severity_and_is_the_old_shift_at_severity_one():
+    import data
+    torch = pytest.importorskip("torch")
+    pixels = torch.zeros(1, 1, 28, 28)
+    pixels[0, 0, 10:18, 13:15] = 1.0  # a stroke two pixels wide
+    images = (pixels - data.MNIST_MEAN) / data.MNIST_STD
+    back = lambda x: x * data.MNIST_STD + data.MNIST_MEAN
+    assert torch.allclose(back(shift.shifted(images, "contrast", 1.0)), pixels * 0.5, atol=1e-6)
+    assert torch.allclose(back(shift.shifted(images, "background", 1.0)), 0.3 + 0.7 * pixels, atol=1e-6)
+    for name in shift.SHIFTS:
+        assert torch.allclose(shift.shifted(images, name, 0.0), images, atol=1e-6)  # severity 0: no change
+        moved = [float((back(shift.shifted(images, name, s)) - pixels).abs().sum()) for s in shift.SEVERITIES]
+        assert 0 < moved[0] < moved[1] < moved[2], name
+    thick, thin = (back(shift.shifted(images, n, 1.0)) for n in ("thicker strokes", "thinner strokes"))
+    assert thick.sum() == 10 * 4  # the 8 x 2 stroke dilated to 10 x 4
+    assert thin.sum() == 0  # and eroded away
+
+
+def test_the_drift_verdict_needs_both_tests_after_holm():
+    up = [99.0 + 0.1 * i for i in range(10)]
+    same = [99.0] * 10
+    assert shift.wilcoxon(up, same) == pytest.approx(2 / 2 ** 9)  # 9 non-zero differences, all positive: 2 of 2^9
+    assert shift.wilcoxon(same, same) == 1.0
+    a, b = dict(p=0.001, p_wilcoxon=0.002), dict(p=0.001, p_wilcoxon=0.2)
+    shift.verdicts([a, b])
+    assert (a["verdict"], b["verdict"]) == ("differs", "inconclusive")
+    assert a["p_holm"] == pytest.approx(0.002) and b["p_wilcoxon_holm"] == pytest.approx(0.2)
+
+
 def test_compare_gives_interval_equivalence_and_power():
     a = [99.50, 99.60, 99.55, 99.45, 99.52]
     near = [x - 0.01 for x in a[:4]] + [a[4] + 0.01]  # differences within a few hundredths of a point
@@ -123,7 +151,7 @@ def quick_results(tmp_path_factory):
 @pytest.mark.slow
 @needs_mnist
 @pytest.mark.parametrize("name, line", [("bn_test", r"BN: stored models evaluated at test time 1/1, \d+ s"),
-                                        ("shift", r"shifts evaluated on 3 stored models 6/6, \d+ s"),
+                                        ("shift", r"shifts evaluated on 3 stored models 16/16, \d+ s"),
                                         ("ghost_stats", r"ghost-batch sizes evaluated four ways 2/2, \d+ s")])
 def test_evaluations_of_stored_models_say_how_far_they_are_and_how_long_they_took(quick_results, name, line):
     printed = quick_results[2][name]
