@@ -146,8 +146,9 @@ def figure(results: dict) -> plt.Figure:
         ax.set(title=shift, xlabel="severity")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test error (%), log scale, mean over seeds")
-    axes[-1].legend(fontsize=7)
     fig.suptitle(f"Shifted test digits: BatchNorm four ways, LayerNorm and GroupNorm ({results['summary']['seeds']} seeds)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8)
+    fig.subplots_adjust(bottom=0.3, top=0.85)
     return fig
 
 
