@@ -43,7 +43,8 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
     group. The running statistics are updated once per batch with the average over its groups of their means and
     of their unbiased variances, so with one group (norm_batch >= the batch) this is nn.BatchNorm2d. Note what that
     average leaves out: the spread of the group means. With small groups the running variance is smaller than the
-    variance the layer sees across the data set, which is one source of BatchNorm's train/test gap at small batches.
+    variance the layer sees across the data set; whether that is what breaks models trained on groups of one or two
+    images is measured in STUDY.md (ghost_stats: statistics that include the spread do not restore them).
     In eval mode: the running statistics, as nn.BatchNorm2d.
     """
 
