@@ -27,12 +27,12 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     return main.runs(settings, seeds)  # the same runs: read from the store
 
 
-def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
-    train, held = store.loaders(runs_[0]["spec"], "cpu")
+def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
+    train, held = store.loaders(trained[0]["spec"], "cpu")
     labels = "".join(map(str, held.labels.tolist()))
     bn = {}
-    for v in dict.fromkeys(r["variant"] for r in runs_ if r["spec"]["norm"] == "B"):
-        chosen = sorted((r for r in runs_ if r["variant"] == v), key=lambda r: r["seed"])
+    for v in dict.fromkeys(r["variant"] for r in trained if r["spec"]["norm"] == "B"):
+        chosen = sorted((r for r in trained if r["variant"] == v), key=lambda r: r["seed"])
         rows = []
         for r in runner.progress(chosen, f"{v}: stored models evaluated at test time"):
             model = runs_store.model(r["spec"])
@@ -48,7 +48,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
         bn[v] = dict(rows=rows, recomputed_vs_running=comparison)
     runner.verdicts([b["recomputed_vs_running"] for b in bn.values()])
     invariance = []
-    for r in runner.progress(runs_, "models evaluated at test batches 1 and 1,000"):
+    for r in runner.progress(trained, "models evaluated at test batches 1 and 1,000"):
         model = runs_store.model(r["spec"])
         (acc_a, pred_a), (acc_b, pred_b) = (runner.accuracy(model, held.images, held.labels, k) for k in INVARIANCE)
         invariance.append(int((pred_a != pred_b).sum()))

@@ -28,11 +28,11 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     return [dict(k=k, seed=s, spec=store.run_spec(settings, "B", s, norm_batch=k)) for s in seeds for k in SIZES]
 
 
-def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
-    train, held = store.loaders(runs_[0]["spec"], "cpu")
+def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
+    train, held = store.loaders(trained[0]["spec"], "cpu")
     rows = []
     for k in runner.progress(SIZES, "ghost-batch sizes evaluated four ways"):
-        models = [runs_store.model(r["spec"]) for r in sorted((r for r in runs_ if r["k"] == k), key=lambda r: r["seed"])]
+        models = [runs_store.model(r["spec"]) for r in sorted((r for r in trained if r["k"] == k), key=lambda r: r["seed"])]
         acc = {WAYS[0]: [runner.accuracy(m, held.images, held.labels)[0] for m in models],
                WAYS[1]: [runner.accuracy(runner.recomputed_statistics(m, train.images, settings["BATCH_SIZE"], k),
                                          held.images, held.labels)[0] for m in models],
@@ -41,7 +41,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
                WAYS[3]: [runner.batch_statistics(m, k, held.images, held.labels)[0] for m in models]}
         rows.append(dict(k=k, **runner.compare_ways(acc)))
     runner.verdicts([c for r in rows for c in r["against"].values()])
-    return dict(rows=rows, seeds=len({r["seed"] for r in runs_}), margin=runner.MARGIN)  # one with --quick
+    return dict(rows=rows, seeds=len({r["seed"] for r in trained}), margin=runner.MARGIN)  # one with --quick
 
 
 def figure(results: dict) -> plt.Figure:

@@ -35,12 +35,12 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     return [dict(groups=g, seed=s, spec=spec(settings, g, s)) for s in seeds for g in GROUPS]
 
 
-def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
+def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     """One row per number of groups: accuracy over seeds, each compared with 2 groups (paired over seeds, Holm within
     the table, equivalence at +-runner.MARGIN)."""
     rows = []
     for g in GROUPS:
-        chosen = sorted((r for r in runs_ if r["groups"] == g), key=lambda r: r["seed"])
+        chosen = sorted((r for r in trained if r["groups"] == g), key=lambda r: r["seed"])
         acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
         mean, std = runner.mean_std(acc)
         rows.append(dict(groups=g, seeds=[r["seed"] for r in chosen], test_acc=acc, mean=mean, std=std,

@@ -35,10 +35,10 @@ def penalised(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
 
 
-def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
+def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     rows = []
     for lam in LAMBDAS:
-        chosen = sorted((r for r in runs_ if r["l1_lambda"] == lam), key=lambda r: r["seed"])
+        chosen = sorted((r for r in trained if r["l1_lambda"] == lam), key=lambda r: r["seed"])
         acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
         weights = [penalised(runs_store.model(r["spec"])) for r in chosen]
         everything = [torch.cat([w.flatten() for w in ws.values()]) for ws in weights]
@@ -52,7 +52,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
     for r, c in zip(rows[1:], comparisons):
         r["against_0"] = c
     best = max(rows[1:], key=lambda r: r["mean"])["l1_lambda"]
-    model = runs_store.model(runs_[0]["spec"])
+    model = runs_store.model(trained[0]["spec"])
     layers = penalised(model)
     before_norm = {name: name.startswith("convs.") for name in layers}  # every convolution feeds a norm; fc does not
     counts = {name: w.numel() for name, w in layers.items()}

@@ -34,13 +34,13 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
             for s in seeds for v in variants for rate in rates(v)]
 
 
-def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
+def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     shared = settings["MAX_LR"]
     variants = {}
-    for v in dict.fromkeys(r["variant"] for r in runs_):
+    for v in dict.fromkeys(r["variant"] for r in trained):
         by_rate = {}
         for rate in rates(v):
-            chosen = sorted((r for r in runs_ if (r["variant"], r["max_lr"]) == (v, rate)), key=lambda r: r["seed"])
+            chosen = sorted((r for r in trained if (r["variant"], r["max_lr"]) == (v, rate)), key=lambda r: r["seed"])
             acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
             by_rate[str(rate)] = dict(validation_acc=acc, mean=runner.mean_std(acc)[0])
         best = max(rates(v), key=lambda rate: by_rate[str(rate)]["mean"])
@@ -53,7 +53,7 @@ def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dic
     for c in tested:  # PROTOCOL.md A: the own rate is a choice made on validation; a difference is tested, never equivalence
         c["verdict"] = "differs" if c["verdict"] == "differs" else "inconclusive"
     return dict(variants=variants, shared=shared, rates=sorted({rate for v in variants for rate in rates(v)}),
-                seeds=sorted({r["seed"] for r in runs_}), margin=runner.MARGIN)
+                seeds=sorted({r["seed"] for r in trained}), margin=runner.MARGIN)
 
 
 def figure(results: dict) -> plt.Figure:

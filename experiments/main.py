@@ -48,10 +48,10 @@ def disagreements(a: str, b: str, labels: str) -> int:
     return sum((pa == y) != (pb == y) for pa, pb, y in zip(a, b, labels, strict=True))
 
 
-def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
+def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     labels = runner.test_labels(settings)
-    names = list(dict.fromkeys(r["variant"] for r in runs_))
-    by = {v: sorted((r for r in runs_ if r["variant"] == v), key=lambda r: r["seed"]) for v in names}
+    names = list(dict.fromkeys(r["variant"] for r in trained))
+    by = {v: sorted((r for r in trained if r["variant"] == v), key=lambda r: r["seed"]) for v in names}
     seeds = [r["seed"] for r in by[names[0]]]
     per_variant = {}
     for v, chosen in by.items():

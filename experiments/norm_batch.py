@@ -41,13 +41,13 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     return specs + [dict(norm=n, k=None, seed=s, spec=store.run_spec(settings, n, s)) for s in seeds for n in "LG"]
 
 
-def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
+def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     """One row per norm and k: accuracy over seeds with running and with test-batch statistics; each k compared with
     the whole batch (paired over seeds, Holm within the table, equivalence at +-runner.MARGIN)."""
-    _, held = store.loaders(runs_[0]["spec"], "cpu")
+    _, held = store.loaders(trained[0]["spec"], "cpu")
     rows = []
-    for norm, k in dict.fromkeys((r["norm"], r["k"]) for r in runs_):
-        chosen = sorted((r for r in runs_ if (r["norm"], r["k"]) == (norm, k)), key=lambda r: r["seed"])
+    for norm, k in dict.fromkeys((r["norm"], r["k"]) for r in trained):
+        chosen = sorted((r for r in trained if (r["norm"], r["k"]) == (norm, k)), key=lambda r: r["seed"])
         acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
         row = dict(norm=norm, k=k, seeds=[r["seed"] for r in chosen], test_acc=acc)
         row["mean"], row["std"] = runner.mean_std(acc)

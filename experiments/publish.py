@@ -12,7 +12,7 @@ from typing import Iterable
 
 from model import canonical_norm
 from records import ROOT, committed_place, load_history, replace_files
-from settings import COLAB_SETTINGS, RECIPE
+from settings import COLAB_SETTINGS, RECIPE, SETTINGS
 from utils import CHANCE_ACC
 
 _interruptions: list[str] = []  # what interrupted the watched run, or could have done so unseen (watch_interrupts)
@@ -121,7 +121,7 @@ def check_out_dir(out_dir: str | os.PathLike) -> Path:
     return Path(out_dir)
 
 
-STUDY_VARIANTS = {"BN": "B", "LN": "L", "GN": "G"}  # README.md and STUDY.md's numbers compare these three
+STUDY_VARIANTS = SETTINGS["VARIANTS"][0]  # the default variants: README.md and STUDY.md's numbers compare these three
 FORCEABLE = ("EPOCHS", "TRAIN_LIMIT", "TEST_LIMIT")  # what REPLACE_RESULTS may name to publish a partial run
 
 

@@ -222,18 +222,18 @@ def recomputed_statistics(model: Net, images: torch.Tensor, batch: int, norm_bat
     (clean, not augmented) in batches of `batch` (torch.optim.swa_utils.update_bn), each batch normalised over ghost
     batches of `norm_batch` images where given (the statistics training averaged) or as a whole (the population's,
     which include the spread of the group means); in eval mode."""
-    copy_ = Net("B", norm_batch=norm_batch)
-    copy_.load_state_dict(model.state_dict())
+    adapted = Net("B", norm_batch=norm_batch)
+    adapted.load_state_dict(model.state_dict())
     torch.optim.swa_utils.update_bn(data.TensorLoader(images, torch.zeros(len(images), dtype=torch.long), batch,
-                                                       shuffle=False), copy_)
-    return copy_.eval()
+                                                       shuffle=False), adapted)
+    return adapted.eval()
 
 
 # ---- Statistics --------------------------------------------------------------------------------------------------
 
-def standard_error(accuracy_: float, n: int = TEST_DIGITS) -> float:
+def standard_error(percent: float, n: int = TEST_DIGITS) -> float:
     """Standard error (points) of one accuracy (%) measured on n digits: sqrt(p (1 - p) / n)."""
-    p = accuracy_ / 100
+    p = percent / 100
     return 100 * math.sqrt(p * (1 - p) / n)
 
 

@@ -100,10 +100,10 @@ def verdicts(comparisons: list[dict]) -> None:
         c["verdict"] = "differs" if both and max(c["p_holm"], c["p_wilcoxon_holm"]) < runner.ALPHA else "inconclusive"
 
 
-def summarise(runs_: list[dict], settings: dict, runs_store: store.Store) -> dict:
-    _, held = store.loaders(runs_[0]["spec"], "cpu")
-    _, validation = store.loaders(dict(runs_[0]["spec"], split="validation"), "cpu")
-    models = {v: [runs_store.model(r["spec"]) for r in sorted((r for r in runs_ if r["variant"] == v),
+def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
+    _, held = store.loaders(trained[0]["spec"], "cpu")
+    _, validation = store.loaders(dict(trained[0]["spec"], split="validation"), "cpu")
+    models = {v: [runs_store.model(r["spec"]) for r in sorted((r for r in trained if r["variant"] == v),
                                                                 key=lambda r: r["seed"])] for v in ("BN", "LN", "GN")}
     batch = settings["BATCH_SIZE"]
     conditions = [("none", 0.0)] + [(shift, s) for shift in SHIFTS for s in SEVERITIES]

@@ -1,7 +1,8 @@
-"""Helpers shared by the test modules: where real MNIST is, a tiny fake MNIST, and the norms' input shapes."""
+"""Helpers shared by the test modules: where real MNIST is, a tiny fake MNIST, the norms' input shapes, and `raises`."""
 
 import hashlib
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -54,3 +55,8 @@ def norm_input_shapes(net) -> list[tuple[int, ...]]:
         for h in hooks:
             h.remove()
     return shapes
+
+
+def raises(error: type[Exception], *parts: str):
+    """pytest.raises that also checks that the message contains every one of `parts`, in any order."""
+    return pytest.raises(error, match="(?s)" + "".join(f"(?=.*{re.escape(part)})" for part in parts))

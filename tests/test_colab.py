@@ -184,6 +184,14 @@ def test_placeholder_in_colab_raises_with_instructions(session):
     assert result["calls"] == [] and not session.clone_dir.exists()
 
 
+@pytest.mark.parametrize("repo", ["noslash", "owner/..", "", "owner/name/extra", "own er/name"])
+def test_a_malformed_github_repo_is_named_before_any_clone(session, repo):
+    result = session(with_constants(setup_source(), GITHUB_REPO=repo))
+    assert result["error"] == "ValueError" and f"got {repo!r}" in result["message"]
+    assert "GITHUB_REPO must be a GitHub repository as 'owner/name'" in result["message"]
+    assert result["calls"] == [] and not session.clone_dir.exists()
+
+
 def test_published_name_clones_once_and_makes_model_importable(session, branch):
     result = session(with_constants(setup_source(), GITHUB_REPO=PUBLISHED, GITHUB_BRANCH=branch))
     assert result["error"] is None, result

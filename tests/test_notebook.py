@@ -22,7 +22,7 @@ from conftest import MNIST_ROOT, ROOT, needs_mnist
 from experiments import publish
 
 NOTEBOOK = ROOT / "S6_Normalization.ipynb"
-FIGURES = ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in ("BN", "LN", "GN")]
+FIGURES = ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in ("BN+L1", "LN", "GN")]
 SMALL = dict(EPOCHS=1, TRAIN_LIMIT=2048, TEST_LIMIT=500, BATCH_SIZE=32)  # 64 steps: well above chance, seconds
 
 
@@ -124,8 +124,8 @@ def test_notebook_runs_end_to_end(tmp_path):
     for figure in FIGURES:
         assert (tmp_path / "Images" / f"{figure}.png").stat().st_size > 0, figure
     runs = json.loads((tmp_path / "results" / "history.json").read_text())
-    assert list(runs) == ["BN", "LN", "GN"]
-    assert runs["BN"]["l1_lambda"] > 0 and runs["LN"]["l1_lambda"] == 0
+    assert list(runs) == ["BN+L1", "LN", "GN"]
+    assert runs["BN+L1"]["l1_lambda"] > 0 and runs["LN"]["l1_lambda"] == 0
     for run in runs.values():
         assert len(run["history"]) == 1 and len(run["predictions"]) == SMALL["TEST_LIMIT"]
         assert run["settings"]["EPOCHS"] == 1 and run["settings"]["SEED"] == 1
@@ -164,7 +164,7 @@ def test_a_quick_run_leaves_the_committed_results_alone(tmp_path, published):
         {tmp_path / "executed.ipynb"}  # nothing added beside them either
     (run_dir,) = (tmp_path / "runs").glob("study-*")  # the run's own files are all there
     assert [f.stem for f in sorted((run_dir / "Images").glob("*.png"))] == sorted(FIGURES)
-    assert list(json.loads((run_dir / "results" / "history.json").read_text())) == ["BN", "LN", "GN"]
+    assert list(json.loads((run_dir / "results" / "history.json").read_text())) == ["BN+L1", "LN", "GN"]
     said = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
     assert "not published into" in said and "EPOCHS 1 (published: 20)" in said and f"kept in {run_dir}" in said
 
@@ -219,7 +219,7 @@ def test_an_interrupted_run_is_never_published_and_keeps_its_finished_epochs(tmp
     try:
         while time.monotonic() < deadline:  # wait for the first finished epoch, then interrupt the run
             histories = list(tmp_path.glob("runs/study-*/results/history.json"))
-            if histories and json.loads(histories[0].read_text() or "{}").get("BN", {}).get("history"):
+            if histories and json.loads(histories[0].read_text() or "{}").get("BN+L1", {}).get("history"):
                 break
             assert process.poll() is None, "the run ended before it could be interrupted"
             time.sleep(0.2)
@@ -238,6 +238,6 @@ def test_an_interrupted_run_is_never_published_and_keeps_its_finished_epochs(tmp
             os.kill(kernel, signal.SIGKILL)
     assert unchanged(published)
     runs = json.loads(histories[0].read_text())
-    assert [r["epoch"] for r in runs["BN"]["history"]][:1] == [1]  # its finished epochs stay in its own folder
+    assert [r["epoch"] for r in runs["BN+L1"]["history"]][:1] == [1]  # its finished epochs stay in its own folder
     if ignore_sigint:  # the run went on to the end, as its parent ignored the interrupt: only the record stopped it
-        assert {name: len(run["history"]) for name, run in runs.items()} == {"BN": 3, "LN": 3, "GN": 3}
+        assert {name: len(run["history"]) for name, run in runs.items()} == {"BN+L1": 3, "LN": 3, "GN": 3}

@@ -9,8 +9,7 @@ import torch
 
 import records
 import settings
-from conftest import ROOT
-from test_errors import raises
+from conftest import ROOT, raises
 
 NOTEBOOK = ROOT / "S6_Normalization.ipynb"
 
@@ -90,7 +89,7 @@ def notebook_settings(out_dir: Path, **changes) -> dict:
 
 
 def test_check_takes_the_parameters_cell_as_written(tmp_path):
-    assert settings.check(notebook_settings(tmp_path)) == {"BN": "B", "LN": "L", "GN": "G"}
+    assert settings.check(notebook_settings(tmp_path)) == {"BN+L1": "B", "LN": "L", "GN": "G"}
 
 
 @pytest.mark.parametrize("name, value, parts", [
@@ -157,4 +156,4 @@ def test_check_names_every_name_papermill_injects_that_is_no_setting(tmp_path, i
 def test_check_takes_injected_settings_and_the_notebooks_own_lower_case_names(tmp_path):
     names = {**notebook_settings(tmp_path, EPOCHS=2), "modules": "model.py", "url": "https://example.org/repo"}
     names["In"] = ["", "modules = 'model.py'", "# Parameters\nEPOCHS = 2\n"]
-    assert settings.check(names) == {"BN": "B", "LN": "L", "GN": "G"}
+    assert settings.check(names) == {"BN+L1": "B", "LN": "L", "GN": "G"}

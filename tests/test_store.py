@@ -335,17 +335,17 @@ def damaged(runs: store.Store, spec: dict, record: dict, tensors: dict, how: str
     else:
         from safetensors.torch import save
         body = {k: v for k, v in record.items() if k != "predictions"}
-        stored_ = {f"model.{k}": t for k, t in tensors.items()} | {"predictions": torch.tensor([1, 2], dtype=torch.uint8)}
+        saved = {f"model.{k}": t for k, t in tensors.items()} | {"predictions": torch.tensor([1, 2], dtype=torch.uint8)}
         if how == "no predictions":
-            del stored_["predictions"]
+            del saved["predictions"]
         elif how == "float predictions":
-            stored_["predictions"] = torch.tensor([1.0, 2.0])
+            saved["predictions"] = torch.tensor([1.0, 2.0])
         elif how == "no weight":
-            del stored_["model.weight"]
+            del saved["model.weight"]
         elif how == "a list for the record":
             body = [1, 2]
         text = json.dumps(body)
-        path.write_bytes(save(stored_, {"record": text, "sha256": store._checksum(body, stored_) if isinstance(body, dict)
+        path.write_bytes(save(saved, {"record": text, "sha256": store._checksum(body, saved) if isinstance(body, dict)
                                         else "0"}))
 
 
