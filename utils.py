@@ -36,7 +36,7 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def reseed(seed: int, train_loader: "TensorLoader") -> None:
+def reseed(seed: int, train_loader: "SeededLoader") -> None:
     """Start a model: seed every generator and rewind the loader's own, so that every model trained after this call
     starts from the same initial draw and sees the same batches, in the same order, with the same augmentation."""
     set_seed(seed)
@@ -155,6 +155,13 @@ class Loader(Protocol):
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+class SeededLoader(Loader, Protocol):
+    """A loader that draws its batches and augmentation from its own generator (data.TensorLoader): what `reseed`
+    rewinds."""
+
+    generator: torch.Generator
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:

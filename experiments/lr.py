@@ -70,7 +70,7 @@ def figure(results: dict) -> plt.Figure:
     ax.minorticks_off()  # only the rates run are labelled
     ax.set_xticks(s["rates"], [f"{r:g}" for r in s["rates"]])
     ax.set(xlabel="peak learning rate (OneCycle)", ylabel="validation error (%)",
-           title=f"Each norm's learning rate on validation: mean (line) and seeds (dots)")
+           title="Each norm's learning rate on validation: mean (line) and seeds (dots)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig

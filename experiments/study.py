@@ -15,6 +15,9 @@ evaluated here. experiments/report.py renders it into STUDY.md.
   (time to target, ghost_stats's test-time ways), none can be drawn and the equivalence does not stand.
 """
 
+import functools
+import json
+
 import numpy as np
 
 import records
@@ -30,16 +33,15 @@ def bootstrap(counts: list[tuple[int, int]], digits: int = DIGITS, resamples: in
               seed: int = BOOTSTRAP_SEED) -> list[float]:
     """The 90% percentile interval (points) of the mean over seeds of A's accuracy minus B's, resampling seeds and,
     within each drawn seed, its `digits` test digits; `counts` holds per seed (digits only A gets right, digits only
-    B gets right)."""
+    B gets right). A resample of the digits draws how many of its `digits` draws land on A's and on B's discordant
+    digits: the multinomial, as a binomial and a conditional binomial, fresh each time a seed is drawn."""
     rng = np.random.default_rng(seed)
-    n = len(counts)
-    drawn = rng.integers(0, n, size=(resamples, n))  # the seeds of each resample
-    differences = np.empty((resamples, n))
-    for i, (only_a, only_b) in enumerate(counts):
-        draws = rng.multinomial(digits, [only_a / digits, only_b / digits, 1 - (only_a + only_b) / digits],
-                                size=(resamples, n))  # a fresh resample of the digits each time the seed is drawn
-        differences[drawn == i] = (100 * (draws[..., 0] - draws[..., 1]) / digits)[drawn == i]
-    low, high = np.percentile(differences.mean(axis=1), [5, 95])
+    p_a, p_b = (np.array([c[i] / digits for c in counts]) for i in (0, 1))
+    drawn = rng.integers(0, len(counts), size=(resamples, len(counts)))  # the seeds of each resample
+    only_a = rng.binomial(digits, p_a[drawn])
+    rest = np.where(p_a[drawn] < 1, p_b[drawn] / np.maximum(1 - p_a[drawn], 1e-12), 0.0)
+    only_b = rng.binomial(digits - only_a, np.clip(rest, 0.0, 1.0))
+    low, high = np.percentile((100 * (only_a - only_b) / digits).mean(axis=1), [5, 95])
     return [float(low), float(high)]
 
 
@@ -79,6 +81,12 @@ def label(name: str, summary: dict, path: tuple, c: dict) -> str:
     return " ".join(map(str, path))
 
 
+@functools.cache
+def labels(settings: str) -> str:
+    """The test digits' labels for an experiment's settings (as JSON), read once."""
+    return runner.test_labels(json.loads(settings))
+
+
 def counts_from_store(result: dict, row: dict, reference: dict, select) -> list[tuple[int, int]]:
     """Per seed, (digits only `row`'s model gets right, digits only the reference's), from the stored predictions
     of the runs `select(run, row)` picks among `result`'s runs."""
@@ -87,7 +95,7 @@ def counts_from_store(result: dict, row: dict, reference: dict, select) -> list[
     predictions = lambda chosen: {run["seed"]: digits(runs_store.read(runs_store.file(run["key"]))[0]["predictions"])
                                   for run in result["runs"] if select(run, chosen)}
     a, b = predictions(row), predictions(reference)
-    truth = digits(runner.test_labels(result["settings"]))
+    truth = digits(labels(json.dumps(result["settings"], sort_keys=True)))
     out = []
     for seed in sorted(a):
         right_a, right_b = a[seed] == truth, b[seed] == truth

@@ -5,7 +5,6 @@ prediction differs, the largest weight difference). Run it after installing anot
 the store's records are read wherever they were made, and this says what that is worth. Writes results/verify.json.
 """
 
-import torch
 
 import records
 import store

@@ -53,6 +53,7 @@ def test_committed_notebook_shows_its_run():
         "".join(o["data"]["text/markdown"]) for o in outputs if "text/markdown" in o.get("data", {}))
 
 
+@pytest.mark.slow  # copies the repository and regenerates both documents: about 15 s
 def test_a_published_full_run_brings_its_numbers_into_the_documents(tmp_path):
     """Command one (a full run publishes) then command two (these tests) is green: publishing rewrites the generated
     blocks from the new history in the same step, so the documents match the results they sit beside."""

@@ -19,7 +19,6 @@ import data
 import records
 import settings
 import store
-import utils
 from conftest import MNIST_ROOT, ROOT, needs_mnist, write_sums
 from experiments import l1, runner
 from model import Net
@@ -86,6 +85,7 @@ def test_runs_made_elsewhere_are_counted_once_and_named(capsys):
     assert f"torch 9.9.9 (here {here['torch']})" in out and f"cpu unknown (here {here['cpu']})" in out
 
 
+@pytest.mark.slow  # a copy of the code and a child Python that imports torch: about 5 s
 def test_a_refactor_that_moves_training_code_keeps_every_key(tmp_path):
     """Move the weight EMA and the L1 penalty out of utils.py into a module of their own, as a code split would: every
     committed record's key, computed from that copy of the code, is the same."""
@@ -446,6 +446,7 @@ def writer(path: str, seed: int, count: int) -> None:
         runs.put({**record, "seconds": float(seed * 1000 + i)}, tensors)
 
 
+@pytest.mark.slow  # two writer processes and a reader, many rounds: about 10 s
 def test_two_writers_and_a_reader_on_one_record_leave_it_whole(tmp_path):
     import multiprocessing
 

@@ -1,158 +1,15 @@
-import json
-import multiprocessing
-import os
-import time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
-from typing import Callable
+"""utils.py, the training engine: L1, train/test/fit, the weights' average, seeding and identical batches, the
+OneCycle schedule, the device, predictions and misclassified digits. Small synthetic data unless marked slow."""
 
-import matplotlib
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import data
-import figures
-import records
-import settings
 import utils
-from conftest import MNIST_ROOT, needs_mnist
-from model import Net, count_parameters
-
-
-def test_load_mnist_normalises_and_shapes(tiny_mnist):
-    images, labels = data.load_mnist(tiny_mnist, train=True, download=False)
-    assert images.shape == (20, 1, 28, 28) and images.dtype == torch.float32
-    assert labels.tolist() == [i % 10 for i in range(20)]
-    assert images.min() >= data.BACKGROUND - 1e-6 and images.max() <= (1 - data.MNIST_MEAN) / data.MNIST_STD + 1e-6
-    test_images, _ = data.load_mnist(tiny_mnist, train=False, limit=4, download=False)
-    assert test_images.shape == (4, 1, 28, 28)
-
-
-def test_load_mnist_reads_mnist_root(tiny_mnist, monkeypatch):
-    monkeypatch.setenv("MNIST_ROOT", str(tiny_mnist))
-    assert len(data.load_mnist(download=False)[0]) == 20
-
-
-def test_missing_data_says_where_it_looked(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"MNIST_ROOT") as error:
-        data.load_mnist(tmp_path / "nowhere", download=False)
-    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in str(error.value)
-
-
-def test_loader_covers_every_sample_once_per_epoch():
-    images = torch.arange(10.0).reshape(10, 1, 1, 1)
-    loader = data.TensorLoader(images, torch.arange(10), batch_size=3, generator=torch.Generator().manual_seed(0))
-    assert len(loader) == 4
-    epochs = [torch.cat([y for _, y in loader]) for _ in range(2)]
-    for seen in epochs:
-        assert sorted(seen.tolist()) == list(range(10))
-    assert epochs[0].tolist() != epochs[1].tolist()  # reshuffled
-    for x, y in loader:
-        assert x.flatten().long().tolist() == y.tolist()  # images stay with their labels
-
-
-def test_loader_rejects_mismatched_lengths():
-    with pytest.raises(ValueError, match="3 images but 2 labels"):
-        data.TensorLoader(torch.zeros(3, 1, 28, 28), torch.zeros(2, dtype=torch.long), batch_size=2)
-
-
-def test_augment_shape_seed_and_identity():
-    x = torch.randn(6, 1, 28, 28)
-    a = data.augment(x, torch.Generator().manual_seed(1))
-    b = data.augment(x, torch.Generator().manual_seed(1))
-    c = data.augment(x, torch.Generator().manual_seed(2))
-    assert a.shape == x.shape
-    torch.testing.assert_close(a, b)
-    assert not torch.allclose(a, c)
-    identity = data.augment(x, torch.Generator().manual_seed(1), degrees=0, translate=0, scale=0)
-    torch.testing.assert_close(identity, x, atol=1e-5, rtol=1e-5)
-
-
-def test_augment_fills_with_background():
-    blank = torch.full((4, 1, 28, 28), data.BACKGROUND)
-    shifted = data.augment(blank, torch.Generator().manual_seed(0), degrees=30, translate=0.2, scale=0.2)
-    torch.testing.assert_close(shifted, blank)
-
-
-# ---- augment in physical units: synthetic shapes, measured by the moments of their ink ----------------------
-# Pixel coordinates: x to the right, y down; the image centre is at (13.5, 13.5) (align_corners=False).
-# affine_grid maps output to input coordinates, input = R(angle) / zoom * output + shift, so the picture moves by
-# -shift (in pixels: up to translate * 28 along each axis), turns by the angle and grows by zoom (not 1 / zoom).
-AUGMENT_SAMPLES = 2000
-YY, XX = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
-CENTRE = 13.5
-
-
-def ink_image(ink: torch.Tensor, n: int = AUGMENT_SAMPLES) -> torch.Tensor:
-    """n copies of a [28, 28] picture with ink in [0, 1] on a black background, normalised as MNIST is."""
-    return ((ink - data.MNIST_MEAN) / data.MNIST_STD).expand(n, 1, 28, 28).contiguous()
-
-
-def blob(sigma: float = 1.5) -> torch.Tensor:
-    return torch.exp(-((XX - CENTRE) ** 2 + (YY - CENTRE) ** 2) / (2 * sigma**2))
-
-
-def bar(length: int = 16) -> torch.Tensor:
-    """A horizontal bar through the centre, `length` pixels long, with a Gaussian cross-section (sigma 1 pixel)."""
-    return (length / 2 + 0.5 - (XX - CENTRE).abs()).clamp(0, 1) * torch.exp(-((YY - CENTRE) ** 2) / 2)
-
-
-def ink_moments(images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per image, from the intensities above background: total ink, centroid (x, y) in pixels, the principal axis's
-    angle in degrees and the standard deviation along it in pixels (proportional to a bar's length)."""
-    w = (images.squeeze(1) - data.BACKGROUND).clamp_min(0)
-    mass = w.sum((1, 2))
-    x, y = (w * XX).sum((1, 2)) / mass, (w * YY).sum((1, 2)) / mass
-    dx, dy = XX - x[:, None, None], YY - y[:, None, None]
-    mxx, myy, mxy = ((w * a * b).sum((1, 2)) / mass for a, b in ((dx, dx), (dy, dy), (dx, dy)))
-    angle = torch.rad2deg(0.5 * torch.atan2(2 * mxy, mxx - myy))
-    major = 0.5 * (mxx + myy) + torch.sqrt(0.25 * (mxx - myy) ** 2 + mxy**2)
-    return {"ink": mass, "x": x, "y": y, "angle": angle, "length": major.sqrt()}
-
-
-def augmented_moments(ink: torch.Tensor, **settings) -> tuple[dict, dict]:
-    """The moments of the picture as it is and of AUGMENT_SAMPLES augmentations of it."""
-    before = ink_moments(ink_image(ink, 1))
-    after = ink_moments(data.augment(ink_image(ink), torch.Generator().manual_seed(0), **settings))
-    return before, after
-
-
-def test_augment_rotates_by_at_most_degrees_and_reaches_them():
-    before, after = augmented_moments(bar(), degrees=10, translate=0, scale=0)
-    assert abs(before["angle"].item()) < 1e-4
-    turn = after["angle"] - before["angle"]  # measured: -9.977 to +9.978 degrees
-    assert turn.abs().max() <= 10.2  # degrees read as radians would turn by up to 573 degrees
-    assert turn.min() < -9.5 and turn.max() > 9.5  # the whole range, both ways: half of it would fail
-    torch.testing.assert_close(after["length"], before["length"].expand(AUGMENT_SAMPLES), rtol=0.005, atol=0)
-
-
-def test_augment_shifts_by_at_most_translate_times_28_pixels_per_axis():
-    before, after = augmented_moments(blob(), degrees=0, translate=0.1, scale=0)
-    torch.testing.assert_close(after["ink"], before["ink"].expand(AUGMENT_SAMPLES))  # none of the blob left the image
-    for axis in ("x", "y"):
-        moved = after[axis] - before[axis]  # measured: -2.797 to +2.799 pixels on each axis
-        assert moved.abs().max() <= 2.8 + 0.01, axis  # 0.1 of 28 pixels
-        assert moved.min() < -2.7 and moved.max() > 2.7, axis
-
-
-def test_augment_zooms_lengths_by_1_plus_minus_scale():
-    before, after = augmented_moments(bar(), degrees=0, translate=0, scale=0.1)
-    ratio = after["length"] / before["length"]
-    # measured 0.8994 to 1.1006: the picture grows by zoom in [1 - scale, 1 + scale] (affine_grid divides by it);
-    # the inverse, [1 / 1.1, 1 / 0.9] = [0.909, 1.111], would fail both ends
-    assert 0.896 < ratio.min() < 0.903 and 1.097 < ratio.max() < 1.104
-    assert (after["angle"] - before["angle"]).abs().max() < 1e-3
-
-
-def test_augment_at_the_notebook_setting_moves_a_centred_blob_under_3_6_pixels():
-    # |zoom * R(-angle) shift| per axis is at most 1.1 * 2.8 * (cos 10 + sin 10) = 3.57 pixels, as a distance
-    # 1.1 * 2.8 * sqrt(2) = 4.36; measured over 2,000 samples: 3.37 (x) and 3.16 (y) pixels, 4.13 as a distance.
-    before, after = augmented_moments(blob(), degrees=10, translate=0.1, scale=0.1)
-    dx, dy = after["x"] - before["x"], after["y"] - before["y"]
-    assert dx.abs().max() < 3.6 and dy.abs().max() < 3.6
-    assert (dx**2 + dy**2).sqrt().max() < 4.4
-    assert dx.abs().max() > 3.0 and dy.abs().max() > 3.0
+from conftest import BAD_COUNTS, MNIST_ROOT, needs_mnist, raises
+from model import Net
 
 
 def test_l1_penalty_by_hand_leaves_norms_out():
@@ -203,17 +60,6 @@ def test_same_seed_same_history():
     assert first == second
 
 
-def test_nan_loss_stops_training():
-    net = Net("L")
-    with torch.no_grad():
-        net.fc.bias.fill_(float("nan"))
-    x, y = torch.randn(40, 1, 28, 28), torch.arange(40) % 10
-    loader = data.TensorLoader(x, y, 10, shuffle=False)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
-    with pytest.raises(FloatingPointError, match="epoch 7, batch 1 of 4"):
-        utils.train(net, loader, optimizer, torch.device("cpu"), epoch=7)
-
-
 def test_misclassified_returns_only_wrong_predictions():
     torch.manual_seed(0)
     net = Net("G").eval()
@@ -228,77 +74,6 @@ def test_misclassified_returns_only_wrong_predictions():
         assert y[index] == label
 
 
-def test_misclassified_grid_is_5_by_2_with_titles(tmp_path):
-    images, labels = torch.randn(10, 1, 28, 28), torch.arange(10)
-    fig = figures.plot_misclassified(images, (labels + 1) % 10, labels, "GN", tmp_path / "grid.png")
-    axes = fig.axes
-    assert len(axes) == 10
-    assert {ax.get_subplotspec().get_geometry()[:2] for ax in axes} == {(5, 2)}
-    assert axes[0].get_title() == "predicted 1, true 0"
-    assert fig._suptitle.get_text() == "GN"
-    assert (tmp_path / "grid.png").stat().st_size > 0
-    matplotlib.pyplot.close(fig)
-
-
-def test_metric_and_curve_plots(tmp_path):
-    history = [dict(epoch=e, train_loss=1 / e, train_acc=90 + e, test_loss=1 / e, test_acc=91 + e) for e in (1, 2, 3)]
-    fig = figures.plot_metric({"BN": history, "GN": history}, "test_loss", tmp_path / "loss.png")
-    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["BN", "GN"]
-    accuracy = figures.plot_metric({"BN": history}, "test_acc")
-    (line,) = accuracy.axes[0].get_lines()
-    assert list(line.get_ydata()) == [8, 7, 6] and accuracy.axes[0].get_yscale() == "log"  # every epoch, as error
-    fig2 = figures.plot_curves("BN", history, tmp_path / "curves.png")
-    assert len(fig2.axes) == 2
-    assert (tmp_path / "loss.png").exists() and (tmp_path / "curves.png").exists()
-    matplotlib.pyplot.close("all")
-
-
-def test_summary_leaves_the_model_untouched(capsys):
-    net = Net("B").train()
-    before = {k: v.clone() for k, v in net.state_dict().items()}
-    figures.print_summary(net)
-    assert f"Total params: {count_parameters(net):,}" in capsys.readouterr().out
-    assert net.training
-    for k, v in net.state_dict().items():
-        assert torch.equal(v, before[k]), k
-
-
-def test_history_round_trip(tmp_path):
-    path = tmp_path / "results" / "history.json"
-    entry = {"norm": "B", "l1_lambda": 1e-05, "params": 7234,
-             "history": [dict(epoch=1, train_loss=0.5, train_acc=88.25, test_loss=0.1, test_acc=97.5, lr=0.004, seconds=5.0)]}
-    records.save_history(path, "BN", entry)
-    records.save_history(path, "GN", {**entry, "norm": "G"})
-    loaded = records.load_history(path)
-    assert loaded["BN"] == entry and loaded["GN"]["norm"] == "G"
-    assert json.loads(path.read_text()) == loaded
-    assert records.load_history(tmp_path / "absent.json") == {}
-
-
-def table_cells(table: str) -> dict[str, str]:
-    """The header cells of a one-model Markdown table mapped to that model's cells."""
-    header, _, row = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
-    return dict(zip(header, row, strict=True))
-
-
-@pytest.mark.parametrize("epochs, second_half, seconds, median", [
-    (5, "3-5", [4.0, 1.0, 9.0, 2.0, 30.0], "4.0"),  # sorted 1, 2, 4, 9, 30; the middle epoch's is 9, the mean 9.2
-    # 30 epochs: sorted, the middle two are 6 and 7 -> 6.5 (median_low 6, median_high 7, mean 24.2)
-    (30, "16-30", [50.0] * 7 + [1.0] * 7 + [7.0] + [50.0] * 7 + [6.0] + [1.0] * 7, "6.5"),
-])
-def test_results_table_second_half_minimum_and_median_seconds(epochs, second_half, seconds, median):
-    first = int(second_half.split("-")[0])
-    accuracy = {e: 99.0 + e / 100 for e in range(1, epochs + 1)}
-    accuracy[1], accuracy[first - 1], accuracy[first] = 90.0, 95.0, 98.5  # the half's lowest is its first epoch
-    history = [dict(epoch=e, train_loss=0.1, train_acc=99.0, test_loss=0.02, test_acc=accuracy[e], lr=0.01,
-                    seconds=s) for e, s in zip(range(1, epochs + 1), seconds, strict=True)]
-    cells = table_cells(records.results_table({"GN": dict(norm="G", l1_lambda=0.0, params=7234, device="cpu",
-                                                        history=history)}))
-    assert cells[f"lowest test acc, epochs {second_half} (%)"] == "98.50"  # not 95.00 (one epoch early), not 99.xx
-    assert cells["final test acc (%)"] == f"{accuracy[epochs]:.2f}"
-    assert cells["seconds / epoch"] == median
-
-
 def test_get_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     assert utils.get_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -308,24 +83,6 @@ def test_get_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     assert utils.get_device() == torch.device("mps")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert utils.get_device() == torch.device("cuda")
-
-
-def test_weight_ema_ramps_up_and_tracks_buffers():
-    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
-    ema = utils.WeightEMA(net, decay=0.99)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.fill_(1.0)
-        start = {k: v.clone() for k, v in ema.module.state_dict().items()}
-    net[1].num_batches_tracked += 5
-    ema.update(net)  # first update: decay min(0.99, 2 / 11)
-    weight = 2 / 11 * start["0.weight"] + 9 / 11
-    torch.testing.assert_close(ema.module[0].weight, weight)
-    assert ema.module[1].num_batches_tracked.item() == 5  # integer buffers are copied
-    for _ in range(1000):
-        ema.update(net)
-    torch.testing.assert_close(ema.module[0].weight, torch.ones(2, 2))
-    assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())
 
 
 def test_weight_ema_rejects_bad_decay():
@@ -351,100 +108,371 @@ def test_peak_memory_counts_a_large_allocation():
     del block
 
 
-# ---- Files written by several processes at once ----------------------------------------------------------------------
+# ---- from the training loop: evaluation, the weights' average, identical batches, the schedule -------------
 
-WRITES = 300  # per writer process
-
-
-def record(writer: int, n: int) -> dict:
-    return {"writer": writer, "n": n, "padding": "x" * 20_000}  # large enough for a reader to catch a half-written one
+CPU = torch.device("cpu")
+no_chance_warning = pytest.mark.filterwarnings("ignore:.*chance level:RuntimeWarning")  # random labels: never learned
 
 
-STUDY = dict(variants={"BN": "B"}, epochs=1, max_lr=0.1, weight_decay=0.0, ema_decay=None, l1_lambda=0.0, groups=2,
-             dropout=0.0)
-ACTIONS = {  # each writes `data` into folder/record.json as its callers do, or probes folder as a notebook set-up does
-    "write_json": lambda folder, data: records.write_json(folder / "record.json", data),
-    "replace_file": lambda folder, data: records.replace_file(folder / "record.json",
-                                                            lambda tmp: tmp.write_text(json.dumps(data))),
-    "replace_files": lambda folder, data: records.replace_files({folder / name: json.dumps(data).encode()
-                                                               for name in ("record.json", "other.json")}),
-    "check_study": lambda folder, data: settings.check_study(**STUDY, out_dir=folder),
-}
+def random_digits(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
 
 
-def attempt_many(action: str, folder: Path) -> list[str]:
-    """The action WRITES times, with this process's records; the errors it raised."""
-    errors = []
-    for n in range(WRITES):
-        try:
-            ACTIONS[action](folder, record(os.getpid(), n))
-        except Exception as error:
-            errors.append(f"{type(error).__name__}: {error}")
-    return errors
+# ---- utils.test ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("training", [True, False])
+def test_evaluation_leaves_parameters_running_statistics_and_mode_untouched(training):
+    torch.manual_seed(0)
+    net = Net("B").train(training)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = random_digits(64)
+    loss, accuracy = utils.test(net, data.TensorLoader(x + 3, y, 32, shuffle=False), CPU)  # shifted: stats would move
+    assert net.training is training
+    for k, v in net.state_dict().items():  # weights, running_mean, running_var, num_batches_tracked
+        assert torch.equal(v, before[k]), k
+    with torch.no_grad():
+        expected = F.nll_loss(net.eval()(x + 3), y).item()
+    assert loss == pytest.approx(expected, rel=1e-5) and 0 <= accuracy <= 100
 
 
-def in_two_processes(action: str, folder: Path, meanwhile: Callable[[], None] = lambda: time.sleep(0.01)) -> list[str]:
-    """attempt_many in two forked processes at once, `meanwhile()` called here until both end; their errors."""
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
-        futures = [pool.submit(attempt_many, action, folder) for _ in range(2)]
-        while not all(future.done() for future in futures):
-            meanwhile()
-    return [error for future in futures for error in future.result()]
+# ---- utils.WeightEMA -------------------------------------------------------------------------------------------
+
+def small_bn_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
 
 
-@pytest.mark.parametrize("how", ["write_json", "replace_file", "replace_files"])
-def test_two_writers_and_a_reader_on_one_file_lose_nothing(tmp_path, how):
-    ACTIONS[how](tmp_path, record(-1, 0))
-    reads, torn = [], []
-
-    def read() -> None:
-        text = (tmp_path / "record.json").read_text()
-        reads.append(len(text))
-        try:
-            data = json.loads(text)
-            assert data == record(data["writer"], data["n"])
-        except (ValueError, AssertionError, KeyError, TypeError):
-            torn.append(text[:60])
-
-    errors = in_two_processes(how, tmp_path, meanwhile=read)
-    assert not errors and not torn, (f"{len(errors)} of {2 * WRITES} writes failed ({errors[:2]}); {len(torn)} of "
-                                     f"{len(reads)} reads were not one whole record ({torn[:2]})")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"record.json", "other.json"} if how == "replace_files"
-                                                                else {"record.json"})  # no temporary file left
-    assert json.loads((tmp_path / "record.json").read_text())["n"] == WRITES - 1
+def sgd_step(net, optimizer, seed):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(8, 3, generator=g) + 2, torch.randint(0, 2, (8,), generator=g)  # +2: running_mean moves
+    optimizer.zero_grad()
+    F.cross_entropy(net(x), y).backward()
+    optimizer.step()
 
 
-@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
-@pytest.mark.parametrize("where", ["write", "replace"])
-def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch, error, where):
-    path = records.write_json(tmp_path / "record.json", {"old": 1})
-
-    def write(tmp: Path) -> None:
-        tmp.write_text('{"half": ')
-        if where == "write":
-            raise error
-
-    def fail(self, target):
-        raise error
-
-    if where == "replace":
-        monkeypatch.setattr(Path, "replace", fail)
-    with pytest.raises(type(error)):
-        records.replace_file(path, write)
-    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
-    assert json.loads(path.read_text()) == {"old": 1}
+def test_weight_ema_lags_the_live_weights_after_real_steps():
+    net = small_bn_net().train()
+    ema = utils.WeightEMA(net, decay=0.9)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    for seed in range(3):
+        sgd_step(net, optimizer, seed)
+        ema.update(net)
+    live, average = net.state_dict(), ema.module.state_dict()
+    moved = [k for k, v in live.items() if v.is_floating_point() and not torch.allclose(v, start[k])]
+    assert len(moved) == 7  # all but 0.bias, which BatchNorm cancels (a gradient of rounding errors)
+    for k in moved:
+        assert not torch.allclose(average[k], live[k]) and not torch.allclose(average[k], start[k]), k
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(ema.module.parameters(), net.parameters()))
 
 
-def test_a_written_file_has_the_permissions_of_a_plain_write(tmp_path):
-    plain = tmp_path / "plain.json"
-    plain.write_text("{}")
-    mode = plain.stat().st_mode
-    for path in (records.write_json(tmp_path / "record.json", {}),
-                 *records.replace_files({tmp_path / "new.json": b"{}", plain: b"{}"})):
-        assert path.stat().st_mode == mode
+def test_weight_ema_averages_float_buffers_by_the_formula_and_copies_integer_ones():
+    net = small_bn_net().train()
+    ema = utils.WeightEMA(net, decay=0.2)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    expected = {k: v.clone() for k, v in net.state_dict().items()}
+    # after n updates the decay is min(decay, (1 + n) / (10 + n)): 2/11 (ramp), then min(0.2, 3/12) = 0.2 (cap)
+    for seed, decay in ((0, 2 / 11), (1, 0.2)):
+        sgd_step(net, optimizer, seed)
+        ema.update(net)
+        live = net.state_dict()
+        for k, v in live.items():
+            expected[k] = decay * expected[k] + (1 - decay) * v if v.is_floating_point() else v.clone()
+    average = ema.module.state_dict()
+    assert set(average) == {"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+                            "1.num_batches_tracked", "2.weight", "2.bias"}
+    for k, v in expected.items():
+        torch.testing.assert_close(average[k], v, rtol=1e-6, atol=1e-7, msg=k)
+    assert average["1.num_batches_tracked"].item() == 2
+    assert not torch.allclose(average["1.running_mean"], live["1.running_mean"])  # averaged, not copied
+    assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())  # a frozen copy
 
 
-def test_two_set_ups_probe_one_out_dir_at_once(tmp_path):
-    errors = in_two_processes("check_study", tmp_path)
-    assert not errors, f"{len(errors)} of {2 * WRITES} set-ups failed: {errors[:3]}"
-    assert list(tmp_path.rglob("*")) == [tmp_path / "runs"]
+def test_weight_ema_rejects_a_model_with_other_state_keys():
+    net = small_bn_net()
+    other = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))  # no running statistics
+    with pytest.raises(ValueError, match="running_mean"):
+        utils.WeightEMA(net, decay=0.9).update(other)
+    ema = utils.WeightEMA(net, decay=0.9)
+    ema.update(net)
+    with pytest.raises(ValueError, match="state differs"):  # also after it has been updated from another model
+        ema.update(other)
+
+
+# ---- Every variant of the study sees the same batches ------------------------------------------------------
+
+def batches_each_variant_sees(reseed: bool) -> dict[str, tuple[list, list]]:
+    """The notebook's loop over "B", "L", "G" on 96 random digits (3 batches of 32, augmented, one epoch each):
+    for each variant the indices of every training batch and the exact images the model received."""
+    x, y = random_digits(96)
+    x[:, 0, 0, 0] = torch.arange(96.0)  # each digit carries its index, read before augmentation
+    indices = []
+
+    def augment(images, generator):
+        indices.append(images[:, 0, 0, 0].long())
+        return data.augment(images, generator)
+
+    loader = data.TensorLoader(x, y, 32, augment_fn=augment, generator=torch.Generator().manual_seed(0))
+    test_loader = data.TensorLoader(x, y, 96, shuffle=False)
+    seen = {}
+    for norm in ("B", "L", "G"):
+        if reseed:
+            utils.reseed(1, loader)
+        model, inputs, indices = Net(norm), [], []
+        model.register_forward_pre_hook(lambda m, args: inputs.append(args[0].clone()) if m.training else None)
+        utils.fit(model, loader, test_loader, CPU, epochs=1, max_lr=0.01)
+        seen[norm] = (indices, inputs)
+    return seen
+
+
+@no_chance_warning
+def test_every_variant_is_trained_on_bitwise_identical_batches():
+    seen = batches_each_variant_sees(reseed=True)
+    indices, inputs = seen["B"]
+    assert len(inputs) == 3 and sorted(torch.cat(indices).tolist()) == list(range(96))
+    for norm in ("L", "G"):
+        assert all(torch.equal(a, b) for a, b in zip(seen[norm][0], indices, strict=True)), norm
+        assert all(torch.equal(a, b) for a, b in zip(seen[norm][1], inputs, strict=True)), norm
+
+
+@no_chance_warning
+def test_without_reseed_the_variants_see_other_batches():
+    seen = batches_each_variant_sees(reseed=False)
+    for norm in ("L", "G"):
+        assert not torch.equal(torch.cat(seen[norm][0]), torch.cat(seen["B"][0])), norm
+        assert not torch.equal(torch.cat(seen[norm][1]), torch.cat(seen["B"][1])), norm
+
+
+# ---- fit's OneCycle schedule ---------------------------------------------------------------------------------
+
+@no_chance_warning
+def test_fit_follows_one_cycle_per_optimiser_step(monkeypatch):
+    steps = []  # (lr, beta1) that each optimiser step used
+    adamw_step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        steps.append((self.param_groups[0]["lr"], self.param_groups[0]["betas"][0]))
+        return adamw_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 1, 2, 2, generator=g), torch.randint(0, 10, (40,), generator=g)
+    loader = data.TensorLoader(x, y, 4, generator=g)  # 10 batches an epoch
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 10), nn.LogSoftmax(dim=1))
+    max_lr, epochs = 0.02, 3
+    history = utils.fit(model, loader, data.TensorLoader(x, y, 40, shuffle=False), CPU, epochs, max_lr)
+    lrs, beta1 = zip(*steps)
+    assert len(lrs) == 30
+    assert lrs[0] == pytest.approx(max_lr / 25, rel=1e-9)  # div_factor 25
+    peak = max(range(30), key=lambda i: lrs[i])
+    assert peak == 8 and lrs[peak] == pytest.approx(max_lr, rel=1e-9)  # pct_start 0.3: step 9 of 30 (0.3 * 30 - 1)
+    assert all(a < b for a, b in zip(lrs[: peak], lrs[1 : peak + 1]))  # up to the peak, then down to the end
+    assert all(a > b for a, b in zip(lrs[peak:-1], lrs[peak + 1 :]))
+    assert lrs[-1] == pytest.approx(max_lr / (25 * 1e4), rel=1e-9)  # final_div_factor 1e4
+    assert beta1[0] == pytest.approx(0.95) and beta1[peak] == pytest.approx(0.85) and beta1[-1] == pytest.approx(0.95)
+    assert min(beta1) == pytest.approx(0.85) and max(beta1) == pytest.approx(0.95)
+    assert [r["lr"] for r in history] == [lrs[0], lrs[10], lrs[20]]  # each epoch records the lr it starts with
+
+
+def test_fit_turns_on_cudnn_benchmark_for_a_gpu_run_and_restores_it(monkeypatch):
+    # fixed input shapes: cuDNN may pick its fastest kernels once, for this run only, not for the caller's code after
+    seen = []
+    monkeypatch.setattr(utils, "_train", lambda *args: seen.append(torch.backends.cudnn.benchmark) or (0.1, 99.0))
+    monkeypatch.setattr(utils, "_test", lambda *args: (0.1, 99.0))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(utils, "_available_devices", lambda: ["cpu", "cuda", "cuda:0"])  # as on a GPU machine
+    loader = data.TensorLoader(torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), 2)
+    utils.fit(Net("L"), loader, loader, torch.device("cuda"), epochs=2, max_lr=0.01)  # no GPU work: train is stubbed
+    assert seen == [True, True]
+    assert torch.backends.cudnn.benchmark is False
+
+
+# ---- Errors for people: each bad argument, file or diverging run is named ------------------------------------
+
+
+def tiny_run():
+    """A linear classifier and a loader of 8 random digits: what fit, train and test need, in milliseconds."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
+    return model, data.TensorLoader(torch.randn(8, 1, 28, 28), torch.arange(8), 4, shuffle=False)
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("weight_decay", -1e-4, ["weight_decay must be a finite number >= 0", "-0.0001"]),
+    ("weight_decay", "1e-4", ["weight_decay", "'1e-4'"]),
+    ("l1_lambda", -1e-5, ["l1_lambda must be a finite number >= 0", "-1e-05"]),
+    ("l1_lambda", "1e-5", ["l1_lambda", "'1e-5'"]),
+    ("l1_lambda", float("nan"), ["l1_lambda", "nan"]),
+    ("ema_decay", "0.99", ["ema_decay must be None or a number in (0, 1)", "'0.99'"]),
+    ("ema_decay", 1.5, ["ema_decay", "1.5"]),
+    ("ema_decay", True, ["ema_decay", "True"]),
+    ("device", "gpu", ["device must be a torch.device", "'gpu'"]),
+    ("device", 0, ["device must be a torch.device", "0"]),
+    ("on_epoch", "print", ["on_epoch must be None or a function"]),
+    ("model", "Net('B')", ["model must be a torch.nn.Module", "str"]),
+])
+def test_fit_checks_every_setting_as_check_study_does(setting, value, parts):
+    model, loader = tiny_run()
+    arguments = dict(model=model, train_loader=loader, test_loader=loader, device=CPU, epochs=1, max_lr=0.01)
+    with raises(ValueError, *parts):
+        utils.fit(**{**arguments, setting: value})
+
+
+@pytest.mark.parametrize("setting, value, parts", [
+    ("l1_lambda", -1.0, ["l1_lambda must be a finite number >= 0"]), ("epoch", 0, ["epoch must be a whole number"]),
+    ("device", "cuda:7", ["device must be a torch.device", "'cuda:7'"]),
+])
+def test_train_checks_its_settings(setting, value, parts):
+    model, loader = tiny_run()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with raises(ValueError, *parts):
+        utils.train(**{**dict(model=model, loader=loader, optimizer=optimizer, device=CPU), setting: value})
+
+
+@pytest.mark.parametrize("function", [utils.test, utils.predict, utils.misclassified])
+def test_evaluation_names_a_device_this_machine_lacks(monkeypatch, function):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model, loader = tiny_run()
+    with raises(ValueError, "device must be a torch.device", "'cuda'"):
+        function(model, loader, "cuda")
+    function(model, loader, "cpu")  # a name this machine has is as good as a torch.device
+
+
+def test_weight_ema_names_a_decay_given_as_text():
+    with raises(ValueError, "decay must be a number in (0, 1)", "'0.99'"):
+        utils.WeightEMA(nn.Linear(1, 1), decay="0.99")
+
+
+# ---- get_device ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", "mps", "gpu", "", "CPU"])
+def test_get_device_rejects_what_this_machine_lacks(monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with raises(ValueError, f"device {name!r}", "['cpu']"):
+        utils.get_device(name)
+    assert utils.get_device("cpu") == CPU and utils.get_device(None) == CPU
+
+
+def test_get_device_rejects_a_gpu_index_beyond_the_count(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with raises(ValueError, "device 'cuda:1'", "['cpu', 'cuda', 'cuda:0']"):
+        utils.get_device("cuda:1")
+    assert utils.get_device("cuda:0") == torch.device("cuda:0")
+
+
+# ---- misclassified ------------------------------------------------------------------------------------------
+
+class Oracle(nn.Module):
+    """Predicts the label written into each image's first pixel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(x.flatten(1)[:, 0].long(), 10).float().log_softmax(dim=1)
+
+
+def digits(labels: list[int], written: list[int]) -> data.TensorLoader:
+    """A loader of images whose first pixel holds `written` (what Oracle predicts), labelled `labels`."""
+    images = torch.zeros(len(written), 1, 28, 28)
+    images[:, 0, 0, 0] = torch.tensor(written, dtype=torch.float)
+    return data.TensorLoader(images, torch.tensor(labels), batch_size=2, shuffle=False)
+
+
+@pytest.mark.parametrize("n", BAD_COUNTS)
+def test_misclassified_rejects_bad_n(n):
+    with raises(ValueError, "n must be", repr(n)):
+        utils.misclassified(Oracle(), digits([1], [1]), CPU, n=n)
+
+
+def test_misclassified_rejects_an_empty_loader():
+    with raises(ValueError, "the loader is empty", "no images"):
+        utils.misclassified(Oracle(), [], CPU)
+
+
+def test_misclassified_names_a_label_outside_0_9():
+    with raises(ValueError, "labels must be classes 0-9", "the first 12"):
+        utils.misclassified(Oracle(), [(torch.zeros(2, 1, 28, 28), torch.tensor([0, 12]))], CPU)
+
+
+def test_predict_refuses_outputs_without_a_class():
+    model, loader = tiny_run()
+    model[1].bias.data.fill_(float("nan"))  # every output NaN: argmax would say class 0 for every image
+    with raises(FloatingPointError, "predict", "NaN or infinite for 8 of 8 images"):
+        utils.predict(model, loader, CPU)
+
+
+@pytest.mark.parametrize("label", [10, -1])
+@pytest.mark.parametrize("step", ["train", "test"])
+def test_a_plain_loader_with_a_label_outside_0_9_is_named(step, label):
+    model, _ = tiny_run()
+    loader = [(torch.randn(4, 1, 28, 28), torch.tensor([0, 1, label, 2]))]  # no TensorLoader: nothing checked it
+    with raises(ValueError, "labels must be classes 0-9", f"the first {label}"):
+        if step == "train":
+            utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU)
+        else:
+            utils.test(model, loader, CPU)
+
+
+def test_misclassified_returns_the_few_it_finds():
+    images, predicted, true = utils.misclassified(Oracle(), digits([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]), CPU, n=10)
+    assert images.shape == (0, 1, 28, 28) and predicted.shape == (0,) and true.shape == (0,)
+    images, predicted, true = utils.misclassified(Oracle(), digits([1, 2, 3, 4, 5], [1, 7, 3, 8, 5]), CPU, n=10)
+    assert images.shape == (2, 1, 28, 28) and predicted.tolist() == [7, 8] and true.tolist() == [2, 4]
+
+
+# ---- Divergence is an error, never a saved run -------------------------------------------------------------------
+
+class TurnsNaN(nn.Module):
+    """A tiny classifier whose outputs become NaN from its `after`-th training forward pass on."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.fc, self.after, self.calls = nn.Linear(784, 10), after, 0
+
+    def forward(self, x):
+        self.calls += self.training
+        out = F.log_softmax(self.fc(x.flatten(1)), dim=1)
+        return out * float("nan") if self.training and self.calls >= self.after else out
+
+
+def test_a_non_finite_training_loss_stops_within_check_every_batches():
+    x, y = torch.randn(200 * 4, 1, 28, 28), torch.arange(800) % 10
+    loader = data.TensorLoader(x, y, 4, shuffle=False)
+    model = TurnsNaN(after=20)
+    with raises(FloatingPointError, "epoch 3", "batch 20 of 200", "most likely from the learning rate (0.01 "):
+        utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU, epoch=3)
+    assert model.calls == utils.CHECK_EVERY  # it stopped at the first check after the NaN, not at the epoch's end
+
+
+def test_a_divergence_under_a_huge_weight_decay_names_the_weight_decay():
+    model, _ = tiny_run()
+    loader = data.TensorLoader(torch.randn(200 * 4, 1, 28, 28), torch.arange(800) % 10, 4, shuffle=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.02, weight_decay=1e4)  # each step: weights x (1 - 200)
+    with raises(FloatingPointError, "epoch 3", "most likely from the weight decay", "1 - 0.02 x 10000 = -199",
+                "lower weight_decay (WEIGHT_DECAY)"):
+        utils.train(model, loader, optimizer, CPU, epoch=3)
+
+
+def test_a_non_finite_loss_from_the_inputs_says_so():
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    loader = data.TensorLoader(x, y, 4, shuffle=False, augment_fn=lambda images, g: images / 0 * 0)  # NaN images
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
+    with raises(FloatingPointError, "batch 1 of 2", "the inputs hold NaN or infinite values"):
+        utils.train(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), CPU)
+
+
+def test_a_non_finite_loss_at_the_first_batch_blames_the_settings_not_the_learning_rate():
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    model = Net("B")
+    with raises(FloatingPointError, "epoch 1, batch 1 of 2", "before any optimiser step, so not the learning rate",
+                "l1_lambda=1e+300"):  # the L1 term overflows float32 at once
+        utils.train(model, data.TensorLoader(x, y, 4), torch.optim.AdamW(model.parameters(), lr=1e-3), CPU,
+                    l1_lambda=1e300)
+
+
+def test_a_non_finite_test_loss_is_an_error():
+    model = TurnsNaN(after=0).train()  # NaN in train mode only: switch the eval path to NaN instead
+    model.forward = lambda x: torch.full((len(x), 10), float("nan"))
+    with raises(FloatingPointError, "non-finite test loss"):
+        utils.test(model, data.TensorLoader(torch.randn(8, 1, 28, 28), torch.arange(8), 4, shuffle=False), CPU)
