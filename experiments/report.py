@@ -205,13 +205,16 @@ def pick(r: dict, found: list[dict]) -> str:
         core = [row for row in found if row["family"] in ("main (pairs)", "own_rate (pairs)")
                 and "+" not in row["comparison"]]  # BN, LN and GN against each other
         differ = [row for row in core if row["study_verdict"] == "differs"]
-        spread = lambda name: max(x["mean"] for x in r[name]["summary"]["variants"].values()) - min(
-            x["mean"] for x in r[name]["summary"]["variants"].values())
+        def spread(name: str) -> float:
+            means = [x["mean"] for v, x in r[name]["summary"]["variants"].items() if v in ("BN", "LN", "GN")]
+            return max(means) - min(means)
+        rates = [name for name in ("main", "own_rate") if name in r]
         rows.append(["Batches of about 128 images, as here",
                      "any of BatchNorm, LayerNorm, GroupNorm" if not differ else "see the evidence",
-                     f"their mean accuracies lie within {spread('main'):.2f} points of each other, and no pair is shown "
-                     "to differ, at the shared learning rate or at each one's own" if not differ else
-                     f"{len(differ)} pairs differ", link("main") + (", " + link("own_rate") if "own_rate" in r else "")])
+                     "their mean accuracies differ by at most " + " and ".join(
+                         f"{spread(name):.2f} points {'at the shared learning rate' if name == 'main' else 'at their own rates'}"
+                         for name in rates) + ", and no pair is shown to differ" if not differ else
+                     f"{len(differ)} pairs differ", ", ".join(link(name) for name in rates)])
     if "norm_batch" in r:
         nb = {(x["norm"], x["k"]): x for x in r["norm_batch"]["summary"]["rows"]}
         k2 = verdict(found, "norm_batch", "k = 2 - whole batch")

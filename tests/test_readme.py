@@ -132,3 +132,12 @@ def test_every_link_into_study_md_lands_on_a_heading():
     headings = {anchor(m.group(1)) for m in re.finditer(r"^#+ (.+)$", DOCUMENTS["STUDY.md"], re.M)}
     links = re.findall(r"\]\(STUDY\.md#([^)]+)\)", DOCUMENTS["README.md"])
     assert links and set(links) <= headings, set(links) - headings
+
+
+def test_the_pick_table_states_the_study_wide_verdict_not_the_family_one():
+    r = report.load()
+    found = report.study.rows(r)
+    k2 = next(row for row in found if row["family"] == "norm_batch" and row["comparison"] == "k = 2 - whole batch")
+    assert f"below the whole batch ({k2['study_verdict']})" in report.pick(r, found)
+    k2["study_verdict"] = "inconclusive"  # as if the study-wide correction had not kept it
+    assert "below the whole batch (inconclusive)" in report.pick(r, found)
