@@ -294,13 +294,13 @@ class TensorLoader:
         order = torch.randperm(n, device=self.images.device, generator=self.generator) if self.shuffle else None
         for start in range(0, n, self.batch_size):
             if order is None:
-                x, y = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+                images, labels = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
             else:
                 index = order[start : start + self.batch_size]
-                x, y = self.images[index], self.labels[index]
+                images, labels = self.images[index], self.labels[index]
             if self.augment_fn is not None:
-                x = self.augment_fn(x, self.generator)
-            yield x, y
+                images = self.augment_fn(images, self.generator)
+            yield images, labels
 
 
 SPLITS = ("test", "validation")

@@ -137,16 +137,16 @@ class Net(nn.Module):
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if norm_batch is not None and self.norm != "B":
             raise ValueError(f"norm_batch is BatchNorm's setting; norm {norm!r} normalises each image alone")
-        w = WIDTHS
+        widths = WIDTHS
         # Convolutions carry no bias: the norm's shift that follows would cancel it.
         self.convs = nn.ModuleList(
-            [nn.Conv2d(1, w[0], 3, bias=False), nn.Conv2d(w[0], w[1], 3, bias=False)]
-            + [separable(cin, cout) for cin, cout in zip(w[1:-1], w[2:])]
+            [nn.Conv2d(1, widths[0], 3, bias=False), nn.Conv2d(widths[0], widths[1], 3, bias=False)]
+            + [separable(cin, cout) for cin, cout in zip(widths[1:-1], widths[2:])]
         )
         groups = GROUPS if groups is None else groups
-        self.norms = nn.ModuleList(make_norm(self.norm, c, groups, norm_batch) for c in w)
+        self.norms = nn.ModuleList(make_norm(self.norm, c, groups, norm_batch) for c in widths)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(w[-1], 10)
+        self.fc = nn.Linear(widths[-1], 10)
         self.to(memory_format=torch.channels_last)  # outputs equal to NCHW's, steps faster: benchmarks/step.py
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

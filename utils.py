@@ -199,22 +199,22 @@ class WeightEMA:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         torch._foreach_lerp_(average, current, 1 - decay)
-        for a, c in zip(average_int, current_int):
-            a.copy_(c)
+        for averaged, live in zip(average_int, current_int):
+            averaged.copy_(live)
 
 
 CHECK_EVERY = 50  # batches between checks for a non-finite training loss: one host read each, not one per batch
 CHANCE_ACC = 15.0  # % test accuracy at or below which a model is at chance level (10 classes: 10%)
 
 
-def _divergence(model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer, l1_lambda: float, epoch: int,
+def _divergence(model: nn.Module, images: torch.Tensor, optimizer: torch.optim.Optimizer, l1_lambda: float, epoch: int,
                 batch: int, batches: int) -> str:
-    """What a non-finite training loss at `batch` most likely comes from: the inputs (the last batch `x` is not
+    """What a non-finite training loss at `batch` most likely comes from: the inputs (the last batch `images` is not
     finite), the settings (the first batch, before any optimiser step), the weight decay (where AdamW's step would
     multiply the weights by 1 - lr x weight_decay <= 0 at the peak rate) or else the learning rate."""
     where = f"non-finite training loss at epoch {epoch}, batch {batch} of {batches}"
     group = optimizer.param_groups[0]
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(images).all():
         return f"{where}: the inputs hold NaN or infinite values; check the data and its augmentation"
     if epoch == 1 and batch == 1:
         return (f"{where}, before any optimiser step, so not the learning rate: the settings or the model; check "
@@ -267,13 +267,13 @@ def _train(model: nn.Module, loader: Loader, optimizer: torch.optim.Optimizer, d
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False)  # TQDM_DISABLE=1 silences it
-    for batch, (x, y) in enumerate(bar):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        output = model(x)
+    for batch, (images, labels) in enumerate(bar):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        output = model(images)
         try:
-            loss = F.nll_loss(output, y)
+            loss = F.nll_loss(output, labels)
         except IndexError:  # a label outside 0-9 (CPU): say so, as check_data does
-            check_labels(y)
+            check_labels(labels)
             raise
         if l1_lambda:
             loss = loss + l1_lambda * l1_penalty(model)
@@ -284,14 +284,14 @@ def _train(model: nn.Module, loader: Loader, optimizer: torch.optim.Optimizer, d
             scheduler.step()
         if ema is not None:
             ema.update(model)
-        batch_losses[batch] = loss.detach() * len(y)
-        correct += (output.argmax(dim=1) == y).sum()
-        seen += len(y)
+        batch_losses[batch] = loss.detach() * len(labels)
+        correct += (output.argmax(dim=1) == labels).sum()
+        seen += len(labels)
         if (batch + 1) % CHECK_EVERY == 0 or batch + 1 == len(loader):
             bad = _first_non_finite(batch_losses[: batch + 1])
             if bad is not None:
                 bar.close()
-                raise FloatingPointError(_divergence(model, x, optimizer, l1_lambda, epoch, bad + 1, len(loader)))
+                raise FloatingPointError(_divergence(model, images, optimizer, l1_lambda, epoch, bad + 1, len(loader)))
     mean_loss, accuracy = batch_losses.sum().item() / seen, 100.0 * correct.item() / seen
     bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{accuracy:.2f}%")
     bar.close()
@@ -312,16 +312,16 @@ def _test(model: nn.Module, loader: Loader, device: torch.device) -> tuple[float
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
     with torch.inference_mode():
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            output = model(x)
+        for images, labels in loader:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            output = model(images)
             try:
-                total_loss += F.nll_loss(output, y, reduction="sum")
+                total_loss += F.nll_loss(output, labels, reduction="sum")
             except IndexError:  # a label outside 0-9 (CPU): say so, as check_data does
-                check_labels(y)
+                check_labels(labels)
                 raise
-            correct += (output.argmax(dim=1) == y).sum()
-            seen += len(y)
+            correct += (output.argmax(dim=1) == labels).sum()
+            seen += len(labels)
     model.train(was_training)
     if seen == 0:
         raise ValueError("the test loader is empty: it yields no images")

@@ -31,25 +31,25 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
     train, held = store.loaders(trained[0]["spec"], "cpu")
     labels = "".join(map(str, held.labels.tolist()))
     bn = {}
-    for v in dict.fromkeys(r["variant"] for r in trained if r["spec"]["norm"] == "B"):
-        chosen = sorted((r for r in trained if r["variant"] == v), key=lambda r: r["seed"])
+    for variant in dict.fromkeys(row["variant"] for row in trained if row["spec"]["norm"] == "B"):
+        chosen = sorted((row for row in trained if row["variant"] == variant), key=lambda row: row["seed"])
         rows = []
-        for r in runner.progress(chosen, f"{v}: stored models evaluated at test time"):
-            model = runs_store.model(r["spec"])
+        for row in runner.progress(chosen, f"{variant}: stored models evaluated at test time"):
+            model = runs_store.model(row["spec"])
             running, running_pred = runner.accuracy(model.eval(), held.images, held.labels)
             recomputed_model = runner.recomputed_statistics(model, train.images, settings["BATCH_SIZE"])
             recomputed, recomputed_pred = runner.accuracy(recomputed_model, held.images, held.labels)
             as_text = lambda p: "".join(map(str, p.tolist()))
-            rows.append(dict(seed=r["seed"], running=running, recomputed=recomputed,
+            rows.append(dict(seed=row["seed"], running=running, recomputed=recomputed,
                              mcnemar=runner.mcnemar(as_text(recomputed_pred), as_text(running_pred), labels),
                              batch_statistics={str(k): runner.batch_statistics(model, k, held.images, held.labels)[0]
                                                for k in TEST_BATCHES}))
         comparison = runner.compare([x["recomputed"] for x in rows], [x["running"] for x in rows])
-        bn[v] = dict(rows=rows, recomputed_vs_running=comparison)
+        bn[variant] = dict(rows=rows, recomputed_vs_running=comparison)
     runner.verdicts([b["recomputed_vs_running"] for b in bn.values()])
     invariance = []
-    for r in runner.progress(trained, "models evaluated at test batches 1 and 1,000"):
-        model = runs_store.model(r["spec"])
+    for row in runner.progress(trained, "models evaluated at test batches 1 and 1,000"):
+        model = runs_store.model(row["spec"])
         (acc_a, pred_a), (acc_b, pred_b) = (runner.accuracy(model, held.images, held.labels, k) for k in INVARIANCE)
         invariance.append(int((pred_a != pred_b).sum()))
     return dict(bn=bn, invariance=dict(models=len(invariance), changed=sum(invariance)), margin=runner.MARGIN)
@@ -57,38 +57,38 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
 
 def figure(results: dict) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (v, b) in enumerate(results["summary"]["bn"].items()):
-        ks = [int(k) for k in b["rows"][0]["batch_statistics"]]
-        errors = [[100 - x["batch_statistics"][str(k)] for x in b["rows"]] for k in ks]
+    for i, (name, bn) in enumerate(results["summary"]["bn"].items()):
+        ks = [int(k) for k in bn["rows"][0]["batch_statistics"]]
+        errors = [[100 - x["batch_statistics"][str(k)] for x in bn["rows"]] for k in ks]
         mean = [sum(e) / len(e) for e in errors]
-        ax.plot(ks, mean, marker="o", color=f"C{i}", label=f"{v}, statistics of each test batch (mean over seeds)")
-        running = sum(100 - x["running"] for x in b["rows"]) / len(b["rows"])
-        recomputed = sum(100 - x["recomputed"] for x in b["rows"]) / len(b["rows"])
-        ax.axhline(running, color=f"C{i}", linestyle="-", alpha=0.5, label=f"{v}, running statistics")
-        ax.axhline(recomputed, color=f"C{i}", linestyle="--", alpha=0.5, label=f"{v}, recomputed statistics")
+        ax.plot(ks, mean, marker="o", color=f"C{i}", label=f"{name}, statistics of each test batch (mean over seeds)")
+        running = sum(100 - x["running"] for x in bn["rows"]) / len(bn["rows"])
+        recomputed = sum(100 - x["recomputed"] for x in bn["rows"]) / len(bn["rows"])
+        ax.axhline(running, color=f"C{i}", linestyle="-", alpha=0.5, label=f"{name}, running statistics")
+        ax.axhline(recomputed, color=f"C{i}", linestyle="--", alpha=0.5, label=f"{name}, recomputed statistics")
     ax.set_xscale("log")
     ax.set_yscale("log")  # from chance level down to under 1%
     ax.set_xticks(ks, [f"{k:,}" for k in ks])
     ax.set(xlabel="test batch size", ylabel="test error (%), log scale",
-           title=f"BatchNorm at test time ({len(b['rows'])} seeds per variant)")
+           title=f"BatchNorm at test time ({len(bn['rows'])} seeds per variant)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
 
 
 def tables(results: dict) -> list[str]:
-    s = results["summary"]
+    summary = results["summary"]
     out = []
-    for v, b in s["bn"].items():
-        c = b["recomputed_vs_running"]
+    for variant, bn in summary["bn"].items():
+        comparison = bn["recomputed_vs_running"]
         rows = [[x["seed"], f"{x['running']:.2f}", f"{x['recomputed']:.2f}",
                  f"{x['mcnemar']['only_a']}/{x['mcnemar']['only_b']}", runner.p_value(x["mcnemar"]["p"])]
-                + [f"{x['batch_statistics'][str(k)]:.2f}" for k in TEST_BATCHES] for x in b["rows"]]
-        rows.append(["recomputed - running over seeds", "", runner.interval(c),
-                     f"paired t p (Holm) {runner.p_value(c['p_holm'])}",
-                     f"equivalence p (Holm) {runner.p_value(c['p_equivalence_holm'])}: {c['verdict']}"]
+                + [f"{x['batch_statistics'][str(k)]:.2f}" for k in TEST_BATCHES] for x in bn["rows"]]
+        rows.append(["recomputed - running over seeds", "", runner.interval(comparison),
+                     f"paired t p (Holm) {runner.p_value(comparison['p_holm'])}",
+                     f"equivalence p (Holm) {runner.p_value(comparison['p_equivalence_holm'])}: {comparison['verdict']}"]
                     + [""] * len(TEST_BATCHES))
         out.append(records.markdown_table(
-            [f"{v}: seed", "running statistics (%)", "recomputed statistics (%)", "digits only recomputed / only running gets right",
+            [f"{variant}: seed", "running statistics (%)", "recomputed statistics (%)", "digits only recomputed / only running gets right",
              "McNemar p"] + [f"test batch {k:,}, own statistics (%)" for k in TEST_BATCHES], rows))
     return out

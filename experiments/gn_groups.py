@@ -39,11 +39,11 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
     """One row per number of groups: accuracy over seeds, each compared with 2 groups (paired over seeds, Holm within
     the table, equivalence at +-runner.MARGIN)."""
     rows = []
-    for g in GROUPS:
-        chosen = sorted((r for r in trained if r["groups"] == g), key=lambda r: r["seed"])
+    for groups in GROUPS:
+        chosen = sorted((r for r in trained if r["groups"] == groups), key=lambda r: r["seed"])
         acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
         mean, std = runner.mean_std(acc)
-        rows.append(dict(groups=g, seeds=[r["seed"] for r in chosen], test_acc=acc, mean=mean, std=std,
+        rows.append(dict(groups=groups, seeds=[r["seed"] for r in chosen], test_acc=acc, mean=mean, std=std,
                          test_loss=runner.mean_std([r["record"]["history"][-1]["test_loss"] for r in chosen])[0]))
     runner.compare_rows(rows, next(r for r in rows if r["groups"] == REFERENCE), "against_2_groups")
     counted = [r for r in rows if r["groups"] != "C"]  # PROTOCOL.md D: the slope over log2 of 1, 2, 4 and 8 groups
@@ -56,10 +56,10 @@ def figure(results: dict) -> plt.Figure:
     rows = results["summary"]["rows"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     positions = range(len(rows))
-    ax.errorbar(positions, [100 - r["mean"] for r in rows], [r["std"] for r in rows], marker="o", capsize=3)
-    for x, r in zip(positions, rows):
-        ax.scatter([x] * len(r["test_acc"]), [100 - a for a in r["test_acc"]], color="grey", s=10, zorder=3)
-    ax.set_xticks(list(positions), [str(r["groups"]) for r in rows])
+    ax.errorbar(positions, [100 - row["mean"] for row in rows], [row["std"] for row in rows], marker="o", capsize=3)
+    for x, row in zip(positions, rows):
+        ax.scatter([x] * len(row["test_acc"]), [100 - a for a in row["test_acc"]], color="grey", s=10, zorder=3)
+    ax.set_xticks(list(positions), [str(row["groups"]) for row in rows])
     ax.set(xlabel="groups per layer (C: one per channel)", ylabel="test error (%)",
            title=f"GroupNorm's groups: mean and std over {len(rows[0]['seeds'])} seeds (dots: each seed), "
                  f"{results['settings']['EPOCHS']} epochs")
@@ -70,12 +70,12 @@ def figure(results: dict) -> plt.Figure:
 def tables(results: dict) -> list[str]:
     margin = results["summary"]["margin"]
     body = []
-    for r in results["summary"]["rows"]:
-        c = r.get("against_2_groups")
-        body.append([NAMES.get(r["groups"], r["groups"]), ", ".join(f"{a:.2f}" for a in r["test_acc"]),
-                     f"{r['mean']:.2f} +- {r['std']:.2f}", f"{r['test_loss']:.4f}",
-                     "-" if c is None else runner.interval(c), "-" if c is None else runner.p_value(c["p_holm"]),
-                     "-" if c is None else runner.p_value(c["p_equivalence_holm"]), "-" if c is None else c["verdict"]])
+    for row in results["summary"]["rows"]:
+        comparison = row.get("against_2_groups")
+        body.append([NAMES.get(row["groups"], row["groups"]), ", ".join(f"{a:.2f}" for a in row["test_acc"]),
+                     f"{row['mean']:.2f} +- {row['std']:.2f}", f"{row['test_loss']:.4f}",
+                     "-" if comparison is None else runner.interval(comparison), "-" if comparison is None else runner.p_value(comparison["p_holm"]),
+                     "-" if comparison is None else runner.p_value(comparison["p_equivalence_holm"]), "-" if comparison is None else comparison["verdict"]])
     groups = ", ".join(f"{2 ** x:g}" for x in results["summary"]["trend"]["x"])
     return [records.markdown_table(["groups", "test acc per seed (%)", "mean +- std (%)", "mean test loss",
                                   "against 2 groups (points) [95% interval]", "paired t p (Holm)",

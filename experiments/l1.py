@@ -38,20 +38,20 @@ def penalised(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     rows = []
     for lam in LAMBDAS:
-        chosen = sorted((r for r in trained if r["l1_lambda"] == lam), key=lambda r: r["seed"])
-        acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
-        weights = [penalised(runs_store.model(r["spec"])) for r in chosen]
+        chosen = sorted((row for row in trained if row["l1_lambda"] == lam), key=lambda row: row["seed"])
+        acc = [row["record"]["history"][-1]["test_acc"] for row in chosen]
+        weights = [penalised(runs_store.model(row["spec"])) for row in chosen]
         everything = [torch.cat([w.flatten() for w in ws.values()]) for ws in weights]
-        rows.append(dict(l1_lambda=lam, seeds=[r["seed"] for r in chosen], validation_acc=acc,
+        rows.append(dict(l1_lambda=lam, seeds=[row["seed"] for row in chosen], validation_acc=acc,
                          mean=runner.mean_std(acc)[0],
-                         weights_l1=[[e["weights_l1"] for e in r["record"]["history"]] for r in chosen],
+                         weights_l1=[[e["weights_l1"] for e in row["record"]["history"]] for row in chosen],
                          near_zero=[float((w.abs() < ZERO).float().mean()) for w in everything]))
     baseline = rows[0]["validation_acc"]
-    comparisons = [runner.compare(r["validation_acc"], baseline) for r in rows[1:]]
+    comparisons = [runner.compare(row["validation_acc"], baseline) for row in rows[1:]]
     runner.verdicts(comparisons)
-    for r, c in zip(rows[1:], comparisons):
-        r["against_0"] = c
-    best = max(rows[1:], key=lambda r: r["mean"])["l1_lambda"]
+    for row, comparison in zip(rows[1:], comparisons):
+        row["against_0"] = comparison
+    best = max(rows[1:], key=lambda row: row["mean"])["l1_lambda"]
     model = runs_store.model(trained[0]["spec"])
     layers = penalised(model)
     before_norm = {name: name.startswith("convs.") for name in layers}  # every convolution feeds a norm; fc does not
@@ -64,16 +64,16 @@ def figure(results: dict) -> plt.Figure:
     rows = results["summary"]["rows"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     ax = axes[0]
-    for x, r in enumerate(rows):
-        ax.scatter([x] * len(r["validation_acc"]), [100 - a for a in r["validation_acc"]], color="grey", s=12, zorder=3)
-        ax.scatter([x], [100 - r["mean"]], color="tab:blue", s=40, zorder=4)
-    ax.set_xticks(range(len(rows)), [f"{r['l1_lambda']:g}" for r in rows])
+    for x, row in enumerate(rows):
+        ax.scatter([x] * len(row["validation_acc"]), [100 - a for a in row["validation_acc"]], color="grey", s=12, zorder=3)
+        ax.scatter([x], [100 - row["mean"]], color="tab:blue", s=40, zorder=4)
+    ax.set_xticks(range(len(rows)), [f"{row['l1_lambda']:g}" for row in rows])
     ax.set(xlabel="L1 lambda", ylabel="validation error (%)", title="BN + L1 on validation: each seed (grey), mean (blue)")
     ax.grid(alpha=0.3)
     ax = axes[1]
-    for r in rows:
-        for i, curve in enumerate(r["weights_l1"]):
-            ax.plot(range(1, len(curve) + 1), curve, color=f"C{rows.index(r)}", label=f"lambda {r['l1_lambda']:g}" if i == 0 else None)
+    for row in rows:
+        for i, curve in enumerate(row["weights_l1"]):
+            ax.plot(range(1, len(curve) + 1), curve, color=f"C{rows.index(row)}", label=f"lambda {row['l1_lambda']:g}" if i == 0 else None)
     ax.set(xlabel="epoch", ylabel="sum of abs(w) over the penalised weights", title="what L1 does to the weights' scale")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
@@ -83,14 +83,14 @@ def figure(results: dict) -> plt.Figure:
 
 
 def tables(results: dict) -> list[str]:
-    s = results["summary"]
+    summary = results["summary"]
     body = []
-    for r in s["rows"]:
-        c = r.get("against_0")
-        body.append([f"{r['l1_lambda']:g}", ", ".join(f"{a:.2f}" for a in r["validation_acc"]), f"{r['mean']:.2f}",
-                     "-" if c is None else runner.interval(c), "-" if c is None else runner.p_value(c["p_holm"]),
-                     "-" if c is None else c["verdict"],
-                     ", ".join(f"{w[-1]:.0f}" for w in r["weights_l1"]), ", ".join(f"{z:.1%}" for z in r["near_zero"])])
+    for row in summary["rows"]:
+        comparison = row.get("against_0")
+        body.append([f"{row['l1_lambda']:g}", ", ".join(f"{a:.2f}" for a in row["validation_acc"]), f"{row['mean']:.2f}",
+                     "-" if comparison is None else runner.interval(comparison), "-" if comparison is None else runner.p_value(comparison["p_holm"]),
+                     "-" if comparison is None else comparison["verdict"],
+                     ", ".join(f"{w[-1]:.0f}" for w in row["weights_l1"]), ", ".join(f"{z:.1%}" for z in row["near_zero"])])
     return [records.markdown_table(["L1 lambda", "validation acc per seed (%)", "mean (%)",
                                   "against lambda 0 (points) [95% interval]", "paired t p (Holm)", "verdict",
                                   "final sum of abs(w)", f"weights with abs(w) < {ZERO:g}"], body)]

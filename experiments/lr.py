@@ -37,38 +37,38 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     shared = settings["MAX_LR"]
     variants = {}
-    for v in dict.fromkeys(r["variant"] for r in trained):
+    for variant in dict.fromkeys(r["variant"] for r in trained):
         by_rate = {}
-        for rate in rates(v):
-            chosen = sorted((r for r in trained if (r["variant"], r["max_lr"]) == (v, rate)), key=lambda r: r["seed"])
+        for rate in rates(variant):
+            chosen = sorted((r for r in trained if (r["variant"], r["max_lr"]) == (variant, rate)), key=lambda r: r["seed"])
             acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
             by_rate[str(rate)] = dict(validation_acc=acc, mean=runner.mean_std(acc)[0])
-        best = max(rates(v), key=lambda rate: by_rate[str(rate)]["mean"])
+        best = max(rates(variant), key=lambda rate: by_rate[str(rate)]["mean"])
         # where the shared rate is the best, there is nothing to compare (a comparison with itself would only
         # dilute the table's Holm adjustment)
-        variants[v] = dict(rates=by_rate, best=best, best_vs_shared=None if best == shared else runner.compare(
+        variants[variant] = dict(rates=by_rate, best=best, best_vs_shared=None if best == shared else runner.compare(
             by_rate[str(best)]["validation_acc"], by_rate[str(shared)]["validation_acc"]))
     tested = [x["best_vs_shared"] for x in variants.values() if x["best_vs_shared"] is not None]
     runner.verdicts(tested)
-    for c in tested:  # PROTOCOL.md A: the own rate is a choice made on validation; a difference is tested, never equivalence
-        c["verdict"] = "differs" if c["verdict"] == "differs" else "inconclusive"
-    return dict(variants=variants, shared=shared, rates=sorted({rate for v in variants for rate in rates(v)}),
+    for comparison in tested:  # PROTOCOL.md A: the own rate is a choice made on validation; a difference is tested, never equivalence
+        comparison["verdict"] = "differs" if comparison["verdict"] == "differs" else "inconclusive"
+    return dict(variants=variants, shared=shared, rates=sorted({rate for variant in variants for rate in rates(variant)}),
                 seeds=sorted({r["seed"] for r in trained}), margin=runner.MARGIN)
 
 
 def figure(results: dict) -> plt.Figure:
-    s = results["summary"]
+    summary = results["summary"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (v, x) in enumerate(s["variants"].items()):
-        own = [float(r) for r in x["rates"]]
-        ax.plot(own, [100 - x["rates"][str(r)]["mean"] for r in own], marker="o", color=f"C{i}", label=v)
-        for r in own:
-            ax.scatter([r] * len(x["rates"][str(r)]["validation_acc"]),
-                       [100 - a for a in x["rates"][str(r)]["validation_acc"]], color=f"C{i}", s=8, alpha=0.5)
-    ax.axvline(s["shared"], color="grey", linestyle="--", label=f"the notebook's MAX_LR ({s['shared']:g})")
+    for i, (variant, result) in enumerate(summary["variants"].items()):
+        own = [float(rate) for rate in result["rates"]]
+        ax.plot(own, [100 - result["rates"][str(rate)]["mean"] for rate in own], marker="o", color=f"C{i}", label=variant)
+        for rate in own:
+            ax.scatter([rate] * len(result["rates"][str(rate)]["validation_acc"]),
+                       [100 - a for a in result["rates"][str(rate)]["validation_acc"]], color=f"C{i}", s=8, alpha=0.5)
+    ax.axvline(summary["shared"], color="grey", linestyle="--", label=f"the notebook's MAX_LR ({summary['shared']:g})")
     ax.set_xscale("log")
     ax.minorticks_off()  # only the rates run are labelled
-    ax.set_xticks(s["rates"], [f"{r:g}" for r in s["rates"]])
+    ax.set_xticks(summary["rates"], [f"{rate:g}" for rate in summary["rates"]])
     ax.set(xlabel="peak learning rate (OneCycle)", ylabel="validation error (%)",
            title="Each norm's learning rate on validation: mean (line) and seeds (dots)")
     ax.grid(alpha=0.3)
@@ -77,14 +77,14 @@ def figure(results: dict) -> plt.Figure:
 
 
 def tables(results: dict) -> list[str]:
-    s = results["summary"]
+    summary = results["summary"]
     body = []
-    for v, x in s["variants"].items():
-        c = x["best_vs_shared"]
-        body.append([v] + [f"{x['rates'][str(r)]['mean']:.2f}" if str(r) in x["rates"] else "-" for r in s["rates"]]
-                    + [f"{x['best']:g}"]
-                    + (["-", "-", "the shared rate is its best"] if c is None else
-                       [runner.interval(c), runner.p_value(c["p_holm"]), c["verdict"]]))
-    return [records.markdown_table(["variant"] + [f"validation acc at {r:g} (%)" for r in s["rates"]]
-                                 + ["best rate", f"best - shared {s['shared']:g} (points) [95% interval]",
+    for variant, result in summary["variants"].items():
+        comparison = result["best_vs_shared"]
+        body.append([variant] + [f"{result['rates'][str(r)]['mean']:.2f}" if str(r) in result["rates"] else "-" for r in summary["rates"]]
+                    + [f"{result['best']:g}"]
+                    + (["-", "-", "the shared rate is its best"] if comparison is None else
+                       [runner.interval(comparison), runner.p_value(comparison["p_holm"]), comparison["verdict"]]))
+    return [records.markdown_table(["variant"] + [f"validation acc at {r:g} (%)" for r in summary["rates"]]
+                                 + ["best rate", f"best - shared {summary['shared']:g} (points) [95% interval]",
                                     "paired t p (Holm)", "verdict"], body)]

@@ -51,39 +51,39 @@ def disagreements(a: str, b: str, labels: str) -> int:
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     labels = runner.test_labels(settings)
     names = list(dict.fromkeys(r["variant"] for r in trained))
-    by = {v: sorted((r for r in trained if r["variant"] == v), key=lambda r: r["seed"]) for v in names}
+    by = {variant: sorted((r for r in trained if r["variant"] == variant), key=lambda r: r["seed"]) for variant in names}
     seeds = [r["seed"] for r in by[names[0]]]
     per_variant = {}
-    for v, chosen in by.items():
+    for variant, chosen in by.items():
         histories = [r["record"]["history"] for r in chosen]
         acc = [h[-1]["test_acc"] for h in histories]
         mean, std = runner.mean_std(acc)
         curves = {key: [runner.mean_std([h[e][key] for h in histories]) for e in range(len(histories[0]))]
                   for key in ("test_acc", "test_loss")}
-        per_variant[v] = dict(seeds=[r["seed"] for r in chosen], test_acc=acc, mean=mean, std=std,
+        per_variant[variant] = dict(seeds=[r["seed"] for r in chosen], test_acc=acc, mean=mean, std=std,
                               test_loss=[h[-1]["test_loss"] for h in histories],
                               standard_error=runner.standard_error(mean, len(labels)),
-                              curves={k: [list(m_s) for m_s in c] for k, c in curves.items()},
-                              epochs_to={str(t): [time_to(h, t) for h in histories] for t in TARGETS})
+                              curves={k: [list(m_s) for m_s in comparison] for k, comparison in curves.items()},
+                              epochs_to={str(target): [time_to(h, target) for h in histories] for target in TARGETS})
     pairs = []
     for a, b in combinations(names, 2):
-        c = runner.compare(per_variant[a]["test_acc"], per_variant[b]["test_acc"])
-        c.update(a=a, b=b, mcnemar=[runner.mcnemar(ra["record"]["predictions"], rb["record"]["predictions"], labels)
+        comparison = runner.compare(per_variant[a]["test_acc"], per_variant[b]["test_acc"])
+        comparison.update(a=a, b=b, mcnemar=[runner.mcnemar(ra["record"]["predictions"], rb["record"]["predictions"], labels)
                                     for ra, rb in zip(by[a], by[b])])
-        c["disagree"] = statistics.mean(disagreements(ra["record"]["predictions"], rb["record"]["predictions"], labels)
+        comparison["disagree"] = statistics.mean(disagreements(ra["record"]["predictions"], rb["record"]["predictions"], labels)
                                         for ra, rb in zip(by[a], by[b]))
-        pairs.append(c)
+        pairs.append(comparison)
     runner.verdicts(pairs)
     # the seed-to-seed baseline: two seeds (s, s+1) of one variant
-    baseline = {v: statistics.mean(disagreements(x["record"]["predictions"], y["record"]["predictions"], labels)
+    baseline = {variant: statistics.mean(disagreements(x["record"]["predictions"], y["record"]["predictions"], labels)
                                    for x, y in zip(chosen, chosen[1:])) if len(chosen) > 1 else None
-                for v, chosen in by.items()}
+                for variant, chosen in by.items()}
     targets = []
-    for t in TARGETS:
+    for target in TARGETS:
         for a, b in combinations(names, 2):
-            ea, eb = per_variant[a]["epochs_to"][str(t)], per_variant[b]["epochs_to"][str(t)]
+            ea, eb = per_variant[a]["epochs_to"][str(target)], per_variant[b]["epochs_to"][str(target)]
             if all(e is not None for e in ea + eb):
-                targets.append({**runner.compare(ea, eb, margin=1.0), "a": a, "b": b, "target": t})
+                targets.append({**runner.compare(ea, eb, margin=1.0), "a": a, "b": b, "target": target})
     runner.verdicts(targets, margin=1.0)
     return dict(seeds=seeds, variants=per_variant, pairs=pairs, baseline=baseline, targets=targets,
                 margin=runner.MARGIN)
@@ -92,33 +92,33 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
 def figure(results: dict) -> plt.Figure:
     """Left and middle: test error and loss per epoch, the seeds' mean and +-1 std; right: each pair's paired
     difference per seed (dots) with its mean and 95% interval."""
-    s = results["summary"]
+    summary = results["summary"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    for v, row in s["variants"].items():
+    for variant, row in summary["variants"].items():
         for ax, key, to_error in ((axes[0], "test_acc", True), (axes[1], "test_loss", False)):
             mean = [100 - m if to_error else m for m, _ in row["curves"][key]]
             std = [sd for _, sd in row["curves"][key]]
             epochs = range(1, len(mean) + 1)
-            ax.plot(epochs, mean, marker="o", markersize=3, label=v)
+            ax.plot(epochs, mean, marker="o", markersize=3, label=variant)
             ax.fill_between(epochs, [m - e for m, e in zip(mean, std)], [m + e for m, e in zip(mean, std)], alpha=0.2)
-    n = len(s["seeds"])
+    seeds = len(summary["seeds"])
     for ax, label in ((axes[0], "test error (%), log scale"), (axes[1], "test loss, log scale")):
         ax.set_yscale("log")
-        ax.set(xlabel="epoch", ylabel=label, title=f"mean and std over {n} seeds")
+        ax.set(xlabel="epoch", ylabel=label, title=f"mean and std over {seeds} seeds")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     ax = axes[2]
-    for y, p in enumerate(s["pairs"]):
-        a, b = s["variants"][p["a"]]["test_acc"], s["variants"][p["b"]]["test_acc"]
+    for y, pair in enumerate(summary["pairs"]):
+        a, b = summary["variants"][pair["a"]]["test_acc"], summary["variants"][pair["b"]]["test_acc"]
         ax.scatter([x - z for x, z in zip(a, b)], [y] * len(a), color="grey", s=10, zorder=3)
-        low, high = p["ci"] or (p["difference"], p["difference"])
-        ax.errorbar([p["difference"]], [y], xerr=[[p["difference"] - low], [high - p["difference"]]], marker="o",
+        low, high = pair["ci"] or (pair["difference"], pair["difference"])
+        ax.errorbar([pair["difference"]], [y], xerr=[[pair["difference"] - low], [high - pair["difference"]]], marker="o",
                     capsize=4, color="tab:blue")
     ax.axvline(0, color="black", linewidth=0.8)
-    for edge in (-s["margin"], s["margin"]):
+    for edge in (-summary["margin"], summary["margin"]):
         ax.axvline(edge, color="tab:red", linestyle="--", linewidth=0.8)
-    ax.set_yticks(range(len(s["pairs"])), [f"{p['a']} - {p['b']}" for p in s["pairs"]])
-    ax.set(xlabel=f"paired difference in final test accuracy (points); dashed: +-{s['margin']:.2f}",
+    ax.set_yticks(range(len(summary["pairs"])), [f"{pair['a']} - {pair['b']}" for pair in summary["pairs"]])
+    ax.set(xlabel=f"paired difference in final test accuracy (points); dashed: +-{summary['margin']:.2f}",
            title="per seed (dots), mean and 95% interval")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -127,25 +127,25 @@ def figure(results: dict) -> plt.Figure:
 
 def tables(results: dict) -> list[str]:
     """The accuracies per seed, the pairs with their tests, and time to target."""
-    s = results["summary"]
-    v = s["variants"]
-    names = list(v)
-    rows = [[f"seed {seed}"] + [f"{v[n]['test_acc'][i]:.2f}" for n in names] for i, seed in enumerate(s["seeds"])]
-    rows.append(["mean +- std"] + [f"{v[n]['mean']:.2f} +- {v[n]['std']:.2f}" for n in names])
-    rows.append(["standard error of one run"] + [f"{v[n]['standard_error']:.2f}" for n in names])
+    summary = results["summary"]
+    variant = summary["variants"]
+    names = list(variant)
+    rows = [[f"seed {seed}"] + [f"{variant[n]['test_acc'][i]:.2f}" for n in names] for i, seed in enumerate(summary["seeds"])]
+    rows.append(["mean +- std"] + [f"{variant[n]['mean']:.2f} +- {variant[n]['std']:.2f}" for n in names])
+    rows.append(["standard error of one run"] + [f"{variant[n]['standard_error']:.2f}" for n in names])
     pairs = [[f"{p['a']} - {p['b']}", runner.interval(p), runner.p_value(p["p_holm"]), runner.p_value(p["p_equivalence_holm"]),
               p["verdict"], p["seeds_for_power"] or "-",
               f"{sum(t['p'] < runner.ALPHA for t in p['mcnemar'])} of {len(p['mcnemar'])}",
-              f"{p['disagree']:.1f} (seed to seed: {s['baseline'][p['a']]:.1f}, {s['baseline'][p['b']]:.1f})"
-              if s["baseline"][p["a"]] is not None else f"{p['disagree']:.1f}"]
-             for p in s["pairs"]]
+              f"{p['disagree']:.1f} (seed to seed: {summary['baseline'][p['a']]:.1f}, {summary['baseline'][p['b']]:.1f})"
+              if summary["baseline"][p["a"]] is not None else f"{p['disagree']:.1f}"]
+             for p in summary["pairs"]]
     times = [[f"{t['a']} - {t['b']}", f"{t['target']}%", runner.interval(t), runner.p_value(t["p_holm"]), t["verdict"]]
-             for t in s["targets"]]
+             for t in summary["targets"]]
     return [
         records.markdown_table(["run"] + names, rows),
         records.markdown_table(["pair", "difference (points) [95% interval]", "paired t p (Holm)",
-                              f"equivalence p, +-{s['margin']:.2f} (Holm)", "verdict",
-                              f"seeds for 80% power at +-{s['margin']:.2f}", "seeds with McNemar p < 0.05",
+                              f"equivalence p, +-{summary['margin']:.2f} (Holm)", "verdict",
+                              f"seeds for 80% power at +-{summary['margin']:.2f}", "seeds with McNemar p < 0.05",
                               "digits the two disagree on (same norm, next seed)"], pairs),
         records.markdown_table(["pair", "target", "difference in first epoch at target [95% interval]", "paired t p (Holm)",
                               "verdict (equivalence: +-1 epoch)"], times),

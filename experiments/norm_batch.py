@@ -68,16 +68,16 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
 def figure(results: dict) -> plt.Figure:
     rows = results["summary"]["rows"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    bn = [r for r in rows if r["norm"] == "B"]
-    ks = [r["k"] for r in bn]
-    ax.errorbar(ks, [100 - r["mean"] for r in bn], [r["std"] for r in bn], marker="o", capsize=3,
+    bn = [row for row in rows if row["norm"] == "B"]
+    ks = [row["k"] for row in bn]
+    ax.errorbar(ks, [100 - row["mean"] for row in bn], [row["std"] for row in bn], marker="o", capsize=3,
                 label="BatchNorm, running statistics")
-    ax.errorbar(ks, [100 - r["batch_stat_mean"] for r in bn], [r["batch_stat_std"] for r in bn], marker="s",
+    ax.errorbar(ks, [100 - row["batch_stat_mean"] for row in bn], [row["batch_stat_std"] for row in bn], marker="s",
                 capsize=3, linestyle="--", label="BatchNorm, statistics of k test digits")
-    for r, color in zip([r for r in rows if r["norm"] != "B"], ("tab:green", "tab:red")):
-        error = 100 - r["mean"]
-        ax.axhline(error, color=color, label=f"{runner.LABELS[r['norm']]} (independent of k)")
-        ax.axhspan(error - r["std"], error + r["std"], color=color, alpha=0.15)
+    for row, color in zip([row for row in rows if row["norm"] != "B"], ("tab:green", "tab:red")):
+        error = 100 - row["mean"]
+        ax.axhline(error, color=color, label=f"{runner.LABELS[row['norm']]} (independent of k)")
+        ax.axhspan(error - row["std"], error + row["std"], color=color, alpha=0.15)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")  # from chance level (90% error) down to under 1%
     ax.set_xticks(ks, [str(k) for k in ks])
@@ -93,12 +93,12 @@ def figure(results: dict) -> plt.Figure:
 def tables(results: dict) -> list[str]:
     cell = lambda mean, std: f"{mean:.2f} +- {std:.2f}"
     body = []
-    for r in results["summary"]["rows"]:
-        c = r.get("against_whole_batch")
-        body.append([runner.LABELS[r["norm"]], "-" if r["k"] is None else r["k"], cell(r["mean"], r["std"]),
-                     cell(r["batch_stat_mean"], r["batch_stat_std"]) if r["norm"] == "B" else "-",
-                     "-" if c is None else runner.interval(c), "-" if c is None else runner.p_value(c["p_holm"]),
-                     "-" if c is None else runner.p_value(c["p_equivalence_holm"]), "-" if c is None else c["verdict"]])
+    for row in results["summary"]["rows"]:
+        comparison = row.get("against_whole_batch")
+        body.append([runner.LABELS[row["norm"]], "-" if row["k"] is None else row["k"], cell(row["mean"], row["std"]),
+                     cell(row["batch_stat_mean"], row["batch_stat_std"]) if row["norm"] == "B" else "-",
+                     "-" if comparison is None else runner.interval(comparison), "-" if comparison is None else runner.p_value(comparison["p_holm"]),
+                     "-" if comparison is None else runner.p_value(comparison["p_equivalence_holm"]), "-" if comparison is None else comparison["verdict"]])
     margin = results["summary"]["margin"]
     ks = ", ".join(f"{2 ** x:g}" for x in results["summary"]["trend"]["x"])
     return [records.markdown_table(

@@ -28,8 +28,8 @@ def specs() -> list[dict]:
     for name, seeds in DECLARED.items():
         module = importlib.import_module(f"experiments.{name}")
         rows = module.runs(runner.settings_for(False, **module.OVERRIDES), seeds)
-        for r in sorted(rows, key=lambda r: r["seed"]):
-            found.setdefault(store.key(r["spec"]), r["spec"])
+        for run in sorted(rows, key=lambda run: run["seed"]):
+            found.setdefault(store.key(run["spec"]), run["spec"])
     return list(found.values())
 
 

@@ -43,15 +43,15 @@ def not_yet(name: str) -> str:
             "run store, training the runs it does not hold (see the compute table).")
 
 
-def experiment_tables(r: dict, name: str) -> str:
-    if name not in r:
+def experiment_tables(results: dict, name: str) -> str:
+    if name not in results:
         return not_yet(name)
-    return "\n\n".join(importlib.import_module(f"experiments.{name}").tables(r[name]))
+    return "\n\n".join(importlib.import_module(f"experiments.{name}").tables(results[name]))
 
 
-def notebook_run(r: dict) -> dict[str, str]:
+def notebook_run(results: dict) -> dict[str, str]:
     """The committed notebook run, from results/history.json alone (what a full run publishes together)."""
-    runs = r["history"]
+    runs = results["history"]
     first = next(iter(runs.values()))
     env = first["environment"]
     final = {name: run["history"][-1]["test_acc"] for name, run in runs.items()}
@@ -81,8 +81,8 @@ def model_blocks() -> dict[str, str]:
     net, shapes = Net("L"), []
     hooks = [m.register_forward_hook(lambda m, i, o: shapes.append(tuple(i[0].shape[1:]))) for m in net.norms]
     net(torch.zeros(1, 1, 28, 28))  # the [C, H, W] that each norm sees
-    for h in hooks:
-        h.remove()
+    for hook in hooks:
+        hook.remove()
     full = 2 * sum(math.prod(s) for s in shapes)
     return {
         "model_table": records.markdown_table(["norm", "parameters", "multiply-accumulates per image", "norm parameters",
@@ -94,9 +94,9 @@ def model_blocks() -> dict[str, str]:
     }
 
 
-def said(c: dict, a: str, b: str) -> str:
+def said(comparison: dict, a: str, b: str) -> str:
     """One comparison in words: "A - B +0.030 points [-0.050, +0.110], inconclusive"."""
-    return f"{a} - {b} {runner.interval(c)} points, {c['verdict']}"
+    return f"{a} - {b} {runner.interval(comparison)} points, {comparison['verdict']}"
 
 
 def verdict(found: list[dict], family: str, comparison: str) -> str:
@@ -115,23 +115,23 @@ def pairs_said(found: list[dict], family: str) -> str:
         f", and the other {rest} pairs are inconclusive" if rest and parts else "")
 
 
-def main_blocks(r: dict, found: list[dict]) -> dict[str, str]:
+def main_blocks(results: dict, found: list[dict]) -> dict[str, str]:
     """The README's answer in plain words: how close the four variants are, at the shared rate and at their own, and
     which pairs the study-wide correction shows equivalent or different, with what "equivalent" means; the intervals
     and p-values are in STUDY.md."""
-    if "main" not in r:
-        return {"headline": notebook_run(r)["notebook_run"] + " The ten-seed comparison is not committed yet."}
-    s = r["main"]["summary"]
-    means = [x["mean"] for x in s["variants"].values()]
-    margin = f"{s['margin']:.2f}"
+    if "main" not in results:
+        return {"headline": notebook_run(results)["notebook_run"] + " The ten-seed comparison is not committed yet."}
+    summary = results["main"]["summary"]
+    means = [x["mean"] for x in summary["variants"].values()]
+    margin = f"{summary['margin']:.2f}"
     text = (f"With batches of 128 images, BatchNorm, LayerNorm and GroupNorm (and BatchNorm with L1) give this "
-            f"{next(iter(r['history'].values()))['params']:,}-parameter network mean test accuracies between {min(means):.2f}% and "
-            f"{max(means):.2f}% over {len(s['seeds'])} seeds at one shared learning rate")
-    if "own_rate" in r:
-        own = [x["mean"] for x in r["own_rate"]["summary"]["variants"].values()]
+            f"{next(iter(results['history'].values()))['params']:,}-parameter network mean test accuracies between {min(means):.2f}% and "
+            f"{max(means):.2f}% over {len(summary['seeds'])} seeds at one shared learning rate")
+    if "own_rate" in results:
+        own = [x["mean"] for x in results["own_rate"]["summary"]["variants"].values()]
         text += f", and between {min(own):.2f}% and {max(own):.2f}% with each at its own rate (chosen on validation)"
     text += (f". Under one correction over all the study's tests, at the shared rate, {pairs_said(found, 'main (pairs)')}"
-             + (f"; at their own rates, {pairs_said(found, 'own_rate (pairs)')}" if "own_rate" in r else "") + ". "
+             + (f"; at their own rates, {pairs_said(found, 'own_rate (pairs)')}" if "own_rate" in results else "") + ". "
              f"Equivalent within +-{margin} points means the 90% interval of the difference (paired by seed, counting "
              f"the test digits' sampling too) lies inside +-{margin}: a difference may exist, but it is smaller than "
              f"that; inconclusive means these seeds can show neither.")
@@ -151,35 +151,35 @@ def goal_met(acc: dict[int, float]) -> str:
     return "met" if met else "not met"
 
 
-def replication_block(r: dict) -> dict[str, str]:
+def replication_block(results: dict) -> dict[str, str]:
     """The main comparison's seeds 1-5 (committed before the margin was set) and 6-10 (the replication) apart, and
     whether each variant meets the accuracy goal over all ten."""
-    if "main" not in r:
+    if "main" not in results:
         return {"main_replication": "The main comparison is not committed yet."}
     rows = []
-    for v in r["main"]["summary"]["variants"]:
-        acc = accuracies(r["main"], v)
+    for variant in results["main"]["summary"]["variants"]:
+        acc = accuracies(results["main"], variant)
         mean = lambda seeds: statistics.mean(acc[s] for s in seeds)
-        rows.append([v, f"{mean(range(1, 6)):.2f}", f"{mean(range(6, 11)):.2f}", f"{mean(acc):.2f}",
+        rows.append([variant, f"{mean(range(1, 6)):.2f}", f"{mean(range(6, 11)):.2f}", f"{mean(acc):.2f}",
                      f"{min(acc.values()):.2f}", goal_met(acc)])
     return {"main_replication": records.markdown_table(
         ["variant", "mean, seeds 1-5 (%)", "mean, seeds 6-10 (%)", "mean, seeds 1-10 (%)", "lowest seed (%)",
          f"goal: mean >= {GOAL[0]:.2f}, every seed >= {GOAL[1]:.2f}"], rows)}
 
 
-def rates_block(r: dict) -> dict[str, str]:
+def rates_block(results: dict) -> dict[str, str]:
     """The README's first table: each variant at the shared rate and at its own, its mean and lowest seed, and the
     accuracy goal met or not at each (PROTOCOL.md B)."""
-    if "main" not in r or "own_rate" not in r:
+    if "main" not in results or "own_rate" not in results:
         return {"rates_table": not_yet("own_rate")}
     from experiments.own_rate import RATES
-    shared, rows = r["main"]["settings"]["MAX_LR"], []
-    for v in r["main"]["summary"]["variants"]:
-        row = [f"{v} ({main.NAMES[v]})"]
-        for result in (r["main"], r["own_rate"]):
-            acc = accuracies(result, v)
+    shared, rows = results["main"]["settings"]["MAX_LR"], []
+    for variant in results["main"]["summary"]["variants"]:
+        row = [f"{variant} ({main.NAMES[variant]})"]
+        for result in (results["main"], results["own_rate"]):
+            acc = accuracies(result, variant)
             row += [f"{statistics.mean(acc.values()):.2f}", f"{min(acc.values()):.2f}", goal_met(acc)]
-        rows.append(row[:4] + [f"{RATES[v]:g}"] + row[4:])
+        rows.append(row[:4] + [f"{RATES[variant]:g}"] + row[4:])
     return {"rates_table": records.markdown_table(
         ["variant", f"shared rate {shared:g}: mean (%)", "lowest seed (%)", "goal", "own rate", "mean (%)",
          "lowest seed (%)", "goal"], rows)}
@@ -197,26 +197,26 @@ def link(name: str) -> str:
     return f"[{name}]({STUDY}{SECTIONS[name]})"
 
 
-def pick(r: dict, found: list[dict]) -> str:
+def pick(results: dict, found: list[dict]) -> str:
     """The README's advice: one row per situation, a recommendation in plain words, why (study-wide verdicts only)
     and the STUDY.md section with the evidence; a situation whose experiment is not committed says so."""
     rows = []
-    if "main" in r:
+    if "main" in results:
         core = [row for row in found if row["family"] in ("main (pairs)", "own_rate (pairs)")
                 and "+" not in row["comparison"]]  # BN, LN and GN against each other
         differ = [row for row in core if row["study_verdict"] == "differs"]
         def spread(name: str) -> float:
-            means = [x["mean"] for v, x in r[name]["summary"]["variants"].items() if v in ("BN", "LN", "GN")]
+            means = [x["mean"] for v, x in results[name]["summary"]["variants"].items() if v in ("BN", "LN", "GN")]
             return max(means) - min(means)
-        rates = [name for name in ("main", "own_rate") if name in r]
+        rates = [name for name in ("main", "own_rate") if name in results]
         rows.append(["Batches of about 128 images, as here",
                      "any of BatchNorm, LayerNorm, GroupNorm" if not differ else "see the evidence",
                      "their mean accuracies differ by at most " + " and ".join(
                          f"{spread(name):.2f} points {'at the shared learning rate' if name == 'main' else 'at their own rates'}"
                          for name in rates) + ", and no pair is shown to differ" if not differ else
                      f"{len(differ)} pairs differ", ", ".join(link(name) for name in rates)])
-    if "norm_batch" in r:
-        nb = {(x["norm"], x["k"]): x for x in r["norm_batch"]["summary"]["rows"]}
+    if "norm_batch" in results:
+        nb = {(x["norm"], x["k"]): x for x in results["norm_batch"]["summary"]["rows"]}
         k2 = verdict(found, "norm_batch", "k = 2 - whole batch")
         trend = next(row for row in found if row["comparison"].startswith("norm_batch: slope"))
         rows.append(["One or two images per normalisation group (tiny batches)", "LayerNorm or GroupNorm, not BatchNorm",
@@ -225,13 +225,13 @@ def pick(r: dict, found: list[dict]) -> str:
                      f"from 2 to 128 images accuracy rises with the group ({trend['study_verdict']}: "
                      f"{trend['difference']:+.3f} points per doubling). LayerNorm and GroupNorm do not depend on the batch",
                      link("norm_batch")])
-    if "shift" in r:
-        s = r["shift"]["summary"]
-        strongest = [x for x in s["rows"] if x["severity"] == 1.0]
-        ways = s["ways"]
-        adapted_ahead = sum(min(x["mean"][ways[1]], x["mean"][ways[2]]) > max(x["mean"]["LN"], x["mean"]["GN"])
-                            for x in strongest)
-        worst = min(strongest, key=lambda x: x["mean"][ways[0]])
+    if "shift" in results:
+        drift = results["shift"]["summary"]
+        strongest = [row for row in drift["rows"] if row["severity"] == 1.0]
+        ways = drift["ways"]
+        adapted_ahead = sum(min(row["mean"][ways[1]], row["mean"][ways[2]]) > max(row["mean"]["LN"], row["mean"]["GN"])
+                            for row in strongest)
+        worst = min(strongest, key=lambda row: row["mean"][ways[0]])
         tested = [row for row in found if row["family"] == "shift" and row["tests"]]
         shown = sum(row["study_verdict"] == "differs" for row in tested)
         rows.append(["Test digits that drift (contrast, background, noise, stroke width)",
@@ -242,7 +242,7 @@ def pick(r: dict, found: list[dict]) -> str:
                      f"{worst['shift']} shift, where LayerNorm keeps {worst['mean']['LN']:.0f}%), and BatchNorm whose "
                      "statistics come from unlabelled shifted digits, or from each test batch, ends above both LayerNorm "
                      f"and GroupNorm in {adapted_ahead} of the {len(strongest)} shifts at full severity", link("shift")])
-    if "gn_groups" in r:
+    if "gn_groups" in results:
         gn = [row for row in found if row["family"] == "gn_groups"]
         instance = next(row for row in gn if "InstanceNorm" in row["comparison"])
         others = [row for row in gn if row is not instance]
@@ -250,83 +250,83 @@ def pick(r: dict, found: list[dict]) -> str:
                      f"InstanceNorm (one group per channel) is {-instance['difference']:.2f} points below 2 groups "
                      f"({instance['study_verdict']}); 1, 4 and 8 groups against 2: "
                      + ", ".join(sorted({row["study_verdict"] for row in others})), link("gn_groups")])
-    if "l1" in r and "main" in r:
-        l1 = r["l1"]["summary"]
+    if "l1" in results and "main" in results:
+        l1 = results["l1"]["summary"]
         rows_l1 = {row["l1_lambda"]: row for row in l1["rows"]}
         final = lambda row: sum(w[-1] for w in row["weights_l1"]) / len(row["weights_l1"])
         rows.append(["L1 on BatchNorm's weights", "not for accuracy",
                      f"at lambda = {l1['chosen']:g} (chosen on validation), BatchNorm with and without L1 at the shared "
                      f"rate: {verdict(found, 'main (pairs)', 'BN - BN+L1')}; L1 shrinks the penalised weights' sum of "
                      f"abs(w) from {final(rows_l1[0.0]):,.0f} to {final(rows_l1[l1['chosen']]):,.0f}", link("l1")])
-    if "lr" in r:
-        x = r["lr"]["summary"]
-        better = [v for v in x["variants"] if x["variants"][v]["best_vs_shared"]
+    if "lr" in results:
+        lr = results["lr"]["summary"]
+        better = [v for v in lr["variants"] if lr["variants"][v]["best_vs_shared"]
                   and verdict(found, "lr", f"{v}: best rate - shared") == "differs"]
-        rows.append(["Each norm's learning rate", f"the shared peak rate {x['shared']:g} serves all four" if not better
+        rows.append(["Each norm's learning rate", f"the shared peak rate {lr['shared']:g} serves all four" if not better
                      else "each its own", "best on validation: " + ", ".join(
-                         f"{v} {y['best']:g}" for v, y in x["variants"].items())
-                     + f"; none is shown better than {x['shared']:g}" if not better else
+                         f"{v} {y['best']:g}" for v, y in lr["variants"].items())
+                     + f"; none is shown better than {lr['shared']:g}" if not better else
                      f"{', '.join(better)} do better at their own rates", link("lr")])
-    if "bn_test" in r:
-        b = r["bn_test"]["summary"]
-        first = next(iter(b["bn"].values()))
+    if "bn_test" in results:
+        bn = results["bn_test"]["summary"]
+        first = next(iter(bn["bn"].values()))
         one = sum(x["batch_statistics"]["1"] for x in first["rows"]) / len(first["rows"])
-        recomputed = verdict(found, "bn_test", f"{next(iter(b['bn']))}: recomputed - running statistics")
+        recomputed = verdict(found, "bn_test", f"{next(iter(bn['bn']))}: recomputed - running statistics")
         rows.append(["BatchNorm at test time", "eval mode (its running statistics)",
-                     f"in eval mode no prediction changes with the test batch ({b['invariance']['changed']} over "
-                     f"{b['invariance']['models']} models); left in train mode with one test digit at a time it falls "
+                     f"in eval mode no prediction changes with the test batch ({bn['invariance']['changed']} over "
+                     f"{bn['invariance']['models']} models); left in train mode with one test digit at a time it falls "
                      f"to {one:.1f}%; statistics recomputed over the training digits: {recomputed} to the running ones",
                      link("bn_test")])
     return records.markdown_table(["situation", "pick", "why (study-wide verdicts)", "evidence"], rows)
 
 
-def l1_blocks(r: dict) -> dict[str, str]:
-    if "l1" not in r:
+def l1_blocks(results: dict) -> dict[str, str]:
+    if "l1" not in results:
         return {"l1_mechanism": not_yet("l1")}
-    s = r["l1"]["summary"]
-    rows = {row["l1_lambda"]: row for row in s["rows"]}
-    chosen, none = rows[s["chosen"]], rows[0.0]
+    summary = results["l1"]["summary"]
+    rows = {row["l1_lambda"]: row for row in summary["rows"]}
+    chosen, none = rows[summary["chosen"]], rows[0.0]
     mean = lambda values: sum(values) / len(values)
     final = lambda row: mean([w[-1] for w in row["weights_l1"]])
     return {"l1_mechanism": (
-        f"Chosen on validation: lambda = {s['chosen']:g}, the best mean of the non-zero lambdas ({chosen['mean']:.2f}% "
+        f"Chosen on validation: lambda = {summary['chosen']:g}, the best mean of the non-zero lambdas ({chosen['mean']:.2f}% "
         f"against {none['mean']:.2f}% without L1; {chosen['against_0']['verdict']} with {len(chosen['seeds'])} seeds). "
-        f"Of the {s['penalised']:,} weights L1 penalises, {s['before_norm']:,} ({s['before_norm'] / s['penalised']:.0%}) "
-        f"are in convolutions that feed a norm. At lambda = {s['chosen']:g} the penalised weights' sum of abs(w) ends at {final(chosen):.0f} "
+        f"Of the {summary['penalised']:,} weights L1 penalises, {summary['before_norm']:,} ({summary['before_norm'] / summary['penalised']:.0%}) "
+        f"are in convolutions that feed a norm. At lambda = {summary['chosen']:g} the penalised weights' sum of abs(w) ends at {final(chosen):.0f} "
         f"against {final(none):.0f} without L1 (mean over seeds), and "
-        f"{mean(chosen['near_zero']):.1%} of the weights end below {s['zero']:g} against "
+        f"{mean(chosen['near_zero']):.1%} of the weights end below {summary['zero']:g} against "
         f"{mean(none['near_zero']):.1%}; at the larger lambdas, " + ", ".join(
-            f"{lam:g}: {mean(row['near_zero']):.0%}" for lam, row in rows.items() if lam > s["chosen"]) + ".")}
+            f"{lam:g}: {mean(row['near_zero']):.0%}" for lam, row in rows.items() if lam > summary["chosen"]) + ".")}
 
 
-def k1_comparisons(g: dict) -> tuple[dict, list[dict]]:
+def k1_comparisons(summary: dict) -> tuple[dict, list[dict]]:
     """ghost_stats at k = 1: the test digits' own statistics, and the two recomputed ones, each against running."""
-    against = next(row for row in g["rows"] if row["k"] == 1)["against"]
+    against = next(row for row in summary["rows"] if row["k"] == 1)["against"]
     return against["statistics of k test digits"], [against["recomputed in groups of k"],
                                                       against["recomputed over whole batches"]]
 
 
-def k1_mechanism_holds(g: dict) -> bool:
+def k1_mechanism_holds(summary: dict) -> bool:
     """The test digits' own statistics restore the k = 1 models (the corrected test says so) and neither recomputed
     statistics comes near: each one's upper 95% bound lies below the own statistics' lower bound."""
-    own, recomputed = k1_comparisons(g)
+    own, recomputed = k1_comparisons(summary)
     return own["verdict"] == "differs" and own["difference"] > 0 and all(c["ci"][1] < own["ci"][0] for c in recomputed)
 
 
-def ghost_blocks(r: dict) -> dict[str, str]:
+def ghost_blocks(results: dict) -> dict[str, str]:
     """What restores BatchNorm trained on ghost batches, in words, and the mechanism only where the tests support it:
     the test digits' own statistics restore the k = 1 models and neither recomputed statistics comes near."""
-    if "ghost_stats" not in r:
+    if "ghost_stats" not in results:
         return {"ghost_mechanism": not_yet("ghost_stats")}
-    g = r["ghost_stats"]["summary"]
+    summary = results["ghost_stats"]["summary"]
     out = []
-    for row in g["rows"]:
+    for row in summary["rows"]:
         ways = list(row["acc"])
         out.append(f"At k = {row['k']}, against the running statistics ({row['mean'][ways[0]]:.2f}%): " + "; ".join(
             f"{w} {row['mean'][w]:.2f}% ({runner.interval(row['against'][w])} points, {row['against'][w]['verdict']})"
             for w in ways[1:]) + ".")
-    own, recomputed = k1_comparisons(g)
-    if k1_mechanism_holds(g):
+    own, recomputed = k1_comparisons(summary)
+    if k1_mechanism_holds(summary):
         out.append(
             "So at k = 1 the models need each test digit normalised by its own statistics, as in training, where "
             "BatchNorm over one image is a per-image, per-channel normalisation (InstanceNorm's). Statistics shared by "
@@ -336,25 +336,25 @@ def ghost_blocks(r: dict) -> dict[str, str]:
             f"where the digits' own statistics give {own['ci'][0]:+.1f} at least. What breaks these models is any "
             "statistics but each image's own, not the running average.")
     else:
-        out.append(f"With {g['seeds']} seeds these tests do not yet separate the explanations at k = 1: the mechanism "
+        out.append(f"With {summary['seeds']} seeds these tests do not yet separate the explanations at k = 1: the mechanism "
                    "is left open.")
     return {"ghost_mechanism": " ".join(out)}
 
 
-def shift_blocks(r: dict, found: list[dict]) -> dict[str, str]:
+def shift_blocks(results: dict, found: list[dict]) -> dict[str, str]:
     """Why PROTOCOL.md C's rule cannot conclude at its seeds: the exact rank test's floor against Holm's threshold."""
-    if "shift" not in r:
+    if "shift" not in results:
         return {"shift_power": not_yet("shift")}
     tested = [row for row in found if row["family"] == "shift" and row["tests"]]
-    n, m = r["shift"]["summary"]["seeds"], len(tested)
+    seeds, family = results["shift"]["summary"]["seeds"], len(tested)
     t_only = sum(row["tests"]["t"][1] < runner.ALPHA for row in tested)
     return {"shift_power": (
-        f"With {n} seeds the exact two-sided Wilcoxon test's smallest possible p is 2 / 2^{n} = {2 / 2 ** n:.5f}, "
-        f"reached when every seed's difference has the same sign; Holm over the family's {m} tested comparisons needs "
-        f"the smallest p below 0.05 / {m} = {runner.ALPHA / m:.5f}. So no comparison can meet PROTOCOL.md C's rule "
+        f"With {seeds} seeds the exact two-sided Wilcoxon test's smallest possible p is 2 / 2^{seeds} = {2 / 2 ** seeds:.5f}, "
+        f"reached when every seed's difference has the same sign; Holm over the family's {family} tested comparisons needs "
+        f"the smallest p below 0.05 / {family} = {runner.ALPHA / family:.5f}. So no comparison can meet PROTOCOL.md C's rule "
         "(both tests below 0.05 after Holm), whatever the size of its difference. That could have been computed when "
         "the protocol was written; it is reported here, not changed after the result. Outside the protocol, and not a "
-        f"verdict: the paired t-tests alone are below 0.05 after Holm in {t_only} of the {m} comparisons.")}
+        f"verdict: the paired t-tests alone are below 0.05 after Holm in {t_only} of the {family} comparisons.")}
 
 
 def study_blocks(out: list[dict]) -> dict[str, str]:
@@ -362,20 +362,20 @@ def study_blocks(out: list[dict]) -> dict[str, str]:
     return {"study_counts": study.counts(out), "study_table": study.table(out)}
 
 
-def verify_blocks(r: dict) -> dict[str, str]:
+def verify_blocks(results: dict) -> dict[str, str]:
     """What `python -m experiments verify` found when the stored runs were retrained under the pinned environment."""
-    if "verify" not in r:
+    if "verify" not in results:
         return {"verify": "Not run yet: `python -m experiments verify` writes results/verify.json.", "verify_table": ""}
-    v = r["verify"]
-    env = v["environment"]
-    moved = [r for r in v["runs"] if not r["identical"]]
-    drift = (f" The other {len(moved)} moved by at most {max(abs(r['acc'] - r['stored_acc']) for r in moved):.2f} "
-             f"points of test accuracy ({max(r['predictions_differ'] for r in moved)} of the 10,000 predictions at "
+    record = results["verify"]
+    env = record["environment"]
+    moved = [run for run in record["runs"] if not run["identical"]]
+    drift = (f" The other {len(moved)} moved by at most {max(abs(run['acc'] - run['stored_acc']) for run in moved):.2f} "
+             f"points of test accuracy ({max(run['predictions_differ'] for run in moved)} of the 10,000 predictions at "
              "most)." if moved else "")
-    return {"verify": f"{v['identical']} of {len(v['runs'])} stored runs, retrained with torch {env['torch']} on "
+    return {"verify": f"{record['identical']} of {len(record['runs'])} stored runs, retrained with torch {env['torch']} on "
                       f"{env['device']} ({env['cpu']}), one thread, are bit-identical to their records: the same weights, "
                       "predictions and every epoch's numbers." + drift,
-            "verify_table": verify.table(v)}
+            "verify_table": verify.table(record)}
 
 
 def compute_table() -> str:
@@ -388,7 +388,7 @@ def compute_table() -> str:
     needed, rows = {}, []
     for name in EXPERIMENTS:
         module = importlib.import_module(f"experiments.{name}")
-        specs = {store.key(r["spec"]): r["spec"] for r in module.runs(runner.settings_for(False, **module.OVERRIDES),
+        specs = {store.key(run["spec"]): run["spec"] for run in module.runs(runner.settings_for(False, **module.OVERRIDES),
                                                                       module.SEEDS)}
         needed.update({k: (name, spec) for k, spec in specs.items() if k not in needed})
         rows.append([name, specs])
@@ -411,19 +411,19 @@ def compute_table() -> str:
                                  "minutes on 2 cores", "minutes on 16 cores"], body)
 
 
-def blocks(r: dict | None = None) -> dict[str, str]:
+def blocks(results: dict | None = None) -> dict[str, str]:
     """Every generated block, by name."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import speed
     import step
 
-    r = r or load()
-    found = study.rows(r)
-    out = {**notebook_run(r), **model_blocks(), **main_blocks(r, found), **replication_block(r), **rates_block(r),
-           **l1_blocks(r), **verify_blocks(r), **ghost_blocks(r), **study_blocks(found), **shift_blocks(r, found), "pick": pick(r, found),
+    results = results or load()
+    found = study.rows(results)
+    out = {**notebook_run(results), **model_blocks(), **main_blocks(results, found), **replication_block(results), **rates_block(results),
+           **l1_blocks(results), **verify_blocks(results), **ghost_blocks(results), **study_blocks(found), **shift_blocks(results, found), "pick": pick(results, found),
            "durations": compute_table(),
-           "speed": speed.table(r["speed"]), "step": step.table(r["step"])}
-    out.update({f"{name}_tables": experiment_tables(r, name) for name in EXPERIMENTS})
+           "speed": speed.table(results["speed"]), "step": step.table(results["step"])}
+    out.update({f"{name}_tables": experiment_tables(results, name) for name in EXPERIMENTS})
     return out
 
 

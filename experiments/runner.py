@@ -335,34 +335,34 @@ def verdicts(comparisons: list[dict], margin: float = MARGIN) -> None:
     """Holm-adjust a table's paired-test and equivalence p-values (each family on its own) and say, per row,
     "differs" (adjusted p < ALPHA), "equivalent within +-margin" (adjusted equivalence p < ALPHA) or "inconclusive"."""
     for field in ("p", "p_equivalence"):
-        for c, adjusted in zip(comparisons, holm([c[field] for c in comparisons])):
-            c[f"{field}_holm"] = adjusted
-    for c in comparisons:
-        c["verdict"] = ("differs" if c["p_holm"] is not None and c["p_holm"] < ALPHA else
-                        f"equivalent within +-{margin:.2f}" if c["p_equivalence_holm"] is not None
-                        and c["p_equivalence_holm"] < ALPHA else "inconclusive")
+        for comparison, adjusted in zip(comparisons, holm([comparison[field] for comparison in comparisons])):
+            comparison[f"{field}_holm"] = adjusted
+    for comparison in comparisons:
+        comparison["verdict"] = ("differs" if comparison["p_holm"] is not None and comparison["p_holm"] < ALPHA else
+                        f"equivalent within +-{margin:.2f}" if comparison["p_equivalence_holm"] is not None
+                        and comparison["p_equivalence_holm"] < ALPHA else "inconclusive")
 
 
 def compare_rows(rows: list[dict], reference: dict, field: str) -> None:
     """Compare every row's "test_acc" (per seed) with the reference row's, store it in each other row under `field`,
     and give the table its Holm-adjusted verdicts."""
-    others = [r for r in rows if r is not reference]
-    for r in others:
-        r[field] = compare(r["test_acc"], reference["test_acc"])
-    verdicts([r[field] for r in others])
+    others = [row for row in rows if row is not reference]
+    for row in others:
+        row[field] = compare(row["test_acc"], reference["test_acc"])
+    verdicts([row[field] for row in others])
 
 
-def interval(c: dict) -> str:
+def interval(comparison: dict) -> str:
     """A comparison's difference and 95% interval for a table: "+0.060 [-0.010, +0.130]"."""
-    return f"{c['difference']:+.3f}" + ("" if c["ci"] is None else f" [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]")
+    return f"{comparison['difference']:+.3f}" + ("" if comparison["ci"] is None else f" [{comparison['ci'][0]:+.3f}, {comparison['ci'][1]:+.3f}]")
 
 
-def trend_table(t: dict, over: str, per: str) -> str:
+def trend_table(trend: dict, over: str, per: str) -> str:
     """A trend's one-row table: its mean slope per doubling, the 95% interval, and the uncorrected p."""
     return records.markdown_table(
         ["trend", f"accuracy change per {per} (points) [95% interval]", "slope per seed", "one-sample t p (uncorrected)"],
-        [[over, f"{t['slope']:+.3f} [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]",
-          ", ".join(f"{x:+.3f}" for x in t["slopes"]), p_value(t["p"])]])
+        [[over, f"{trend['slope']:+.3f} [{trend['ci'][0]:+.3f}, {trend['ci'][1]:+.3f}]",
+          ", ".join(f"{x:+.3f}" for x in trend["slopes"]), p_value(trend["p"])]])
 
 
 # ---- Tables and figures of several ways of evaluating one set of models -------------------------------------------
@@ -394,9 +394,9 @@ def ways_figure(rows: list[dict], labels: list[str], title: str):
     fig, ax = plt.subplots(figsize=(9, 4.5))
     width = 0.8 / len(ways)
     for i, way in enumerate(ways):
-        ax.bar([x + i * width for x in range(len(rows))], [100 - r["mean"][way] for r in rows], width, label=way)
-        for x, r in enumerate(rows):
-            ax.scatter([x + i * width] * len(r["acc"][way]), [100 - a for a in r["acc"][way]], color="black", s=6, zorder=3)
+        ax.bar([x + i * width for x in range(len(rows))], [100 - row["mean"][way] for row in rows], width, label=way)
+        for x, row in enumerate(rows):
+            ax.scatter([x + i * width] * len(row["acc"][way]), [100 - a for a in row["acc"][way]], color="black", s=6, zorder=3)
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], labels, fontsize=8)
     ax.set_yscale("log")
     ax.set(ylabel="test error (%), log scale", title=title)
@@ -489,20 +489,20 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
                          "results/ (under runs/, say) to keep this run apart")
     settings["DATA"] = data.mnist_digest()  # which digits: MNIST_ROOT's files, by content, not by where they are
     runs = experiment.runs(settings, experiment.SEEDS[:1] if quick else experiment.SEEDS)
-    keys = [store.key(r["spec"]) for r in runs]
+    keys = [store.key(row["spec"]) for row in runs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{experiment.NAME}: two of its rows are the same run; with these settings they would be "
                          "labelled apart but identical")
     runs_store = store.Store(store_dir)
-    found = ensure([r["spec"] for r in runs], runs_store, jobs, scheduler)
-    for r, name in zip(runs, keys):
-        r["record"] = found[name]
+    found = ensure([row["spec"] for row in runs], runs_store, jobs, scheduler)
+    for row, name in zip(runs, keys):
+        row["record"] = found[name]
     start = time.perf_counter()
     summary = experiment.summarise(runs, settings, runs_store)
     print(f"{experiment.NAME}: summarised in {time.perf_counter() - start:.0f} s", flush=True)
-    used = [{**{k: v for k, v in r.items() if k not in ("spec", "record")}, "key": r["record"]["key"],
-             "git_commit": r["record"]["environment"]["git_commit"], "seconds": r["record"]["seconds"],
-             "test_acc": r["record"]["history"][-1]["test_acc"]} for r in runs]
+    used = [{**{k: v for k, v in row.items() if k not in ("spec", "record")}, "key": row["record"]["key"],
+             "git_commit": row["record"]["environment"]["git_commit"], "seconds": row["record"]["seconds"],
+             "test_acc": row["record"]["history"][-1]["test_acc"]} for row in runs]
     results = {"experiment": experiment.NAME, "settings": settings, "environment": made_in,
                "train_seconds": sum(u["seconds"] for u in used), "summary": summary, "runs": used}
     path, figure = out_dir / "results" / f"{experiment.NAME}.json", out_dir / "Images" / f"{experiment.NAME}.png"

@@ -93,11 +93,11 @@ def verdicts(comparisons: list[dict]) -> None:
     """PROTOCOL.md C: Holm over the family, separately for the t-test and the Wilcoxon p; "differs" where both
     adjusted p are below runner.ALPHA, else "inconclusive"."""
     for field in ("p", "p_wilcoxon"):
-        for c, adjusted in zip(comparisons, runner.holm([c[field] for c in comparisons])):
-            c[f"{field}_holm"] = adjusted
-    for c in comparisons:
-        both = c["p_holm"] is not None and c["p_wilcoxon_holm"] is not None
-        c["verdict"] = "differs" if both and max(c["p_holm"], c["p_wilcoxon_holm"]) < runner.ALPHA else "inconclusive"
+        for comparison, adjusted in zip(comparisons, runner.holm([comparison[field] for comparison in comparisons])):
+            comparison[f"{field}_holm"] = adjusted
+    for comparison in comparisons:
+        both = comparison["p_holm"] is not None and comparison["p_wilcoxon_holm"] is not None
+        comparison["verdict"] = "differs" if both and max(comparison["p_holm"], comparison["p_wilcoxon_holm"]) < runner.ALPHA else "inconclusive"
 
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
@@ -121,13 +121,13 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
         if shift != "none":
             for way, norm in COMPARED:
                 invariant = [m for m in (way, norm) if changed[m] == 0]
-                c = runner.compare(acc[way], acc[norm])
-                c["p_wilcoxon"] = wilcoxon(acc[way], acc[norm])
-                row["against"][f"{way} - {norm}"] = dict(c, invariant=invariant)
+                comparison = runner.compare(acc[way], acc[norm])
+                comparison["p_wilcoxon"] = wilcoxon(acc[way], acc[norm])
+                row["against"][f"{way} - {norm}"] = dict(comparison, invariant=invariant)
         rows.append(row)
-    verdicts([c for r in rows for c in r["against"].values() if not c["invariant"]])
-    for c in (c for r in rows for c in r["against"].values() if c["invariant"]):
-        c["verdict"] = "invariant"
+    verdicts([comparison for r in rows for comparison in r["against"].values() if not comparison["invariant"]])
+    for comparison in (comparison for r in rows for comparison in r["against"].values() if comparison["invariant"]):
+        comparison["verdict"] = "invariant"
     return dict(rows=rows, seeds=len(models["BN"]), ways=list(WAYS), compared=[f"{w} - {n}" for w, n in COMPARED])
 
 
@@ -152,23 +152,23 @@ def figure(results: dict) -> plt.Figure:
     return fig
 
 
-def severity(s: float) -> str:
-    return {0.0: "0", 1 / 3: "1/3", 2 / 3: "2/3", 1.0: "1"}[s]
+def severity(value: float) -> str:
+    return {0.0: "0", 1 / 3: "1/3", 2 / 3: "2/3", 1.0: "1"}[value]
 
 
 def tables(results: dict) -> list[str]:
     """The mean accuracy of every way at every shift and severity (with the most predictions any model changes against
     the clean digits), then each declared comparison's difference, interval, both adjusted p and verdict."""
-    s = results["summary"]
-    means = [[r["shift"], severity(r["severity"])] + [f"{r['mean'][w]:.2f} ({r['changed'][w]})" for w in s["ways"]]
-             for r in s["rows"]]
+    summary = results["summary"]
+    means = [[row["shift"], severity(row["severity"])] + [f"{row['mean'][w]:.2f} ({row['changed'][w]})" for w in summary["ways"]]
+             for row in summary["rows"]]
     comparisons = []
-    for r in s["rows"][1:]:
-        for name, c in r["against"].items():
-            comparisons.append([r["shift"], severity(r["severity"]), name, runner.interval(c),
-                                runner.p_value(c.get("p_holm")), runner.p_value(c.get("p_wilcoxon_holm")),
-                                c["verdict"] + (f" ({', '.join(c['invariant'])})" if c["invariant"] else "")])
-    return [records.markdown_table(["shift", "severity"] + [f"{w}: acc (%) (most predictions changed)" for w in s["ways"]],
+    for row in summary["rows"][1:]:
+        for name, comparison in row["against"].items():
+            comparisons.append([row["shift"], severity(row["severity"]), name, runner.interval(comparison),
+                                runner.p_value(comparison.get("p_holm")), runner.p_value(comparison.get("p_wilcoxon_holm")),
+                                comparison["verdict"] + (f" ({', '.join(comparison['invariant'])})" if comparison["invariant"] else "")])
+    return [records.markdown_table(["shift", "severity"] + [f"{w}: acc (%) (most predictions changed)" for w in summary["ways"]],
                                    means),
             records.markdown_table(["shift", "severity", "comparison", "difference (points) [95% interval]",
                                     "paired t p (Holm)", "Wilcoxon p (Holm)", "verdict"], comparisons)]

@@ -51,17 +51,17 @@ def walk(node, path: tuple = ()):
         if "verdict" in node and "p" in node:
             yield path, node
             return
-        for k, v in node.items():
-            yield from walk(v, path + (k,))
+        for key, value in node.items():
+            yield from walk(value, path + (key,))
     elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from walk(v, path + (i,))
+        for index, value in enumerate(node):
+            yield from walk(value, path + (index,))
 
 
-def label(name: str, summary: dict, path: tuple, c: dict) -> str:
+def label(name: str, summary: dict, path: tuple, comparison: dict) -> str:
     """A comparison's name in the table, from the row it sits in."""
     if path[0] in ("pairs", "targets"):
-        return f"{c['a']} - {c['b']}" + (f", first epoch at {c['target']}%" if path[0] == "targets" else "")
+        return f"{comparison['a']} - {comparison['b']}" + (f", first epoch at {comparison['target']}%" if path[0] == "targets" else "")
     if name == "lr":
         return f"{path[1]}: best rate - shared"
     if name == "bn_test":
@@ -94,20 +94,20 @@ def counts_from_store(result: dict, row: dict, reference: dict, select) -> list[
     digits = lambda text: np.frombuffer(text.encode(), dtype=np.uint8)  # a string of classes, one byte per digit
     predictions = lambda chosen: {run["seed"]: digits(runs_store.read(runs_store.file(run["key"]))[0]["predictions"])
                                   for run in result["runs"] if select(run, chosen)}
-    a, b = predictions(row), predictions(reference)
+    ours, theirs = predictions(row), predictions(reference)
     truth = digits(labels(json.dumps(result["settings"], sort_keys=True)))
     out = []
-    for seed in sorted(a):
-        right_a, right_b = a[seed] == truth, b[seed] == truth
+    for seed in sorted(ours):
+        right_a, right_b = ours[seed] == truth, theirs[seed] == truth
         out.append((int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())))
     return out
 
 
-def digit_counts(name: str, result: dict, path: tuple, c: dict) -> list[tuple[int, int]] | None:
+def digit_counts(name: str, result: dict, path: tuple, comparison: dict) -> list[tuple[int, int]] | None:
     """Per seed (only A right, only B right) for a comparison of accuracies, where the predictions are kept."""
     summary = result["summary"]
     if path[0] == "pairs":
-        return [(m["only_a"], m["only_b"]) for m in c["mcnemar"]]
+        return [(m["only_a"], m["only_b"]) for m in comparison["mcnemar"]]
     if name == "bn_test":
         return [(x["mcnemar"]["only_a"], x["mcnemar"]["only_b"]) for x in summary["bn"][path[1]]["rows"]]
     if name == "norm_batch":
@@ -120,34 +120,34 @@ def digit_counts(name: str, result: dict, path: tuple, c: dict) -> list[tuple[in
     return None
 
 
-def rows(r: dict) -> list[dict]:
+def rows(results: dict) -> list[dict]:
     """Every comparison of the committed results with its family, tests and both verdicts."""
     out = []
     for name in ("main", "own_rate", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "ghost_stats", "shift"):
-        if name not in r:
+        if name not in results:
             continue
-        summary = r[name]["summary"]
-        for path, c in walk(summary):
+        summary = results[name]["summary"]
+        for path, comparison in walk(summary):
             family = f"{name} ({'time to target' if path[0] == 'targets' else 'pairs'})" if path[0] in (
                 "pairs", "targets") else name
             # a comparison with a method invariant to its shift is no test (PROTOCOL.md C): it stays out of every family
-            tests = {} if c["verdict"] == "invariant" else {"t": (c["p"], c["p_holm"])}
-            if tests and c.get("p_wilcoxon") is not None:
-                tests["Wilcoxon"] = (c["p_wilcoxon"], c["p_wilcoxon_holm"])
-            if tests and name not in ("lr", "shift") and c.get("p_equivalence") is not None:
-                tests["equivalence"] = (c["p_equivalence"], c["p_equivalence_holm"])
-            row = dict(family=family, comparison=label(name, summary, path, c), difference=c["difference"],
-                       ci=c["ci"], margin=1.0 if path[0] == "targets" else runner.MARGIN, tests=tests,
-                       family_verdict=c["verdict"], bootstrap=None)
-            if c["verdict"].startswith("equivalent"):
-                counts = None if path[0] == "targets" else digit_counts(name, r[name], path, c)
+            tests = {} if comparison["verdict"] == "invariant" else {"t": (comparison["p"], comparison["p_holm"])}
+            if tests and comparison.get("p_wilcoxon") is not None:
+                tests["Wilcoxon"] = (comparison["p_wilcoxon"], comparison["p_wilcoxon_holm"])
+            if tests and name not in ("lr", "shift") and comparison.get("p_equivalence") is not None:
+                tests["equivalence"] = (comparison["p_equivalence"], comparison["p_equivalence_holm"])
+            row = dict(family=family, comparison=label(name, summary, path, comparison), difference=comparison["difference"],
+                       ci=comparison["ci"], margin=1.0 if path[0] == "targets" else runner.MARGIN, tests=tests,
+                       family_verdict=comparison["verdict"], bootstrap=None)
+            if comparison["verdict"].startswith("equivalent"):
+                counts = None if path[0] == "targets" else digit_counts(name, results[name], path, comparison)
                 row["bootstrap"] = bootstrap(counts) if counts else "not available"
             out.append(row)
-    trends = [(name, r[name]["summary"]["trend"]) for name in ("norm_batch", "gn_groups") if name in r]
-    for name, t, adjusted in zip([n for n, _ in trends], [t for _, t in trends], runner.holm([t["p"] for _, t in trends])):
+    trends = [(name, results[name]["summary"]["trend"]) for name in ("norm_batch", "gn_groups") if name in results]
+    for (name, trend), adjusted in zip(trends, runner.holm([trend["p"] for _, trend in trends])):
         over = "log2 k, k = 2-128" if name == "norm_batch" else "log2 groups, 1-8"
-        out.append(dict(family="trends", comparison=f"{name}: slope of accuracy on {over}", difference=t["slope"],
-                        ci=t["ci"], margin=None, tests={"t": (t["p"], adjusted)},
+        out.append(dict(family="trends", comparison=f"{name}: slope of accuracy on {over}", difference=trend["slope"],
+                        ci=trend["ci"], margin=None, tests={"t": (trend["p"], adjusted)},
                         family_verdict="differs" if adjusted is not None and adjusted < runner.ALPHA else "inconclusive",
                         bootstrap=None))
     study_wide(out)
