@@ -231,7 +231,7 @@ def test_failed_clone_raises(session, branch):
     assert result["cwd"] == str(session.content)
 
 
-@pytest.mark.parametrize("route", ["upload", "clone"])
+@pytest.mark.parametrize("route", ["upload", pytest.param("clone", marks=pytest.mark.slow)])  # a clone: about 1.2 s each
 @pytest.mark.parametrize("missing", [["torchsummary"], ["safetensors"], ["torchsummary", "safetensors"]])
 def test_missing_packages_are_installed_with_pip_on_either_route(session, branch, route, missing):
     """Uploaded files or a clone: either way the cell pip-installs, once, exactly what the runtime lacks."""
