@@ -201,7 +201,8 @@ def table(out: list[dict]) -> str:
 def counts(out: list[dict]) -> str:
     """How many verdicts of each kind, in the families and study-wide, in one sentence."""
     kinds = ("differs", "equivalent", "inconclusive", "invariant")
-    said = lambda field: ", ".join(f"{sum(row[field].startswith(k) for row in out)} {k}" for k in kinds)
+    words = {"differs": "differ"}  # how many "differ"
+    said = lambda field: ", ".join(f"{sum(row[field].startswith(k) for row in out)} {words.get(k, k)}" for k in kinds)
     return (f"{len(out)} comparisons and trends, {sum(len(row['tests']) for row in out)} tests (an invariant "
             "comparison is none). Within their families: "
             f"{said('family_verdict')}; under the one study-wide correction: {said('study_verdict')}.")
