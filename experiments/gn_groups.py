@@ -71,11 +71,9 @@ def tables(results: dict) -> list[str]:
     margin = results["summary"]["margin"]
     body = []
     for row in results["summary"]["rows"]:
-        comparison = row.get("against_2_groups")
         body.append([NAMES.get(row["groups"], row["groups"]), ", ".join(f"{a:.2f}" for a in row["test_acc"]),
-                     f"{row['mean']:.2f} +- {row['std']:.2f}", f"{row['test_loss']:.4f}",
-                     "-" if comparison is None else runner.interval(comparison), "-" if comparison is None else runner.p_value(comparison["p_holm"]),
-                     "-" if comparison is None else runner.p_value(comparison["p_equivalence_holm"]), "-" if comparison is None else comparison["verdict"]])
+                     f"{row['mean']:.2f} +- {row['std']:.2f}", f"{row['test_loss']:.4f}"]
+                    + runner.comparison_cells(row.get("against_2_groups")))
     groups = ", ".join(f"{2 ** x:g}" for x in results["summary"]["trend"]["x"])
     return [records.markdown_table(["groups", "test acc per seed (%)", "mean +- std (%)", "mean test loss",
                                   "against 2 groups (points) [95% interval]", "paired t p (Holm)",

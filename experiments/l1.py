@@ -86,11 +86,9 @@ def tables(results: dict) -> list[str]:
     summary = results["summary"]
     body = []
     for row in summary["rows"]:
-        comparison = row.get("against_0")
-        body.append([f"{row['l1_lambda']:g}", ", ".join(f"{a:.2f}" for a in row["validation_acc"]), f"{row['mean']:.2f}",
-                     "-" if comparison is None else runner.interval(comparison), "-" if comparison is None else runner.p_value(comparison["p_holm"]),
-                     "-" if comparison is None else comparison["verdict"],
-                     ", ".join(f"{w[-1]:.0f}" for w in row["weights_l1"]), ", ".join(f"{z:.1%}" for z in row["near_zero"])])
+        body.append([f"{row['l1_lambda']:g}", ", ".join(f"{a:.2f}" for a in row["validation_acc"]), f"{row['mean']:.2f}"]
+                    + runner.comparison_cells(row.get("against_0"), equivalence=False)
+                    + [", ".join(f"{w[-1]:.0f}" for w in row["weights_l1"]), ", ".join(f"{z:.1%}" for z in row["near_zero"])])
     return [records.markdown_table(["L1 lambda", "validation acc per seed (%)", "mean (%)",
                                   "against lambda 0 (points) [95% interval]", "paired t p (Holm)", "verdict",
                                   "final sum of abs(w)", f"weights with abs(w) < {ZERO:g}"], body)]

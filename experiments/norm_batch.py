@@ -94,11 +94,9 @@ def tables(results: dict) -> list[str]:
     cell = lambda mean, std: f"{mean:.2f} +- {std:.2f}"
     body = []
     for row in results["summary"]["rows"]:
-        comparison = row.get("against_whole_batch")
         body.append([runner.LABELS[row["norm"]], "-" if row["k"] is None else row["k"], cell(row["mean"], row["std"]),
-                     cell(row["batch_stat_mean"], row["batch_stat_std"]) if row["norm"] == "B" else "-",
-                     "-" if comparison is None else runner.interval(comparison), "-" if comparison is None else runner.p_value(comparison["p_holm"]),
-                     "-" if comparison is None else runner.p_value(comparison["p_equivalence_holm"]), "-" if comparison is None else comparison["verdict"]])
+                     cell(row["batch_stat_mean"], row["batch_stat_std"]) if row["norm"] == "B" else "-"]
+                    + runner.comparison_cells(row.get("against_whole_batch")))
     margin = results["summary"]["margin"]
     ks = ", ".join(f"{2 ** x:g}" for x in results["summary"]["trend"]["x"])
     return [records.markdown_table(

@@ -331,16 +331,21 @@ def trend(x: list[float], acc: list[list[float]]) -> dict:
     return dict(x=x, slopes=slopes, slope=mean, ci=[mean - half, mean + half], p=p)
 
 
+def holm_fields(comparisons: list[dict], fields: tuple[str, ...]) -> None:
+    """Holm-adjust each of `fields` over a family's comparisons, each field on its own, into FIELD_holm."""
+    for field in fields:
+        for comparison, adjusted in zip(comparisons, holm([comparison[field] for comparison in comparisons])):
+            comparison[f"{field}_holm"] = adjusted
+
+
 def verdicts(comparisons: list[dict], margin: float = MARGIN) -> None:
     """Holm-adjust a table's paired-test and equivalence p-values (each family on its own) and say, per row,
     "differs" (adjusted p < ALPHA), "equivalent within +-margin" (adjusted equivalence p < ALPHA) or "inconclusive"."""
-    for field in ("p", "p_equivalence"):
-        for comparison, adjusted in zip(comparisons, holm([comparison[field] for comparison in comparisons])):
-            comparison[f"{field}_holm"] = adjusted
+    holm_fields(comparisons, ("p", "p_equivalence"))
     for comparison in comparisons:
         comparison["verdict"] = ("differs" if comparison["p_holm"] is not None and comparison["p_holm"] < ALPHA else
-                        f"equivalent within +-{margin:.2f}" if comparison["p_equivalence_holm"] is not None
-                        and comparison["p_equivalence_holm"] < ALPHA else "inconclusive")
+                                 f"equivalent within +-{margin:.2f}" if comparison["p_equivalence_holm"] is not None
+                                 and comparison["p_equivalence_holm"] < ALPHA else "inconclusive")
 
 
 def compare_rows(rows: list[dict], reference: dict, field: str) -> None:
@@ -350,6 +355,15 @@ def compare_rows(rows: list[dict], reference: dict, field: str) -> None:
     for row in others:
         row[field] = compare(row["test_acc"], reference["test_acc"])
     verdicts([row[field] for row in others])
+
+
+def comparison_cells(comparison: dict | None, equivalence: bool = True) -> list[str]:
+    """A comparison's cells in a table row: difference [95% interval], paired t p (Holm), the equivalence p (Holm)
+    where `equivalence`, and the verdict; "-" in each for the reference row (None)."""
+    if comparison is None:
+        return ["-"] * (4 if equivalence else 3)
+    return ([interval(comparison), p_value(comparison["p_holm"])]
+            + ([p_value(comparison["p_equivalence_holm"])] if equivalence else []) + [comparison["verdict"]])
 
 
 def interval(comparison: dict) -> str:

@@ -92,12 +92,11 @@ def wilcoxon(a: list[float], b: list[float]) -> float | None:
 def verdicts(comparisons: list[dict]) -> None:
     """PROTOCOL.md C: Holm over the family, separately for the t-test and the Wilcoxon p; "differs" where both
     adjusted p are below runner.ALPHA, else "inconclusive"."""
-    for field in ("p", "p_wilcoxon"):
-        for comparison, adjusted in zip(comparisons, runner.holm([comparison[field] for comparison in comparisons])):
-            comparison[f"{field}_holm"] = adjusted
+    runner.holm_fields(comparisons, ("p", "p_wilcoxon"))
     for comparison in comparisons:
         both = comparison["p_holm"] is not None and comparison["p_wilcoxon_holm"] is not None
-        comparison["verdict"] = "differs" if both and max(comparison["p_holm"], comparison["p_wilcoxon_holm"]) < runner.ALPHA else "inconclusive"
+        differs = both and max(comparison["p_holm"], comparison["p_wilcoxon_holm"]) < runner.ALPHA
+        comparison["verdict"] = "differs" if differs else "inconclusive"
 
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
