@@ -6,8 +6,12 @@ import re
 import struct
 from pathlib import Path
 
-import pytest
-import torch
+# One CPU thread per test process, set before torch loads OpenMP, as the notebook and the experiments run: on a busy
+# machine two threads spin at several times the time (benchmarks/threads.py). OMP_NUM_THREADS given outside wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 MNIST_ROOT = os.environ.get("MNIST_ROOT", "data")  # as data.load_mnist: the folder that holds MNIST/raw
