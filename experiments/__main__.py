@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: one plain line per epoch, not a bar per run
+# One CPU thread, set before torch loads OpenMP: two buy this network ~10% on a quiet machine, and spin at 3-9x the
+# time beside busy processes (benchmarks/threads.py); the training workers take one thread each in any case.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import store
 from experiments import EXPERIMENTS, runner, verify
