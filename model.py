@@ -1,7 +1,7 @@
 """One small convolutional network for MNIST, with the normalisation chosen by a string.
 
     from model import Net
-    net = Net(norm="G")          # "B" BatchNorm, "L" LayerNorm, "G" GroupNorm, "I" InstanceNorm
+    net = Net(norm="G")          # "B" BatchNorm, "L" LayerNorm, "G" GroupNorm, "I" InstanceNorm, "N" none
 
 Every variant has the same skeleton, so a comparison between them measures the normalisation alone.
 """
@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-NORMS = {"b": "B", "batch": "B", "l": "L", "layer": "L", "g": "G", "group": "G", "i": "I", "instance": "I"}
+NORMS = {"b": "B", "batch": "B", "l": "L", "layer": "L", "g": "G", "group": "G", "i": "I", "instance": "I",
+         "n": "N", "none": "N"}
 
 # Output channels of the five convolutions: two full 3x3 ones at 26x26 and 24x24, a max-pool, then three
 # depthwise-separable ones at 10x10, 8x8 and 6x6, which buy width (48 channels) for few parameters.
@@ -20,7 +21,7 @@ GROUPS = 2  # GroupNorm's default number of groups: divides every layer's channe
 
 
 def canonical_norm(norm: str) -> str:
-    """Map "b", "batch", "B", ... to one of "B", "L", "G", "I"; raise ValueError on anything else."""
+    """Map "b", "batch", "B", ... to one of "B", "L", "G", "I", "N"; raise ValueError on anything else."""
     key = norm.lower() if isinstance(norm, str) else None
     if key not in NORMS:
         raise ValueError(f"norm must be one of {sorted(set(NORMS.values()))} or {sorted(k for k in NORMS if len(k) > 1)}, got {norm!r}")
@@ -86,8 +87,11 @@ def make_norm(norm: str, channels: int, groups: int = GROUPS, norm_batch: int | 
     LayerNorm is GroupNorm with one group: it normalises each sample over (C, H, W) and keeps a per-channel
     affine (2*C parameters). nn.LayerNorm([C, H, W]) would learn 2*C*H*W parameters (over four times this whole
     network, counted over its five norms). `norm_batch` (BatchNorm only) makes ghost batches of that many images.
+    "N" is no normalisation: the identity.
     """
     norm = canonical_norm(norm)
+    if norm == "N":
+        return nn.Identity()
     if norm == "B":
         return nn.BatchNorm2d(channels) if norm_batch is None else GhostBatchNorm2d(channels, norm_batch)
     if norm == "G" and channels % whole_number("groups", groups, "a whole number >= 1 that divides every layer's channels"):
@@ -96,9 +100,10 @@ def make_norm(norm: str, channels: int, groups: int = GROUPS, norm_batch: int | 
     return nn.GroupNorm(num_groups, channels)
 
 
-def separable(cin: int, cout: int) -> nn.Sequential:
-    """Depthwise 3x3 (one filter per input channel) then pointwise 1x1: 9*cin + cin*cout weights, not 9*cin*cout."""
-    return nn.Sequential(nn.Conv2d(cin, cin, 3, groups=cin, bias=False), nn.Conv2d(cin, cout, 1, bias=False))
+def separable(cin: int, cout: int, bias: bool = False) -> nn.Sequential:
+    """Depthwise 3x3 (one filter per input channel) then pointwise 1x1: 9*cin + cin*cout weights, not 9*cin*cout;
+    `bias` on the pointwise one."""
+    return nn.Sequential(nn.Conv2d(cin, cin, 3, groups=cin, bias=False), nn.Conv2d(cin, cout, 1, bias=bias))
 
 
 class Net(nn.Module):
@@ -118,8 +123,9 @@ class Net(nn.Module):
     stored channels-last (NHWC), the layout in which this CPU's convolutions, norms and pooling run fastest.
 
     Args:
-        norm: "B" (BatchNorm), "L" (LayerNorm), "G" (GroupNorm) or "I" (InstanceNorm); case-insensitive,
-            or "batch", "layer", "group", "instance".
+        norm: "B" (BatchNorm), "L" (LayerNorm), "G" (GroupNorm), "I" (InstanceNorm) or "N" (none: the same
+            skeleton without normalisation, its convolutions with a bias); case-insensitive, or "batch", "layer",
+            "group", "instance", "none".
         groups: GroupNorm only: its number of groups, which must divide every layer's channels (8, 16, 32, 48);
             None for GROUPS (2). The other norms have no groups to set: passing one is a ValueError.
         dropout: dropout probability after every block.
@@ -138,10 +144,11 @@ class Net(nn.Module):
         if norm_batch is not None and self.norm != "B":
             raise ValueError(f"norm_batch is BatchNorm's setting; norm {norm!r} normalises each image alone")
         widths = WIDTHS
-        # Convolutions carry no bias: the norm's shift that follows would cancel it.
+        # Convolutions carry no bias: the norm's shift that follows would cancel it. Without a norm ("N") they do.
+        bias = self.norm == "N"
         self.convs = nn.ModuleList(
-            [nn.Conv2d(1, widths[0], 3, bias=False), nn.Conv2d(widths[0], widths[1], 3, bias=False)]
-            + [separable(cin, cout) for cin, cout in zip(widths[1:-1], widths[2:])]
+            [nn.Conv2d(1, widths[0], 3, bias=bias), nn.Conv2d(widths[0], widths[1], 3, bias=bias)]
+            + [separable(cin, cout, bias) for cin, cout in zip(widths[1:-1], widths[2:])]
         )
         groups = GROUPS if groups is None else groups
         self.norms = nn.ModuleList(make_norm(self.norm, c, groups, norm_batch) for c in widths)

@@ -34,7 +34,7 @@ SETTINGS = {
     "DROPOUT": (0.0, "a number in [0, 1)", "after every block"),
     "AUGMENTATION": ({"degrees": 10.0, "translate": 0.1, "scale": 0.1}, "None, {} or degrees, translate and scale",
                      "rotation (degrees), shift (x image size), zoom (+-)"),
-    "VARIANTS": ({"BN+L1": "B", "LN": "L", "GN": "G"}, "a dict of name (letters, digits, - _ +) -> B, L, G or I",
+    "VARIANTS": ({"BN+L1": "B", "LN": "L", "GN": "G"}, "a dict of name (letters, digits, - _ +) -> B, L, G, I or N",
                  "the models the notebook trains, by the name its files and tables use"),
     "TRAIN_LIMIT": (None, "None or a whole number >= BATCH_SIZE", "first N training digits, None for all 60,000"),
     "TEST_LIMIT": (None, "None or a whole number >= 1", "first N held-out digits, None for all 10,000"),

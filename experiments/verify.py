@@ -12,7 +12,7 @@ from experiments import runner
 
 NAME = "verify"
 SHOWS = "retrain a few stored runs here and compare them with their records, bit for bit"
-ORDER = "BLGI"  # the norms, in the order the sample takes them
+ORDER = "BLGIN"  # the norms, in the order the sample takes them
 
 
 def sample(records: list[dict], n: int) -> list[dict]:

@@ -9,9 +9,10 @@ from model import Net, count_macs, count_parameters, make_norm
 from conftest import norm_input_shapes
 from records import WORKED_EXAMPLE
 
-NORMS = ["B", "L", "G", "I"]
-# Pinned so that any change to the network is a deliberate one: 6,440 conv + 490 linear + 2 * 152 norm affine.
-EXPECTED_PARAMETERS = {"B": 7234, "L": 7234, "G": 7234, "I": 7234}
+NORMS = ["B", "L", "G", "I", "N"]
+# Pinned so that any change to the network is a deliberate one: 6,440 conv + 490 linear + 2 * 152 norm affine; without
+# a norm ("N"), a bias per convolution output channel (152) instead of the norms' 304.
+EXPECTED_PARAMETERS = {"B": 7234, "L": 7234, "G": 7234, "I": 7234, "N": 7082}
 
 EXAMPLE = WORKED_EXAMPLE  # the README's worked example: 3 images, 4 channels, 1x2 pixels
 
@@ -106,7 +107,16 @@ def test_layernorm_runs_on_any_image_size_with_2c_parameters_normalising_each_im
         torch.testing.assert_close(layer(x), normalise(x, (1, 2, 3)), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("alias,expected", [("b", "B"), ("Batch", "B"), ("layer", "L"), ("GROUP", "G"), ("instance", "I")])
+def test_no_norm_is_the_same_skeleton_with_identities_and_biased_convolutions():
+    bare, normed = Net("N"), Net("B")
+    assert all(isinstance(m, torch.nn.Identity) for m in bare.norms) and len(bare.norms) == len(normed.norms)
+    convs = [m for m in bare.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.bias is not None for m in convs] == [True, True, False, True, False, True, False, True]  # not depthwise
+    assert [m.weight.shape for m in convs] == [m.weight.shape for m in normed.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+@pytest.mark.parametrize("alias,expected", [("b", "B"), ("Batch", "B"), ("layer", "L"), ("GROUP", "G"), ("instance", "I"),
+                                            ("none", "N"), ("n", "N")])
 def test_norm_names(alias, expected):
     assert Net(alias).norm == expected
 
