@@ -1,34 +1,38 @@
-"""The new runs PROTOCOL.md declares, trained ahead of the experiments that will publish them:
+"""The runs PROTOCOL.md and PROTOCOL2.md declare, trained ahead of the experiments that will publish them:
 `python -m experiments.protocol [--jobs 2] [--store DIR] [--list]`.
 
-It trains only the runs the store lacks, whole seeds first, and stores each one as it finishes, so a stopped session
-loses only the runs in flight. It writes no results. Once every declared run of an experiment is stored, that
-experiment's SEEDS become the declared ones and its table is published as usual. The main comparison at each norm's
-own rate (PROTOCOL.md B, experiments/own_rate.py) depends on A's result, so its runs are listed since A was done.
+It trains only the runs the store lacks, in the order each experiment lists them (Protocol 2's cheapest arms first),
+and stores each one as it finishes, so a stopped session loses only the runs in flight. It writes no results. Once
+every declared run of an experiment is stored, its table is published as usual. Runs that wait for a choice made on
+validation (no normalisation's rate, and the runs at it) are listed once that choice is committed.
 """
 
 import argparse
 import importlib
+import os
 from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads: as python -m experiments (its __main__ says why)
 
 import records
 import store
 from experiments import runner
 
-# PROTOCOL.md: the seeds of each experiment whose runs it adds (A: lr; D: norm_batch, gn_groups; B: own_rate, listed
-# once A chose each variant's rate)
+# The seeds of each experiment whose runs a protocol adds. PROTOCOL.md (all stored): A, lr; D, norm_batch and
+# gn_groups; B, own_rate. PROTOCOL2.md, cheapest arms first: no normalisation's validation sweep (its test runs and
+# scarce's N once its rate is chosen), scarce data, real batches (32 before 8), drift's fresh models.
 DECLARED = {"lr": tuple(range(1, 6)), "norm_batch": tuple(range(1, 11)), "gn_groups": tuple(range(1, 11)),
-            "own_rate": tuple(range(1, 11))}
+            "own_rate": tuple(range(1, 11)), "no_norm": tuple(range(1, 11)), "scarce": tuple(range(1, 11)),
+            "real_batch": tuple(range(1, 11)), "drift": tuple(range(11, 23))}
 
 
 def specs() -> list[dict]:
-    """Every declared run once, in the order they should train: experiment by experiment as DECLARED lists them,
-    lowest seed first."""
+    """Every declared run once, in the order they should train: experiment by experiment as DECLARED lists them, each
+    in its own order."""
     found = {}
     for name, seeds in DECLARED.items():
         module = importlib.import_module(f"experiments.{name}")
-        rows = module.runs(runner.settings_for(False, **module.OVERRIDES), seeds)
-        for run in sorted(rows, key=lambda run: run["seed"]):
+        for run in module.runs(runner.settings_for(False, **module.OVERRIDES), seeds):
             found.setdefault(store.key(run["spec"]), run["spec"])
     return list(found.values())
 

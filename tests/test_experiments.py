@@ -326,21 +326,34 @@ def test_committed_experiment_reads_every_run_from_the_committed_store(name):
 
 def test_the_protocol_lists_every_declared_run_once_and_keeps_the_published_ones():
     """PROTOCOL.md A, B and D: lr at seeds 1-5 over its 17 rates and the edge rule's BN at 0.08, own_rate, norm_batch
-    and gn_groups at seeds 1-10; the runs the published tables use are among them, so nothing is trained twice."""
-    from experiments import gn_groups, lr, norm_batch, own_rate, protocol
+    and gn_groups at seeds 1-10; the runs the published tables use are among them, so nothing is trained twice.
+    PROTOCOL2.md: N's validation sweep (4 rates x seeds 1-5), scarce data (5,000 digits, 10 seeds), real batches of 8
+    and 32 (BN, LN, GN, 10 seeds; 128 is main's), drift's fresh models (seeds 11-22), cheapest first."""
+    from experiments import drift, gn_groups, lr, no_norm, norm_batch, own_rate, protocol, real_batch, scarce
 
     declared = {store.key(s): s for s in protocol.specs()}
     assert len(declared) == len(protocol.specs())
-    by_split = lambda split: [s for s in declared.values() if s["split"] == split]
+    first = [s for s in declared.values() if s["norm"] != "N" and s["train_limit"] is None and s["batch_size"] == 128
+             and s["seed"] <= 10]
+    by_split = lambda split: [s for s in first if s["split"] == split]
     assert len(by_split("validation")) == 18 * 5 and {s["seed"] for s in by_split("validation")} == set(range(1, 6))
     assert {s["seed"] for s in by_split("test")} == set(range(1, 11))
     assert {(s["norm"], s["l1_lambda"] > 0, s["max_lr"]) for s in by_split("test") if s["max_lr"] != 0.02} == {
         ("B", False, 0.04), ("B", True, 0.01), ("L", False, 0.08), ("G", False, 0.04)}
-    for module in (lr, norm_batch, gn_groups, own_rate):
+    for module in (lr, norm_batch, gn_groups, own_rate, no_norm, scarce, real_batch, drift):
         published = module.runs(runner.settings_for(False, **module.OVERRIDES), module.SEEDS)
         assert {store.key(r["spec"]) for r in published} <= set(declared)
-    seeds = [s["seed"] for s in declared.values() if s["split"] == "validation"]
-    assert seeds == sorted(seeds)  # whole seeds first
+    second = [s for s in declared.values() if s not in first]
+    assert [len([s for s in second if test(s)]) for test in (
+        lambda s: s["norm"] == "N" and s["split"] == "validation",
+        lambda s: s["train_limit"] == 5000,
+        lambda s: s["batch_size"] in (8, 32),
+        lambda s: s["seed"] >= 11)] == [20, 40, 60, 36]
+    assert len(second) == 156 and no_norm.RATE is None  # N's test runs wait for its rate
+    small = [(s["batch_size"], s["max_lr"], s["ema_decay"]) for s in second if s["batch_size"] != 128]
+    assert set(small) == {(32, 0.005, 0.998 ** 0.25), (8, 0.00125, 0.998 ** 0.0625)}
+    order = [s["batch_size"] for s in second if s["batch_size"] != 128]
+    assert order == sorted(order, reverse=True)  # batch 32's runs before batch 8's
 
 
 def test_each_variants_own_rate_is_its_best_on_validation():
