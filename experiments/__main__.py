@@ -50,8 +50,11 @@ def parser() -> argparse.ArgumentParser:
                          help="only redraw Images/NAME.png and reprint the tables from results/NAME.json")
     check = names.add_parser("verify", parents=[common], help=verify.SHOWS,
                              description=verify.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    check.add_argument("--sample", type=int, default=3, help="how many stored runs to retrain (default 3)")
+    check.add_argument("--sample", type=int, default=verify.SAMPLE,
+                       help=f"how many stored runs to retrain (default {verify.SAMPLE}: enough for a verdict)")
     check.add_argument("--keep", type=Path, metavar="DIR", help="also put the retrained runs in the run store DIR")
+    check.add_argument("--publish", action="store_true",
+                       help=f"write results/verify.json, which the README quotes (default: {verify.OUT_DIR})")
     return top
 
 
@@ -61,8 +64,10 @@ def main() -> None:
     if args.jobs < 1:
         top.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.name == "verify":
-        verify.main(args.sample, args.store or store.STORE, args.jobs, args.scheduler, args.out_dir or runner.ROOT,
-                    args.keep)
+        if args.publish and args.out_dir:
+            top.error("--publish writes into the repository's results/: it takes no --out-dir")
+        verify.main(args.sample, args.store or store.STORE, args.jobs, args.scheduler,
+                    runner.ROOT if args.publish else args.out_dir or verify.OUT_DIR, args.keep)
         return
     if args.replot and (args.quick or args.scheduler or args.store):
         top.error("--replot trains nothing: it takes only --out-dir")

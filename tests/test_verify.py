@@ -1,6 +1,7 @@
 """`python -m experiments verify`: which stored runs it retrains, how it compares a retrained run with its record,
 and where it may keep the retrained runs. Training is replaced by a copy of the record (or a changed copy)."""
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -58,8 +59,44 @@ def test_any_difference_makes_a_run_not_identical(filled, monkeypatch, change):
     monkeypatch.setattr(store, "train_for_store", moved)
     row = verify.run(1, filled.path, jobs=1)["runs"][0]
     assert not row["identical"]
-    assert (row["largest_weight_difference"], row["predictions_differ"]) == \
-        {"weight": (0.5, 0), "prediction": (0.0, 1), "history": (0.0, 0)}[change]
+    assert (row["largest_weight_change"], row["predictions_differ"]) == \
+        {"weight": (0.1, 0), "prediction": (0.0, 1), "history": (0.0, 0)}[change]  # 0.5 of the largest weight, 5
+
+
+def test_each_run_is_shown_beside_the_stored_seeds_of_its_cell(filled, monkeypatch):
+    monkeypatch.setattr(store, "train_for_store", fake)
+    rows = verify.run(2, filled.path, jobs=1)["runs"]  # B seed 1 (B seed 2 shares its cell), L seed 2 (alone: L seed 1 validates)
+    assert [(r["cell"]["n"], r["cell"]["mean"], r["cell"]["sd"]) for r in rows] == [(2, 99.0, 0.0), (1, 99.0, 0.0)]
+
+
+def shifted_by(differences: list[float]) -> list[dict]:
+    return [{"acc": 99.5 + d, "stored_acc": 99.5} for d in differences]
+
+
+@pytest.mark.parametrize("differences,verdict", [
+    ([0.0] * 6, "replicates within +-0.10"),  # bit-identical: the interval is a point
+    ([0.04, -0.06, 0.08, -0.02, 0.03, -0.05], "replicates within +-0.10"),  # another CPU's spread
+    ([0.30, 0.25, 0.35, 0.28, 0.31, 0.33], "differs"),
+    ([0.04, -0.06, 0.08], "inconclusive"),  # three runs with that spread: the interval reaches past 0.10
+    ([0.1], "inconclusive")])
+def test_the_replication_verdict(differences, verdict):
+    found = verify.replication(shifted_by(differences))
+    assert found["verdict"] == verdict
+    if len(differences) > 1 and found["sd"] > 0:  # the 90% interval is the one TOST's verdict reads
+        low, high = found["interval_90"]
+        assert (verdict.startswith("replicates")) == (-0.1 < low and high < 0.1)
+
+
+def test_verify_writes_under_runs_unless_published(filled, monkeypatch, tmp_path):
+    monkeypatch.setattr(store, "train_for_store", fake)
+    monkeypatch.setattr(verify, "OUT_DIR", tmp_path / "out")
+    monkeypatch.setattr(sys, "argv", ["experiments", "verify", "--sample", "1", "--store", str(filled.path), "--jobs", "1"])
+    from experiments import __main__ as cli
+    cli.main()
+    assert (tmp_path / "out" / "results" / "verify.json").is_file()
+    monkeypatch.setattr(sys, "argv", ["experiments", "verify", "--publish", "--out-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        cli.main()
 
 
 def test_seconds_alone_do_not_make_a_run_differ(filled, monkeypatch):
