@@ -1,10 +1,14 @@
 """What normalising buys this network (PROTOCOL2.md 1): the same skeleton without normalisation, `Net(norm="N")`,
 its convolutions with a bias. Its peak learning rate is chosen on validation (seeds 1-5, the first 50,000 training
 digits, scored on the last 10,000; Protocol 1 A's edge rule, PROTOCOL2.md's tie rule), then it runs seeds 1-10 on the
-test digits at that rate, against BN, LN and GN at their own rates (own_rate's stored runs).
+test digits at that rate, against BN, LN and GN at their own rates (own_rate's stored runs): the family "none".
 """
 
+import matplotlib.pyplot as plt
+
+import records
 import store
+from experiments import own_rate, primary
 
 NAME = "no_norm"
 SHOWS = "no normalisation: its rate on validation, then ten seeds against BN, LN and GN at their own rates"
@@ -14,13 +18,71 @@ OVERRIDES: dict = {}
 GRID = (0.005, 0.01, 0.02, 0.04)  # PROTOCOL2.md 1; the edge rule may add rates past an end (BEYOND)
 BEYOND: tuple = ()
 RATE: float | None = None  # chosen on validation once its runs are stored; until then only those are listed
+AGAINST = ("BN", "LN", "GN")  # primary: N against each, at their own rates; BN+L1 is secondary
+
+
+def rates() -> list[float]:
+    return sorted(GRID + BEYOND)
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
-    """The validation sweep (seeds 1-5 among `seeds`), then, once RATE is chosen, the test runs at it."""
+    """The validation sweep (seeds 1-5 among `seeds`), then, once RATE is chosen, N's test runs at it and own_rate's
+    runs it is compared with."""
     sweep = [dict(variant="N", split="validation", max_lr=rate, seed=s,
                   spec=store.run_spec(settings, "N", s, split="validation", max_lr=rate))
-             for s in seeds if s in VALIDATION_SEEDS for rate in sorted(GRID + BEYOND)]
-    test = [] if RATE is None else [dict(variant="N", split="test", max_lr=RATE, seed=s,
-                                         spec=store.run_spec(settings, "N", s, max_lr=RATE)) for s in seeds]
-    return sweep + test
+             for s in seeds if s in VALIDATION_SEEDS for rate in rates()]
+    if RATE is None:
+        return sweep
+    test = [dict(variant="N", split="test", max_lr=RATE, seed=s, spec=store.run_spec(settings, "N", s, max_lr=RATE))
+            for s in seeds]
+    return sweep + test + [dict(r, split="test") for r in own_rate.runs(settings, seeds)]
+
+
+def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
+    acc = lambda rows: [r["record"]["history"][-1]["test_acc"] for r in sorted(rows, key=lambda r: r["seed"])]
+    sweep = {rate: acc([r for r in trained if r["split"] == "validation" and r["max_lr"] == rate]) for rate in rates()}
+    counts = {rate: primary.correct(a) for rate, a in sweep.items()}
+    chosen = primary.choose_rate(counts)
+    out = dict(validation={str(rate): dict(acc=a, correct=sum(counts[rate])) for rate, a in sweep.items()},
+               chosen=chosen, at_edge=chosen in (rates()[0], rates()[-1]), rate=RATE)
+    if RATE is None:
+        return out
+    test = {v: acc([r for r in trained if r["split"] == "test" and r["variant"] == v]) for v in ("N",) + AGAINST + ("BN+L1",)}
+    out["test"] = test
+    out["primary"] = primary.decide("none", [primary.comparison(f"N - {v}", test["N"], test[v]) for v in AGAINST])
+    out["secondary"] = [primary.comparison("N - BN+L1", test["N"], test["BN+L1"])]
+    return out
+
+
+def figure(results: dict) -> plt.Figure:
+    """Left: validation accuracy of N at each peak rate (each seed a dot); right: test error of every variant."""
+    summary = results["summary"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for rate, row in summary["validation"].items():
+        axes[0].scatter([float(rate)] * len(row["acc"]), row["acc"], color="grey", s=10)
+        axes[0].scatter([float(rate)], [sum(row["acc"]) / len(row["acc"])], color="tab:blue", s=30)
+    axes[0].set_xscale("log")
+    axes[0].set(xlabel="peak learning rate", ylabel="validation accuracy (%)", title="no normalisation: its rate")
+    for x, (variant, a) in enumerate(summary.get("test", {}).items()):
+        axes[1].scatter([x] * len(a), [100 - v for v in a], color="grey", s=10)
+        axes[1].scatter([x], [100 - sum(a) / len(a)], color="tab:blue", s=30)
+    axes[1].set_xticks(range(len(summary.get("test", {}))), list(summary.get("test", {})))
+    axes[1].set(ylabel="test error (%)", title="each variant at its own rate, ten seeds")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def tables(results: dict) -> list[str]:
+    summary = results["summary"]
+    sweep = records.markdown_table(
+        ["peak rate", "seeds", "mean validation accuracy (%)", "lowest seed (%)", "correct digits over the seeds"],
+        [[rate, len(row["acc"]), f"{sum(row['acc']) / len(row['acc']):.3f}", f"{min(row['acc']):.2f}",
+          f"{row['correct']:,}"] for rate, row in summary["validation"].items()])
+    choice = (f"Chosen on validation (most correct digits, then the lower rate): {summary['chosen']:g}"
+              + (" — at an end of the grid: the edge rule runs the next rate past it" if summary["at_edge"] else ""))
+    if "primary" not in summary:
+        return [sweep, choice]
+    return [sweep, choice, primary.variants_table(summary["test"]), primary.primary_table("none", summary["primary"]),
+            primary.secondary_table(summary["secondary"])]

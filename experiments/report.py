@@ -209,17 +209,21 @@ def pick(results: dict, found: list[dict]) -> str:
             means = [x["mean"] for v, x in results[name]["summary"]["variants"].items() if v in ("BN", "LN", "GN")]
             return max(means) - min(means)
         rates = [name for name in ("main", "own_rate") if name in results]
+        equivalent = [f"{row['comparison'].replace(' - ', ' and ')} {'at the shared rate' if row['family'].startswith('main') else 'at their own rates'}"
+                      for row in core if row["study_verdict"].startswith("equivalent")]
         rows.append(["Batches of about 128 images, as here",
-                     "any of BatchNorm, LayerNorm, GroupNorm" if not differ else "see the evidence",
+                     "no norm is shown better than another" if not differ else "see the evidence",
                      "their mean accuracies differ by at most " + " and ".join(
                          f"{spread(name):.2f} points {'at the shared learning rate' if name == 'main' else 'at their own rates'}"
-                         for name in rates) + ", and no pair is shown to differ" if not differ else
+                         for name in rates) + "; no pair is shown to differ; shown equivalent within +-0.10: "
+                     + (", ".join(equivalent) or "none") + "; every other pair is inconclusive" if not differ else
                      f"{len(differ)} pairs differ", ", ".join(link(name) for name in rates)])
     if "norm_batch" in results:
         nb = {(x["norm"], x["k"]): x for x in results["norm_batch"]["summary"]["rows"]}
         k2 = verdict(found, "norm_batch", "k = 2 - whole batch")
         trend = next(row for row in found if row["comparison"].startswith("norm_batch: slope"))
-        rows.append(["One or two images per normalisation group (tiny batches)", "LayerNorm or GroupNorm, not BatchNorm",
+        rows.append(["One or two images per normalisation group (ghost batches within a batch of 128)",
+                     "LayerNorm or GroupNorm, not BatchNorm",
                      f"BatchNorm over groups of one image ends at {nb[('B', 1)]['mean']:.0f}% accuracy; over two it is "
                      f"{-nb[('B', 2)]['against_whole_batch']['difference']:.2f} points below the whole batch ({k2}); and "
                      f"from 2 to 128 images accuracy rises with the group ({trend['study_verdict']}: "
@@ -232,13 +236,15 @@ def pick(results: dict, found: list[dict]) -> str:
         adapted_ahead = sum(min(row["mean"][ways[1]], row["mean"][ways[2]]) > max(row["mean"]["LN"], row["mean"]["GN"])
                             for row in strongest)
         worst = min(strongest, key=lambda row: row["mean"][ways[0]])
+        lowest = sum(row["mean"][ways[0]] < min(row["mean"]["LN"], row["mean"]["GN"]) for row in strongest)
         tested = [row for row in found if row["family"] == "shift" and row["tests"]]
         shown = sum(row["study_verdict"] == "differs" for row in tested)
         rows.append(["Test digits that drift (contrast, background, noise, stroke width)",
                      "no norm is shown better" if not shown else "see the evidence",
                      f"{shown} of the {len(tested)} declared comparisons differ: with ten seeds the declared rank test "
                      "cannot reach its corrected threshold (STUDY.md says why). Seen, not shown: BatchNorm with its "
-                     f"running statistics falls furthest (to {worst['mean'][ways[0]]:.0f}% under the strongest "
+                     f"running statistics ends below LayerNorm and GroupNorm in {lowest} of the {len(strongest)} shifts "
+                     f"at full severity (to {worst['mean'][ways[0]]:.0f}% under the strongest "
                      f"{worst['shift']} shift, where LayerNorm keeps {worst['mean']['LN']:.0f}%), and BatchNorm whose "
                      "statistics come from unlabelled shifted digits, or from each test batch, ends above both LayerNorm "
                      f"and GroupNorm in {adapted_ahead} of the {len(strongest)} shifts at full severity", link("shift")])
@@ -246,7 +252,8 @@ def pick(results: dict, found: list[dict]) -> str:
         gn = [row for row in found if row["family"] == "gn_groups"]
         instance = next(row for row in gn if "InstanceNorm" in row["comparison"])
         others = [row for row in gn if row is not instance]
-        rows.append(["How many groups for GroupNorm", "any of 1 (LayerNorm) to 8 groups; not one per channel",
+        rows.append(["How many groups for GroupNorm", "not one per channel; among 1 (LayerNorm) to 8 groups, none is "
+                     "shown better",
                      f"InstanceNorm (one group per channel) is {-instance['difference']:.2f} points below 2 groups "
                      f"({instance['study_verdict']}); 1, 4 and 8 groups against 2: "
                      + ", ".join(sorted({row["study_verdict"] for row in others})), link("gn_groups")])
@@ -262,10 +269,11 @@ def pick(results: dict, found: list[dict]) -> str:
         lr = results["lr"]["summary"]
         better = [v for v in lr["variants"] if lr["variants"][v]["best_vs_shared"]
                   and verdict(found, "lr", f"{v}: best rate - shared") == "differs"]
-        rows.append(["Each norm's learning rate", f"the shared peak rate {lr['shared']:g} serves all four" if not better
-                     else "each its own", "best on validation: " + ", ".join(
+        rows.append(["Each norm's learning rate", f"no norm is shown to need another rate than {lr['shared']:g}"
+                     if not better else "each its own", "best on validation: " + ", ".join(
                          f"{v} {y['best']:g}" for v, y in lr["variants"].items())
-                     + f"; none is shown better than {lr['shared']:g}" if not better else
+                     + f"; none is shown better than {lr['shared']:g} (a test of a difference only: nothing shows the "
+                       "rates equivalent)" if not better else
                      f"{', '.join(better)} do better at their own rates", link("lr")])
     if "bn_test" in results:
         bn = results["bn_test"]["summary"]

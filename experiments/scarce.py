@@ -1,14 +1,19 @@
 """Off the ceiling (PROTOCOL2.md 4): the first 5,000 training digits, 20 epochs, the test digits; BN, BN + L1, LN, GN
-and no normalisation, each at its own peak rate (own_rate's, and no_norm's once chosen), seeds 1-10."""
+and no normalisation, each at its own peak rate (own_rate's, and no_norm's once chosen), seeds 1-10: the family
+"scarce"."""
+
+import matplotlib.pyplot as plt
 
 import store
-from experiments import main, no_norm, own_rate
+from experiments import main, no_norm, own_rate, primary
 
 NAME = "scarce"
 SHOWS = "5,000 training digits: BN, BN + L1, LN, GN and no normalisation at their own rates, ten seeds"
 SEEDS = tuple(range(1, 11))
 OVERRIDES: dict = {}
 TRAIN_DIGITS = 5_000
+PRIMARY = (("BN", "N"), ("LN", "N"), ("GN", "N"), ("BN", "LN"), ("BN", "GN"))  # PROTOCOL2.md 4
+SECONDARY = (("BN+L1", "BN"), ("BN+L1", "N"), ("LN", "GN"))
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
@@ -18,3 +23,35 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     return [dict(variant=v, seed=s, spec=store.run_spec(settings, seed=s, train_limit=TRAIN_DIGITS, max_lr=rates[v],
                                                         **chosen[v]))
             for s in seeds for v in chosen if rates[v] is not None]
+
+
+def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
+    test = {v: [r["record"]["history"][-1]["test_acc"] for r in sorted(trained, key=lambda r: r["seed"]) if r["variant"] == v]
+            for v in dict.fromkeys(r["variant"] for r in trained)}
+    pair = lambda a, b: primary.comparison(f"{a} - {b}", test[a], test[b])
+    out = dict(test=test, train_digits=TRAIN_DIGITS)
+    if "N" in test:
+        out.update(primary=primary.decide("scarce", [pair(a, b) for a, b in PRIMARY]),
+                   secondary=[pair(a, b) for a, b in SECONDARY])
+    return out
+
+
+def figure(results: dict) -> plt.Figure:
+    test = results["summary"]["test"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for x, (variant, a) in enumerate(test.items()):
+        ax.scatter([x] * len(a), [100 - v for v in a], color="grey", s=10)
+        ax.scatter([x], [100 - sum(a) / len(a)], color="tab:blue", s=30)
+    ax.set_xticks(range(len(test)), list(test))
+    ax.set(ylabel="test error (%)", title=f"{TRAIN_DIGITS:,} training digits, each variant at its own rate")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def tables(results: dict) -> list[str]:
+    summary = results["summary"]
+    out = [primary.variants_table(summary["test"])]
+    if "primary" in summary:
+        out += [primary.primary_table("scarce", summary["primary"]), primary.secondary_table(summary["secondary"])]
+    return out

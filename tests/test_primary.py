@@ -1,0 +1,47 @@
+"""PROTOCOL2.md's decision rules (experiments/primary.py): the exact sign-flip test, Holm within a family at its
+alpha, the declared comparisons only, and the tie rule."""
+
+import itertools
+
+import pytest
+from scipy import stats
+
+from experiments import feasibility, primary
+
+
+def test_the_sign_flip_test_is_exact():
+    assert primary.sign_flip_p([3] * 12) == 2 / 4096  # every seed one way: the floor PROTOCOL2.md's drift can reach
+    assert primary.sign_flip_p([0] * 5) == 1.0
+    assert primary.sign_flip_p([5, -5]) == 1.0
+    d = [4, 1, -2, 7, 3]  # by hand: the 32 sign patterns' sums, those at least |13| from zero
+    sums = [sum(s * x for s, x in zip(signs, d)) for signs in itertools.product((1, -1), repeat=5)]
+    assert primary.sign_flip_p(d) == sum(abs(x) >= 13 for x in sums) / 32
+
+
+def test_ties_are_exact_on_counts_of_correct_digits():
+    """99.47800000000001 and 99.478 are the same 9,948 digits: no float noise reaches the test."""
+    assert primary.correct([99.47800000000001, 99.478]) == [9948, 9948]
+
+
+def test_a_family_decides_at_its_alpha_under_holm():
+    tests = [dict(comparison=c, p=p) for c, p in zip(primary.declared("none"), [0.001, 0.004, 0.02])]
+    done = primary.decide("none", tests)
+    assert [t["p_holm"] for t in done] == pytest.approx([0.003, 0.008, 0.02])
+    assert [t["verdict"] for t in done] == ["differs", "differs", "inconclusive"]  # 0.02 > 0.0125
+    assert feasibility.FAMILY_ALPHA == 0.0125
+
+
+def test_only_the_declared_comparisons_can_be_decided():
+    with pytest.raises(ValueError, match="are not the declared ones"):
+        primary.decide("none", [dict(comparison="N - BN", p=0.01)])
+
+
+def test_the_paired_t_is_scipys():
+    a, b = [99.5, 99.6, 99.4, 99.55], [99.4, 99.5, 99.45, 99.5]
+    found = primary.comparison("x", a, b)
+    assert found["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue) and found["worst"] == pytest.approx(-0.05)
+
+
+def test_the_tie_rule_takes_the_most_correct_digits_then_the_lower_rate():
+    assert primary.choose_rate({0.04: [9948, 9948], 0.08: [9948, 9948], 0.02: [9940, 9950]}) == 0.04
+    assert primary.choose_rate({0.01: [9900], 0.02: [9901]}) == 0.02
