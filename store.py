@@ -74,6 +74,14 @@ def run_spec(recipe: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups:
         raise ValueError(f"unknown recipe setting(s) {sorted(unknown)}; allowed: {sorted(spec)}")
     spec.update(overrides)
     spec["data"] = recipe.get("DATA", data.MNIST_DIGEST)
+    for name in ("epochs", "batch_size", "test_batch_size"):
+        whole_number(name, spec[name], "a whole number >= 1")
+    utils.finite_number("max_lr", spec["max_lr"], zero_ok=False)
+    utils.finite_number("weight_decay", spec["weight_decay"])
+    utils.check_ema_decay("ema_decay", spec["ema_decay"])
+    data._check_limit("train_limit", spec["train_limit"])
+    data._check_limit("test_limit", spec["test_limit"])
+    data.check_augmentation("augmentation", spec["augmentation"])
     utils.check_seed("seed", seed)
     utils.finite_number("l1_lambda", l1_lambda)
     if split not in data.SPLITS:
@@ -92,6 +100,10 @@ def run_spec(recipe: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups:
     return spec
 
 
+# A spec's fields besides the recipe's (settings.RECIPE_KEYS, by their lower-case names): what run_spec adds
+RUN_FIELDS = ("norm", "seed", "l1_lambda", "groups", "norm_batch", "split", "data")
+
+
 def identity(spec: dict) -> dict:
     """What a run computes: its spec and the version of the code that trains it."""
     return {"spec": spec, "training": TRAINING_VERSION}
@@ -105,7 +117,13 @@ def label(spec: dict) -> str:
 
 
 def key(spec: dict) -> str:
-    """The run's file name in the store: its label, then the first 16 hex digits of its identity's SHA-256."""
+    """The run's file name in the store: its label, then the first 16 hex digits of its identity's SHA-256. A dict
+    that is not a run spec (run_spec's fields, no more, no fewer) is a ValueError."""
+    fields = {name.lower() for name in settings.RECIPE_KEYS} | set(RUN_FIELDS)
+    if not isinstance(spec, dict) or spec.keys() != fields:
+        given = set(spec) if isinstance(spec, dict) else set()
+        raise ValueError(f"not a run spec: {str(spec)[:80]} (missing {sorted(fields - given)}, unknown "
+                         f"{sorted(given - fields)}); build one with store.run_spec(settings.RECIPE, norm, seed, ...)")
     digest = hashlib.sha256(json.dumps(identity(spec), sort_keys=True).encode()).hexdigest()[:16]
     return f"{label(spec)}-{digest}"
 

@@ -19,7 +19,7 @@ import data
 import records
 import settings
 import store
-from conftest import MNIST_ROOT, ROOT, needs_mnist, write_sums
+from conftest import MNIST_ROOT, ROOT, needs_mnist, raises, write_sums
 from experiments import l1, runner
 from model import Net
 
@@ -59,6 +59,31 @@ def test_spec_fields_that_could_name_a_path_or_a_wrong_run_are_refused(field, va
     arguments = {"norm": "G" if field == "groups" else "B", "seed": 1, field: value}
     with pytest.raises(ValueError, match=message):
         store.run_spec(SETTINGS, **arguments)
+
+
+@pytest.mark.parametrize("override, value, message", [
+    ("epochs", 0, "epochs must be a whole number >= 1, got 0"), ("epochs", 20.0, "epochs must be a whole number"),
+    ("max_lr", float("nan"), "max_lr must be a finite number > 0, got nan"), ("max_lr", 0, "max_lr must be a finite"),
+    ("weight_decay", float("inf"), "weight_decay must be a finite number >= 0, got inf"),
+    ("ema_decay", 1.0, "ema_decay must be None or a number in (0, 1), got 1.0"),
+    ("batch_size", True, "batch_size must be a whole number >= 1, got True"),
+    ("test_batch_size", 2.5, "test_batch_size must be a whole number >= 1, got 2.5"),
+    ("dropout", 1.0, "dropout must be a number in [0, 1), got 1.0"),
+    ("train_limit", 0, "train_limit must be None (every digit) or a whole number of digits >= 1, got 0"),
+    ("test_limit", "10", "test_limit must be None (every digit) or a whole number of digits >= 1, got '10'"),
+    ("augmentation", {"degrees": 10}, "augmentation must be None or {} (no augmentation), or a dict of exactly"),
+])
+def test_a_recipe_override_is_checked_as_its_setting_is(override, value, message):
+    with raises(ValueError, message):
+        store.load("G", **{override: value})  # not "no stored run": no run can have it
+
+
+@pytest.mark.parametrize("extra", [None, "lr"])
+def test_a_dict_that_is_not_a_run_spec_is_named(extra):
+    spec = {} if extra is None else {**store.run_spec(SETTINGS, "B", seed=1), extra: 0.1}
+    with raises(ValueError, "not a run spec", "unknown ['lr']" if extra else "missing ['augmentation', 'batch_size',",
+                "build one with store.run_spec(settings.RECIPE, norm, seed, ...)"):
+        store.Store().get(spec)
 
 
 def test_key_is_what_a_run_computes_not_where(monkeypatch):
