@@ -314,6 +314,20 @@ SPLITS = ("test", "validation")
 VALIDATION_DIGITS = 10_000  # the "validation" split holds out the last 10,000 training digits
 
 
+def held_out_labels(root: str | os.PathLike | None, split: str = "test", limit: int | None = None) -> torch.Tensor:
+    """The labels of the digits `mnist_loaders` holds out for `split`, the first `limit` of them, as int64 on the CPU:
+    what a run's predictions are scored against. Only the label file is read, checked as `load_mnist` checks it; a
+    missing one is a FileNotFoundError (nothing is downloaded)."""
+    _check_limit("limit", limit)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = mnist_root(root)
+    file = root / "MNIST" / "raw" / f"{'train' if split == 'validation' else 't10k'}-labels-idx1-ubyte"
+    _fetch_mnist(root, [file], download=False)
+    labels = _read_idx(file, 2049, (), _sha256sums(root).get(f"MNIST/raw/{file.name}")).long()
+    return (labels[-VALIDATION_DIGITS:] if split == "validation" else labels)[:limit]
+
+
 def mnist_loaders(
     root: str | os.PathLike | None,
     device: torch.device,

@@ -10,7 +10,9 @@ whether they still agree bit for bit.
 A record is one safetensors file, results/runs/<label>-<key>.safetensors: the model's weights and buffers, its
 predictions for every held-out digit, and in the metadata the spec, the environment and commit it was made in, its
 per-epoch history and a SHA-256 over all of it. safetensors holds only tensors and strings, so reading a record
-executes nothing.
+executes nothing. The checksum catches damage, not a record edited and signed again: so a record is read only where
+its numbers agree, every one of its history finite and its last test_acc the accuracy of its predictions on the
+digits its spec holds out (where those digits are here).
 
     net = store.load("G", seed=3)                     # a stored model of the study's recipe, in eval mode
     spec = store.run_spec(settings.RECIPE, "G", seed=3)
@@ -20,6 +22,7 @@ executes nothing.
 
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -248,6 +251,53 @@ def _problem(body, tensors: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
+_labels: dict[tuple, torch.Tensor] = {}  # per process: the held-out labels of each data setting, read once
+
+
+def _held_out_labels(spec: dict) -> torch.Tensor | None:
+    """The labels of the digits `spec` holds out (data.held_out_labels), read once per data setting; None where the
+    four MNIST files under MNIST_ROOT (else ./data) are not all there or are not the digits the spec names."""
+    root = data.mnist_root()
+    if not all((root / "MNIST" / "raw" / name).is_file() for name in data.MNIST_SHA256) \
+            or data.mnist_digest(root) != spec.get("data"):
+        return None
+    setting = (spec["data"], spec["split"], spec["test_limit"])
+    if setting not in _labels:
+        _labels[setting] = data.held_out_labels(root, spec["split"], spec["test_limit"])
+    return _labels[setting]
+
+
+def _inconsistency(history: list, spec: dict, predictions: torch.Tensor) -> str | None:
+    """What makes a record's numbers disagree with themselves or its run: a history that is not a list of epochs of
+    finite numbers, or a last test_acc that is not the accuracy of its predictions on the digits its spec holds out
+    (checked where those digits are here, `_held_out_labels`)."""
+    if not history or any(not isinstance(epoch, dict) for epoch in history):
+        return "its history is not a non-empty list of epochs"
+    for number, epoch in enumerate(history, 1):
+        bad = [f"{name}={value!r}" for name, value in epoch.items() if isinstance(value, bool)
+               or not isinstance(value, (int, float)) or not math.isfinite(value)]
+        if bad:
+            return f"its history, epoch {number}, holds {', '.join(bad)} where a finite number belongs"
+    if "test_acc" not in history[-1]:
+        return "its last epoch has no test_acc"
+    try:
+        data._check_limit("test_limit", spec.get("test_limit"))
+    except ValueError as error:
+        return f"its spec's {error}"
+    if spec.get("split") not in data.SPLITS:
+        return f"its spec's split is {spec.get('split')!r}, not one of {data.SPLITS}"
+    labels = _held_out_labels(spec)
+    if labels is None:
+        return None
+    if len(predictions) != len(labels):
+        return f"it has {len(predictions):,} predictions for the {len(labels):,} digits its spec holds out"
+    correct = int((predictions.long() == labels).sum())
+    if abs(history[-1]["test_acc"] - 100 * correct / len(labels)) > 1e-6:
+        return (f"its last test_acc, {history[-1]['test_acc']!r}, is not the accuracy of its predictions on the "
+                f"{len(labels):,} digits its spec holds out ({100 * correct / len(labels)!r}): it was edited")
+    return None
+
+
 class Store:
     """A folder of records, one safetensors file each, named by `key`; written in one step, checked when read."""
 
@@ -291,10 +341,19 @@ class Store:
                              "you can write to, with space (--store)") from None
 
     def put(self, record: dict, tensors: dict[str, torch.Tensor]) -> Path:
-        """Write a record with the model's tensors (a state dict) atomically; non-finite numbers are refused."""
+        """Write a record with the model's tensors (a state dict) atomically. A record that `read` would refuse is a
+        ValueError that says why: predictions that are not a string of digits 0-9, one per held-out digit, a
+        non-finite number, a last test_acc that is not the accuracy of its predictions (`_inconsistency`)."""
+        if not isinstance(record.get("predictions"), str) or not re.fullmatch(r"[0-9]+", record["predictions"]):
+            raise ValueError(f"put: the record's predictions must be a string of digits 0-9, the predicted class of each "
+                             f"held-out digit in order; got {str(record.get('predictions'))[:40]!r} "
+                             f"({type(record.get('predictions')).__name__})")
         predictions = torch.tensor([int(c) for c in record["predictions"]], dtype=torch.uint8)
         body = {k: v for k, v in record.items() if k != "predictions"}
         stored = {f"model.{name}": t.contiguous() for name, t in tensors.items()} | {PREDICTIONS: predictions}
+        problem = _problem(body, stored) or _inconsistency(body["history"], body["identity"]["spec"], predictions)
+        if problem:
+            raise ValueError(f"put: the record {str(record.get('key'))[:80]!r} is refused: {problem}")
         text = json.dumps(body, sort_keys=True, allow_nan=False)
         data = save(stored, {"record": text, "sha256": _checksum(body, stored)})
         path = self.file(record["key"])
@@ -303,7 +362,8 @@ class Store:
             return records.replace_file(path, lambda tmp: tmp.write_bytes(data))
 
     def read(self, path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-        """The record and the model's state dict in the file `path`; CorruptRecord if it is not one, whole."""
+        """The record and the model's state dict in the file `path`; CorruptRecord if it is not one, whole, or if its
+        numbers disagree (`_inconsistency`: the checksum catches damage, not a record edited and signed again)."""
         try:
             info = path.lstat()
         except OSError as error:
@@ -319,6 +379,9 @@ class Store:
             raise CorruptRecord(f"{path} is not a record: {problem}")
         if _checksum(body, tensors) != metadata.get("sha256"):
             raise CorruptRecord(f"{path} does not match its SHA-256: it was altered or damaged")
+        problem = _inconsistency(body["history"], body["identity"]["spec"], tensors[PREDICTIONS])
+        if problem:
+            raise CorruptRecord(f"{path} is not a record of a run: {problem}")
         predictions = tensors.pop(PREDICTIONS)
         record = {**body, "predictions": "".join(map(str, predictions.tolist()))}
         return record, {name.removeprefix("model."): t for name, t in tensors.items()}
