@@ -217,6 +217,9 @@ class NotStored(LookupError):
 
 MAX_RECORD_BYTES = 16 * 2**20  # a record is about 50 KB; a larger file is not one (nor is a FIFO or a device)
 KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*")  # what a key may be: a file name in the store's folder, no path
+# A file name has at most 255 bytes. The longest the store makes of a key is a write's temporary file,
+# .<key>.safetensors.tmp.XXXXXXXX.safetensors (records.replace_file): 38 more than the key.
+MAX_KEY = 255 - 38
 FIELDS = {"key": str, "identity": dict, "environment": dict, "seconds": float, "history": list}
 TENSOR_DTYPES = (torch.float32, torch.int64)  # the model's parameters and buffers (num_batches_tracked)
 
@@ -305,11 +308,15 @@ class Store:
         self.path = Path(path)
 
     def file(self, spec_or_key: dict | str) -> Path:
-        """The record file of a spec, or of a key; a key that is not a plain file name is a ValueError."""
+        """The record file of a spec, or of a key; a key that is not a plain file name, or one too long for the store's
+        file names (MAX_KEY), is a ValueError."""
         name = key(spec_or_key) if isinstance(spec_or_key, dict) else spec_or_key
         if not isinstance(name, str) or not KEY.fullmatch(name):
             raise ValueError(f"a run's key must be letters, digits, '.', '+' and '-' (a file name in the store, no path); "
                              f"got {name!r}")
+        if len(name) > MAX_KEY:
+            raise ValueError(f"a run's key must be at most {MAX_KEY} characters (a file name has at most 255 bytes, and "
+                             f"the store adds up to 38 to it); got one of {len(name)}: {name[:40]}...")
         return self.path / f"{name}.safetensors"
 
     @contextmanager

@@ -435,6 +435,16 @@ def test_keys_that_name_a_path_outside_the_store_are_refused(tmp_path, name):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
 
 
+def test_a_key_too_long_for_a_file_name_is_refused_and_the_longest_allowed_is_stored(tmp_path):
+    runs, _, record, tensors = stored(tmp_path)
+    with raises(ValueError, f"a run's key must be at most {store.MAX_KEY} characters", "got one of 300"):
+        runs.file("k" * 300)
+    with raises(ValueError, f"at most {store.MAX_KEY} characters"):
+        runs.put({**record, "key": "k" * (store.MAX_KEY + 1)}, tensors)
+    longest = {**record, "key": "k" * store.MAX_KEY}
+    assert runs.read(runs.put(longest, tensors))[0] == longest  # its temporary file's name fits too
+
+
 def damaged(runs: store.Store, spec: dict, record: dict, tensors: dict, how: str) -> None:
     """Replace the spec's record file by one damaged as `how` says, re-checksummed where it still could be."""
     path = runs.file(spec)
