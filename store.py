@@ -405,10 +405,16 @@ class Store:
     def get(self, spec: dict) -> tuple[dict, dict[str, torch.Tensor]] | None:
         """The stored record and state dict of `spec`, or None if there is none. A corrupt or foreign file is reported
         (a warning naming it), moved aside to <name>.corrupt, and treated as missing, so that it is trained again; in
-        a store that cannot be written to, it is a CorruptRecord that says so."""
+        a store that cannot be written to, it is a CorruptRecord that says so. A store folder that cannot be read (not
+        a folder, no permission) is a ValueError that says so, not a missing run."""
         path = self.file(spec)
-        if not os.path.lexists(path):
+        try:
+            path.lstat()
+        except FileNotFoundError:
             return None
+        except OSError as error:
+            raise ValueError(f"the run store {self.path} cannot be read ({error.strerror or error}): give the folder of a "
+                             "run store you can read (path=, --store)") from None
         try:
             return self._read_as(path, spec)
         except CorruptRecord as error:

@@ -553,21 +553,40 @@ def test_a_corrupt_record_in_a_store_that_cannot_be_written_is_not_announced_as_
         runs.get(spec)
 
 
-@pytest.mark.parametrize("where", ["a regular file", "below a regular file"])
-def test_a_store_that_cannot_take_records_is_refused_before_training(tmp_path, monkeypatch, where):
+@pytest.mark.parametrize("where, says", [("a regular file", "cannot be read (Not a directory)"),
+                                         ("below a regular file", "cannot be read (Not a directory)"),
+                                         ("a full disk", "cannot take records (No space left on device)")])
+def test_a_store_that_cannot_take_records_is_refused_before_training(tmp_path, monkeypatch, where, says):
     from concurrent.futures import ThreadPoolExecutor
 
     monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield ThreadPoolExecutor(1))))
     monkeypatch.setattr(store, "train_for_store", lambda spec: pytest.fail("a run trained before the store was checked"))
     (tmp_path / "file").write_text("not a folder")
-    path = tmp_path / "file" if where == "a regular file" else tmp_path / "file" / "store"
-    with pytest.raises(ValueError, match=f"the run store {path} cannot take records .*--store"):
+    path = {"a regular file": tmp_path / "file", "below a regular file": tmp_path / "file" / "store"}.get(where, tmp_path)
+    if where == "a full disk":
+        monkeypatch.setattr(store.tempfile, "TemporaryFile",
+                            lambda **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with raises(ValueError, f"the run store {path} {says}", "--store"):
         runner.ensure([store.run_spec(SETTINGS, "L", seed=1)], store.Store(path))
+
+
+def test_a_store_that_cannot_be_read_is_not_an_empty_one(tmp_path, monkeypatch):
+    spec = store.run_spec(FAKE, "L", seed=1)
+    assert store.Store(tmp_path / "new").get(spec) is None  # a store yet to be made: empty
+    (tmp_path / "file").write_text("not a folder")
+    with raises(ValueError, f"the run store {tmp_path / 'file'} cannot be read (Not a directory)"):
+        store.Store(tmp_path / "file").get(spec)
+    with raises(ValueError, f"the run store {tmp_path / 'file'} cannot be read (Not a directory)"):
+        store.load("L", path=tmp_path / "file")
+    runs, spec, _, _ = stored(tmp_path / "store")
+    monkeypatch.setattr(Path, "lstat", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with raises(ValueError, f"the run store {runs.path} cannot be read (Permission denied)"):  # a folder of mode 000
+        runs.model(spec)
 
 
 def writer(path: str, seed: int, count: int) -> None:
     runs = store.Store(path)
-    record, tensors = fake_record(store.run_spec(SETTINGS, "L", seed=1))
+    record, tensors = fake_record(store.run_spec(FAKE, "L", seed=1))
     for i in range(count):
         runs.put({**record, "seconds": float(seed * 1000 + i)}, tensors)
 
