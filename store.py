@@ -15,6 +15,7 @@ its numbers agree, every one of its history finite and its last test_acc the acc
 digits its spec holds out (where those digits are here).
 
     net = store.load("G", seed=3)                     # a stored model of the study's recipe, in eval mode
+    accuracy = store.score("G", seed=3)               # its test accuracy in %, scored again on the test digits
     spec = store.run_spec(settings.RECIPE, "G", seed=3)
     found = store.Store().get(spec)                    # (record, state dict), or None until it has been trained
     model, record = store.train(spec)                  # train it; store.Store().put(record, model.state_dict()) keeps it
@@ -454,3 +455,12 @@ def load(norm: str, seed: int = 1, *, l1_lambda: float = 0.0, groups: int | None
     """A stored model of the study's recipe (settings.RECIPE, with `recipe` overriding any setting by its lower-case
     name), in eval mode on the CPU: `store.load("G", seed=3)`. NotStored, saying how to train it, where there is none."""
     return Store(path).model(run_spec(settings.RECIPE, norm, seed, l1_lambda, groups, norm_batch, split, **recipe))
+
+
+def score(norm: str, seed: int = 1, *, path: str | os.PathLike = STORE, **options) -> float:
+    """The test accuracy (%) of the stored model `load(norm, seed, path=path, **options)` gives (options: load's
+    keywords), scored again with `utils.test` on the digits its run holds out (`loaders`: the test digits, or the
+    validation digits with split="validation"), on the CPU: `store.score("G", seed=3)`. The MNIST files under
+    MNIST_ROOT (else ./data) must be the run's digits."""
+    spec = run_spec(settings.RECIPE, norm, seed, **options)
+    return utils.test(Store(path).model(spec), loaders(spec, "cpu")[1], torch.device("cpu"))[1]

@@ -19,7 +19,7 @@ import data
 import records
 import settings
 import store
-from conftest import ELSEWHERE, MNIST_ROOT, ROOT, needs_mnist, raises, write_sums
+from conftest import ELSEWHERE, MNIST_ROOT, ROOT, needs_mnist, raises, write_idx, write_sums
 from experiments import l1, runner
 from model import Net
 
@@ -543,6 +543,25 @@ def test_a_missing_run_says_how_to_train_it(tmp_path):
     with pytest.raises(store.NotStored, match=r"no stored run G-g2-seed77-test-.*store.train\(spec\)"):
         store.load("G", seed=77, path=tmp_path)
     assert store.load("G", seed=3).training is False  # a committed run, in eval mode
+
+
+def test_score_is_a_stored_models_accuracy_on_the_digits_its_run_holds_out(tiny_mnist, tmp_path, monkeypatch):
+    """A stored model scored on the tiny fake MNIST, relabelled so that it gets 7 of its 10 test digits right."""
+    torch.manual_seed(0)
+    net = Net("L").eval()
+    raw = tiny_mnist / "MNIST" / "raw"
+    predicted = net(data.load_mnist(tiny_mnist, train=False, download=False)[0]).argmax(dim=1)
+    labels = torch.cat([(predicted[:3] + 1) % 10, predicted[3:]]).to(torch.uint8)
+    images = torch.frombuffer(bytearray((raw / "t10k-images-idx3-ubyte").read_bytes()[16:]), dtype=torch.uint8)
+    write_idx(raw, "t10k", images.view(-1, 28, 28), labels)
+    write_sums(tiny_mnist)
+    monkeypatch.setenv("MNIST_ROOT", str(tiny_mnist))
+    monkeypatch.setattr(data, "MNIST_DIGEST", data.mnist_digest(tiny_mnist))  # as if these digits were MNIST
+    spec = store.run_spec(SETTINGS, "L", seed=1, batch_size=4)
+    record = {**fake_record(spec)[0], "history": [{"epoch": 1, "test_acc": 70.0}],
+              "predictions": "".join(map(str, predicted.tolist()))}
+    store.Store(tmp_path / "store").put(record, net.state_dict())
+    assert store.score("L", seed=1, batch_size=4, path=tmp_path / "store") == 70.0
 
 
 def test_a_corrupt_record_in_a_store_that_cannot_be_written_is_not_announced_as_moved(tmp_path, monkeypatch):
