@@ -5,6 +5,7 @@ The whole of MNIST (about 190 MB as float32) lives as one tensor on the training
 augmentation runs on whole batches there: no PIL, no worker processes, no per-sample Python.
 """
 
+import contextlib
 import hashlib
 import math
 import os
@@ -131,7 +132,8 @@ def _check_limit(name: str, limit: int | None) -> None:
 
 
 def _fetch_mnist(root: Path, files: list[Path], download: bool) -> None:
-    """Download MNIST with torchvision when one of `files` is missing; FileNotFoundError where that cannot be done."""
+    """Download MNIST with torchvision when one of `files` is missing; FileNotFoundError where that cannot be done,
+    with the folders the download made removed where it left them empty."""
     for file in files:
         if file.exists() and not file.is_file():
             raise ValueError(f"{file} is a {'folder' if file.is_dir() else 'special file'}, not a file: put the "
@@ -141,11 +143,16 @@ def _fetch_mnist(root: Path, files: list[Path], download: bool) -> None:
         return
     reason = "download=False"
     if download:
+        raw = files[0].parent
+        made = [folder for folder in (raw, raw.parent, root) if not folder.exists()]  # the deepest first
         try:
             datasets.MNIST(root, download=True)
             return
         except (RuntimeError, OSError) as error:
             reason = f"the download failed: {error}"
+        for folder in made:  # what the download made and left empty: the folders are as they were
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     packed = [f"{name}.gz" for name in missing if (files[0].parent / f"{name}.gz").is_file()]
     unpack = f"{', '.join(packed)} are there compressed: decompress them in place (gunzip -k *.gz there). " if packed else ""
     raise FileNotFoundError(
@@ -305,6 +312,20 @@ class TensorLoader:
 
 SPLITS = ("test", "validation")
 VALIDATION_DIGITS = 10_000  # the "validation" split holds out the last 10,000 training digits
+
+
+def held_out_labels(root: str | os.PathLike | None, split: str = "test", limit: int | None = None) -> torch.Tensor:
+    """The labels of the digits `mnist_loaders` holds out for `split`, the first `limit` of them, as int64 on the CPU:
+    what a run's predictions are scored against. Only the label file is read, checked as `load_mnist` checks it; a
+    missing one is a FileNotFoundError (nothing is downloaded)."""
+    _check_limit("limit", limit)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = mnist_root(root)
+    file = root / "MNIST" / "raw" / f"{'train' if split == 'validation' else 't10k'}-labels-idx1-ubyte"
+    _fetch_mnist(root, [file], download=False)
+    labels = _read_idx(file, 2049, (), _sha256sums(root).get(f"MNIST/raw/{file.name}")).long()
+    return (labels[-VALIDATION_DIGITS:] if split == "validation" else labels)[:limit]
 
 
 def mnist_loaders(

@@ -10,9 +10,12 @@ whether they still agree bit for bit.
 A record is one safetensors file, results/runs/<label>-<key>.safetensors: the model's weights and buffers, its
 predictions for every held-out digit, and in the metadata the spec, the environment and commit it was made in, its
 per-epoch history and a SHA-256 over all of it. safetensors holds only tensors and strings, so reading a record
-executes nothing.
+executes nothing. The checksum catches damage, not a record edited and signed again: so a record is read only where
+its numbers agree, every one of its history finite and its last test_acc the accuracy of its predictions on the
+digits its spec holds out (where those digits are here).
 
     net = store.load("G", seed=3)                     # a stored model of the study's recipe, in eval mode
+    accuracy = store.score("G", seed=3)               # its test accuracy in %, scored again on the test digits
     spec = store.run_spec(settings.RECIPE, "G", seed=3)
     found = store.Store().get(spec)                    # (record, state dict), or None until it has been trained
     model, record = store.train(spec)                  # train it; store.Store().put(record, model.state_dict()) keeps it
@@ -20,6 +23,7 @@ executes nothing.
 
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -74,6 +78,14 @@ def run_spec(recipe: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups:
         raise ValueError(f"unknown recipe setting(s) {sorted(unknown)}; allowed: {sorted(spec)}")
     spec.update(overrides)
     spec["data"] = recipe.get("DATA", data.MNIST_DIGEST)
+    for name in ("epochs", "batch_size", "test_batch_size"):
+        whole_number(name, spec[name], "a whole number >= 1")
+    utils.finite_number("max_lr", spec["max_lr"], zero_ok=False)
+    utils.finite_number("weight_decay", spec["weight_decay"])
+    utils.check_ema_decay("ema_decay", spec["ema_decay"])
+    data._check_limit("train_limit", spec["train_limit"])
+    data._check_limit("test_limit", spec["test_limit"])
+    data.check_augmentation("augmentation", spec["augmentation"])
     utils.check_seed("seed", seed)
     utils.finite_number("l1_lambda", l1_lambda)
     if split not in data.SPLITS:
@@ -92,6 +104,10 @@ def run_spec(recipe: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups:
     return spec
 
 
+# A spec's fields besides the recipe's (settings.RECIPE_KEYS, by their lower-case names): what run_spec adds
+RUN_FIELDS = ("norm", "seed", "l1_lambda", "groups", "norm_batch", "split", "data")
+
+
 def identity(spec: dict) -> dict:
     """What a run computes: its spec and the version of the code that trains it."""
     return {"spec": spec, "training": TRAINING_VERSION}
@@ -105,7 +121,13 @@ def label(spec: dict) -> str:
 
 
 def key(spec: dict) -> str:
-    """The run's file name in the store: its label, then the first 16 hex digits of its identity's SHA-256."""
+    """The run's file name in the store: its label, then the first 16 hex digits of its identity's SHA-256. A dict
+    that is not a run spec (run_spec's fields, no more, no fewer) is a ValueError."""
+    fields = {name.lower() for name in settings.RECIPE_KEYS} | set(RUN_FIELDS)
+    if not isinstance(spec, dict) or spec.keys() != fields:
+        given = set(spec) if isinstance(spec, dict) else set()
+        raise ValueError(f"not a run spec: {str(spec)[:80]} (missing {sorted(fields - given)}, unknown "
+                         f"{sorted(given - fields)}); build one with store.run_spec(settings.RECIPE, norm, seed, ...)")
     digest = hashlib.sha256(json.dumps(identity(spec), sort_keys=True).encode()).hexdigest()[:16]
     return f"{label(spec)}-{digest}"
 
@@ -196,6 +218,9 @@ class NotStored(LookupError):
 
 MAX_RECORD_BYTES = 16 * 2**20  # a record is about 50 KB; a larger file is not one (nor is a FIFO or a device)
 KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*")  # what a key may be: a file name in the store's folder, no path
+# A file name has at most 255 bytes. The longest the store makes of a key is a write's temporary file,
+# .<key>.safetensors.tmp.XXXXXXXX.safetensors (records.replace_file): 38 more than the key.
+MAX_KEY = 255 - 38
 FIELDS = {"key": str, "identity": dict, "environment": dict, "seconds": float, "history": list}
 TENSOR_DTYPES = (torch.float32, torch.int64)  # the model's parameters and buffers (num_batches_tracked)
 
@@ -230,6 +255,53 @@ def _problem(body, tensors: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
+_labels: dict[tuple, torch.Tensor] = {}  # per process: the held-out labels of each data setting, read once
+
+
+def _held_out_labels(spec: dict) -> torch.Tensor | None:
+    """The labels of the digits `spec` holds out (data.held_out_labels), read once per data setting; None where the
+    four MNIST files under MNIST_ROOT (else ./data) are not all there or are not the digits the spec names."""
+    root = data.mnist_root()
+    if not all((root / "MNIST" / "raw" / name).is_file() for name in data.MNIST_SHA256) \
+            or data.mnist_digest(root) != spec.get("data"):
+        return None
+    setting = (spec["data"], spec["split"], spec["test_limit"])
+    if setting not in _labels:
+        _labels[setting] = data.held_out_labels(root, spec["split"], spec["test_limit"])
+    return _labels[setting]
+
+
+def _inconsistency(history: list, spec: dict, predictions: torch.Tensor) -> str | None:
+    """What makes a record's numbers disagree with themselves or its run: a history that is not a list of epochs of
+    finite numbers, or a last test_acc that is not the accuracy of its predictions on the digits its spec holds out
+    (checked where those digits are here, `_held_out_labels`)."""
+    if not history or any(not isinstance(epoch, dict) for epoch in history):
+        return "its history is not a non-empty list of epochs"
+    for number, epoch in enumerate(history, 1):
+        bad = [f"{name}={value!r}" for name, value in epoch.items() if isinstance(value, bool)
+               or not isinstance(value, (int, float)) or not math.isfinite(value)]
+        if bad:
+            return f"its history, epoch {number}, holds {', '.join(bad)} where a finite number belongs"
+    if "test_acc" not in history[-1]:
+        return "its last epoch has no test_acc"
+    try:
+        data._check_limit("test_limit", spec.get("test_limit"))
+    except ValueError as error:
+        return f"its spec's {error}"
+    if spec.get("split") not in data.SPLITS:
+        return f"its spec's split is {spec.get('split')!r}, not one of {data.SPLITS}"
+    labels = _held_out_labels(spec)
+    if labels is None:
+        return None
+    if len(predictions) != len(labels):
+        return f"it has {len(predictions):,} predictions for the {len(labels):,} digits its spec holds out"
+    correct = int((predictions.long() == labels).sum())
+    if abs(history[-1]["test_acc"] - 100 * correct / len(labels)) > 1e-6:
+        return (f"its last test_acc, {history[-1]['test_acc']!r}, is not the accuracy of its predictions on the "
+                f"{len(labels):,} digits its spec holds out ({100 * correct / len(labels)!r}): it was edited")
+    return None
+
+
 class Store:
     """A folder of records, one safetensors file each, named by `key`; written in one step, checked when read."""
 
@@ -237,11 +309,15 @@ class Store:
         self.path = Path(path)
 
     def file(self, spec_or_key: dict | str) -> Path:
-        """The record file of a spec, or of a key; a key that is not a plain file name is a ValueError."""
+        """The record file of a spec, or of a key; a key that is not a plain file name, or one too long for the store's
+        file names (MAX_KEY), is a ValueError."""
         name = key(spec_or_key) if isinstance(spec_or_key, dict) else spec_or_key
         if not isinstance(name, str) or not KEY.fullmatch(name):
             raise ValueError(f"a run's key must be letters, digits, '.', '+' and '-' (a file name in the store, no path); "
                              f"got {name!r}")
+        if len(name) > MAX_KEY:
+            raise ValueError(f"a run's key must be at most {MAX_KEY} characters (a file name has at most 255 bytes, and "
+                             f"the store adds up to 38 to it); got one of {len(name)}: {name[:40]}...")
         return self.path / f"{name}.safetensors"
 
     @contextmanager
@@ -273,10 +349,19 @@ class Store:
                              "you can write to, with space (--store)") from None
 
     def put(self, record: dict, tensors: dict[str, torch.Tensor]) -> Path:
-        """Write a record with the model's tensors (a state dict) atomically; non-finite numbers are refused."""
+        """Write a record with the model's tensors (a state dict) atomically. A record that `read` would refuse is a
+        ValueError that says why: predictions that are not a string of digits 0-9, one per held-out digit, a
+        non-finite number, a last test_acc that is not the accuracy of its predictions (`_inconsistency`)."""
+        if not isinstance(record.get("predictions"), str) or not re.fullmatch(r"[0-9]+", record["predictions"]):
+            raise ValueError(f"put: the record's predictions must be a string of digits 0-9, the predicted class of each "
+                             f"held-out digit in order; got {str(record.get('predictions'))[:40]!r} "
+                             f"({type(record.get('predictions')).__name__})")
         predictions = torch.tensor([int(c) for c in record["predictions"]], dtype=torch.uint8)
         body = {k: v for k, v in record.items() if k != "predictions"}
         stored = {f"model.{name}": t.contiguous() for name, t in tensors.items()} | {PREDICTIONS: predictions}
+        problem = _problem(body, stored) or _inconsistency(body["history"], body["identity"]["spec"], predictions)
+        if problem:
+            raise ValueError(f"put: the record {str(record.get('key'))[:80]!r} is refused: {problem}")
         text = json.dumps(body, sort_keys=True, allow_nan=False)
         data = save(stored, {"record": text, "sha256": _checksum(body, stored)})
         path = self.file(record["key"])
@@ -285,7 +370,8 @@ class Store:
             return records.replace_file(path, lambda tmp: tmp.write_bytes(data))
 
     def read(self, path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-        """The record and the model's state dict in the file `path`; CorruptRecord if it is not one, whole."""
+        """The record and the model's state dict in the file `path`; CorruptRecord if it is not one, whole, or if its
+        numbers disagree (`_inconsistency`: the checksum catches damage, not a record edited and signed again)."""
         try:
             info = path.lstat()
         except OSError as error:
@@ -301,6 +387,9 @@ class Store:
             raise CorruptRecord(f"{path} is not a record: {problem}")
         if _checksum(body, tensors) != metadata.get("sha256"):
             raise CorruptRecord(f"{path} does not match its SHA-256: it was altered or damaged")
+        problem = _inconsistency(body["history"], body["identity"]["spec"], tensors[PREDICTIONS])
+        if problem:
+            raise CorruptRecord(f"{path} is not a record of a run: {problem}")
         predictions = tensors.pop(PREDICTIONS)
         record = {**body, "predictions": "".join(map(str, predictions.tolist()))}
         return record, {name.removeprefix("model."): t for name, t in tensors.items()}
@@ -317,10 +406,16 @@ class Store:
     def get(self, spec: dict) -> tuple[dict, dict[str, torch.Tensor]] | None:
         """The stored record and state dict of `spec`, or None if there is none. A corrupt or foreign file is reported
         (a warning naming it), moved aside to <name>.corrupt, and treated as missing, so that it is trained again; in
-        a store that cannot be written to, it is a CorruptRecord that says so."""
+        a store that cannot be written to, it is a CorruptRecord that says so. A store folder that cannot be read (not
+        a folder, no permission) is a ValueError that says so, not a missing run."""
         path = self.file(spec)
-        if not os.path.lexists(path):
+        try:
+            path.lstat()
+        except FileNotFoundError:
             return None
+        except OSError as error:
+            raise ValueError(f"the run store {self.path} cannot be read ({error.strerror or error}): give the folder of a "
+                             "run store you can read (path=, --store)") from None
         try:
             return self._read_as(path, spec)
         except CorruptRecord as error:
@@ -360,3 +455,12 @@ def load(norm: str, seed: int = 1, *, l1_lambda: float = 0.0, groups: int | None
     """A stored model of the study's recipe (settings.RECIPE, with `recipe` overriding any setting by its lower-case
     name), in eval mode on the CPU: `store.load("G", seed=3)`. NotStored, saying how to train it, where there is none."""
     return Store(path).model(run_spec(settings.RECIPE, norm, seed, l1_lambda, groups, norm_batch, split, **recipe))
+
+
+def score(norm: str, seed: int = 1, *, path: str | os.PathLike = STORE, **options) -> float:
+    """The test accuracy (%) of the stored model `load(norm, seed, path=path, **options)` gives (options: load's
+    keywords), scored again with `utils.test` on the digits its run holds out (`loaders`: the test digits, or the
+    validation digits with split="validation"), on the CPU: `store.score("G", seed=3)`. The MNIST files under
+    MNIST_ROOT (else ./data) must be the run's digits."""
+    spec = run_spec(settings.RECIPE, norm, seed, **options)
+    return utils.test(Store(path).model(spec), loaders(spec, "cpu")[1], torch.device("cpu"))[1]

@@ -31,6 +31,34 @@ def test_missing_data_says_where_it_looked(tmp_path):
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in str(error.value)
 
 
+@pytest.mark.parametrize("before", ["an empty folder", "no folder", "MNIST/raw holding one file"])
+def test_a_failed_download_leaves_the_folders_as_they_were(tmp_path, monkeypatch, before):
+    def offline(root, download):  # as torchvision without a network: it makes MNIST/raw, then fails
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: no network")
+
+    monkeypatch.setattr(data.datasets, "MNIST", offline)
+    root = tmp_path / "root"
+    if before != "no folder":
+        root.mkdir()
+    if before == "MNIST/raw holding one file":
+        (root / "MNIST" / "raw").mkdir(parents=True)
+        (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"")
+    found = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with raises(FileNotFoundError, "MNIST not found", "the download failed: Error downloading"):
+        data.load_mnist(root)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == found
+
+
+@pytest.mark.parametrize("split", data.SPLITS)
+def test_held_out_labels_are_those_the_loaders_hold_out(tiny_mnist, monkeypatch, split):
+    monkeypatch.setattr(data, "VALIDATION_DIGITS", 6)  # of the tiny MNIST's 20 training digits
+    held = data.mnist_loaders(tiny_mnist, torch.device("cpu"), 4, 3, 0, None, None, 5, split)[1]
+    assert torch.equal(data.held_out_labels(tiny_mnist, split, 5), held.labels) and len(held.labels) == 5
+    with raises(ValueError, "split must be one of", "'train'"):
+        data.held_out_labels(tiny_mnist, "train")
+
+
 def test_loader_covers_every_sample_once_per_epoch():
     images = torch.arange(10.0).reshape(10, 1, 1, 1)
     loader = data.TensorLoader(images, torch.arange(10), batch_size=3, generator=torch.Generator().manual_seed(0))

@@ -19,11 +19,12 @@ import data
 import records
 import settings
 import store
-from conftest import MNIST_ROOT, ROOT, needs_mnist, write_sums
+from conftest import ELSEWHERE, MNIST_ROOT, ROOT, needs_mnist, raises, write_idx, write_sums
 from experiments import l1, runner
 from model import Net
 
 SETTINGS = settings.RECIPE
+FAKE = {**SETTINGS, "DATA": ELSEWHERE}  # fake records: of digits not here, so their predictions are not scored
 
 
 def test_spec_is_canonical_and_checked():
@@ -59,6 +60,31 @@ def test_spec_fields_that_could_name_a_path_or_a_wrong_run_are_refused(field, va
     arguments = {"norm": "G" if field == "groups" else "B", "seed": 1, field: value}
     with pytest.raises(ValueError, match=message):
         store.run_spec(SETTINGS, **arguments)
+
+
+@pytest.mark.parametrize("override, value, message", [
+    ("epochs", 0, "epochs must be a whole number >= 1, got 0"), ("epochs", 20.0, "epochs must be a whole number"),
+    ("max_lr", float("nan"), "max_lr must be a finite number > 0, got nan"), ("max_lr", 0, "max_lr must be a finite"),
+    ("weight_decay", float("inf"), "weight_decay must be a finite number >= 0, got inf"),
+    ("ema_decay", 1.0, "ema_decay must be None or a number in (0, 1), got 1.0"),
+    ("batch_size", True, "batch_size must be a whole number >= 1, got True"),
+    ("test_batch_size", 2.5, "test_batch_size must be a whole number >= 1, got 2.5"),
+    ("dropout", 1.0, "dropout must be a number in [0, 1), got 1.0"),
+    ("train_limit", 0, "train_limit must be None (every digit) or a whole number of digits >= 1, got 0"),
+    ("test_limit", "10", "test_limit must be None (every digit) or a whole number of digits >= 1, got '10'"),
+    ("augmentation", {"degrees": 10}, "augmentation must be None or {} (no augmentation), or a dict of exactly"),
+])
+def test_a_recipe_override_is_checked_as_its_setting_is(override, value, message):
+    with raises(ValueError, message):
+        store.load("G", **{override: value})  # not "no stored run": no run can have it
+
+
+@pytest.mark.parametrize("extra", [None, "lr"])
+def test_a_dict_that_is_not_a_run_spec_is_named(extra):
+    spec = {} if extra is None else {**store.run_spec(SETTINGS, "B", seed=1), extra: 0.1}
+    with raises(ValueError, "not a run spec", "unknown ['lr']" if extra else "missing ['augmentation', 'batch_size',",
+                "build one with store.run_spec(settings.RECIPE, norm, seed, ...)"):
+        store.Store().get(spec)
 
 
 def test_key_is_what_a_run_computes_not_where(monkeypatch):
@@ -121,15 +147,16 @@ def test_every_committed_record_is_under_its_key():
 
 
 def fake_record(spec: dict) -> tuple[dict, dict]:
+    """A record of `spec` whose numbers agree on the tiny fake MNIST's test digits (labels 0-9): 5 of 10 right."""
     model = torch.nn.Linear(3, 2)
     record = {"key": store.key(spec), "identity": store.identity(spec), "environment": {"git_commit": "abc"},
-              "seconds": 1.5, "history": [{"epoch": 1, "test_acc": 50.0}], "predictions": "0123456789"}
+              "seconds": 1.5, "history": [{"epoch": 1, "test_acc": 50.0}], "predictions": "0123400000"}
     return record, model.state_dict()
 
 
 def test_record_round_trips_and_damage_is_caught(tmp_path):
     runs = store.Store(tmp_path)
-    spec = store.run_spec(SETTINGS, "B", seed=1)
+    spec = store.run_spec(FAKE, "B", seed=1)
     record, tensors = fake_record(spec)
     path = runs.put(record, tensors)
     got, got_tensors = runs.get(spec)
@@ -148,13 +175,32 @@ def test_record_round_trips_and_damage_is_caught(tmp_path):
         runs.read(path)
 
 
-def test_non_finite_numbers_never_enter_the_store(tmp_path):
-    spec = store.run_spec(SETTINGS, "B", seed=1)
-    record, tensors = fake_record(spec)
-    record["history"][0]["test_acc"] = float("nan")
-    with pytest.raises(ValueError):
-        store.Store(tmp_path).put(record, tensors)
+@pytest.mark.parametrize("change, message", [
+    ({"history": [{"epoch": 1, "test_acc": float("nan")}]}, ["history, epoch 1, holds test_acc=nan", "finite"]),
+    ({"history": [{"epoch": 1, "test_acc": 50.0}, {"epoch": 2, "train_loss": float("inf"), "test_acc": 50.0}]},
+     ["history, epoch 2, holds train_loss=inf"]),
+    ({"history": []}, ["history is not a non-empty list of epochs"]),
+    ({"predictions": [0, 1, 2, 3, 4, 0, 0, 0, 0, 0]}, ["predictions must be a string of digits 0-9", "(list)"]),
+    ({"predictions": "abc"}, ["predictions must be a string of digits 0-9", "'abc' (str)"]),
+    ({"predictions": ""}, ["predictions must be a string of digits 0-9"]),
+])
+def test_a_record_that_would_not_read_back_never_enters_the_store(tmp_path, change, message):
+    record, tensors = fake_record(store.run_spec(FAKE, "B", seed=1))
+    with raises(ValueError, "put: ", *message):
+        store.Store(tmp_path).put({**record, **change}, tensors)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"predictions": "01234"}, "it has 5 predictions for the 10 digits its spec holds out"),
+    ({"predictions": "0123450000"}, "its last test_acc, 50.0, is not the accuracy of its predictions on the 10 digits"),
+])
+def test_predictions_that_disagree_with_the_digits_never_enter_the_store(tiny_store, change, message):
+    runs, spec, record, tensors = tiny_store
+    runs.file(spec).unlink()
+    with raises(ValueError, "put: ", message):
+        runs.put({**record, **change}, tensors)
+    assert not runs.file(spec).exists()
 
 
 def test_committed_store_refuses_runs_from_uncommitted_code(monkeypatch, tmp_path):
@@ -258,7 +304,7 @@ def test_a_cluster_that_cannot_train_this_repository_is_named_before_any_run_is_
 def test_a_failed_run_is_reported_and_the_others_are_stored(tmp_path, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    specs = [store.run_spec(SETTINGS, "B", seed=s) for s in (1, 2, 3)]
+    specs = [store.run_spec(FAKE, "B", seed=s) for s in (1, 2, 3)]
 
     def train(spec):
         if spec["seed"] == 2:
@@ -275,17 +321,87 @@ def test_a_failed_run_is_reported_and_the_others_are_stored(tmp_path, monkeypatc
 
 # ---- What the store hands back: only what was asked for --------------------------------------------------------------
 
-def stored(tmp_path, seed: int = 1) -> tuple[store.Store, dict, dict, dict]:
+def stored(tmp_path, seed: int = 1, recipe: dict = FAKE) -> tuple[store.Store, dict, dict, dict]:
     runs = store.Store(tmp_path)
-    spec = store.run_spec(SETTINGS, "L", seed=seed)
+    spec = store.run_spec(recipe, "L", seed=seed)
     record, tensors = fake_record(spec)
     runs.put(record, tensors)
     return runs, spec, record, tensors
 
 
+@pytest.fixture
+def tiny_store(tiny_mnist, monkeypatch) -> tuple[store.Store, dict, dict, dict]:
+    """`stored`, of a run on the tiny fake MNIST, which MNIST_ROOT points at: its record is scored on those digits."""
+    monkeypatch.setenv("MNIST_ROOT", str(tiny_mnist))
+    return stored(tiny_mnist / "store", recipe={**SETTINGS, "DATA": data.mnist_digest(tiny_mnist)})
+
+
+def signed_again(path: Path, edit) -> None:
+    """Apply `edit(body, tensors)` to the record file at `path` and give it a new SHA-256, as one could by hand."""
+    from safetensors.torch import save
+
+    body, tensors, _ = store._parse(path.read_bytes())
+    edit(body, tensors)
+    path.write_bytes(save(tensors, {"record": json.dumps(body), "sha256": store._checksum(body, tensors)}))
+
+
+def last_epoch(**numbers):
+    """An edit for `signed_again`: these numbers in the history's last epoch."""
+    return lambda body, tensors: body["history"][-1].update(numbers)
+
+
+EDITS = {  # edit, what the store says of the record it makes
+    "test_acc 99.99": (last_epoch(test_acc=99.99), "its last test_acc, 99.99, is not the accuracy of its predictions on "
+                                                   "the 10 digits its spec holds out (50.0): it was edited"),
+    "test_acc NaN": (last_epoch(test_acc=float("nan")), "its history, epoch 1, holds test_acc=nan where a finite"),
+    "one prediction": (lambda body, tensors: tensors["predictions"].__setitem__(5, 5), "its last test_acc, 50.0, is not"),
+    "fewer predictions": (lambda body, tensors: tensors.update(predictions=tensors["predictions"][:5]),
+                          "it has 5 predictions for the 10 digits its spec holds out"),
+    "split": (lambda body, tensors: body["identity"]["spec"].update(split="train"), "its spec's split is 'train'"),
+    "test_limit": (lambda body, tensors: body["identity"]["spec"].update(test_limit=[5]),
+                   "its spec's test_limit must be None (every digit) or a whole number"),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_record_edited_and_signed_again_is_set_aside_as_damage_is(tiny_store, edit):
+    runs, spec, _, _ = tiny_store
+    change, message = EDITS[edit]
+    signed_again(runs.file(spec), change)
+    with raises(store.CorruptRecord, f"{runs.file(spec)} is not a record of a run: {message}"):
+        runs.read(runs.file(spec))
+    with pytest.warns(RuntimeWarning, match="moved to .*corrupt, and the run is trained again"):
+        assert runs.get(spec) is None
+    assert runs.file(spec).with_name(runs.file(spec).name + ".corrupt").exists()
+
+
+@pytest.mark.parametrize("here", ["other digits", "no digits"])
+def test_where_the_runs_digits_are_not_here_only_finite_numbers_are_required(tiny_mnist, monkeypatch, here):
+    (tiny_mnist / "empty").mkdir()
+    monkeypatch.setenv("MNIST_ROOT", str(tiny_mnist if here == "other digits" else tiny_mnist / "empty"))
+    runs, spec, _, _ = stored(tiny_mnist / "store")  # of digits no machine has
+    signed_again(runs.file(spec), last_epoch(test_acc=99.99))
+    assert runs.get(spec)[0]["history"][-1]["test_acc"] == 99.99  # no labels to score its predictions on
+    signed_again(runs.file(spec), last_epoch(train_loss=float("nan")))
+    with pytest.warns(RuntimeWarning, match="holds train_loss=nan where a finite number belongs"):
+        assert runs.get(spec) is None
+    assert not list((tiny_mnist / "empty").iterdir())  # nothing downloaded to find the labels
+
+
+def test_the_held_out_labels_are_read_once_per_data_setting(tiny_store, monkeypatch):
+    runs, one, record, tensors = tiny_store
+    two = store.run_spec({**SETTINGS, "DATA": one["data"]}, "L", seed=2)
+    runs.put({**record, "key": store.key(two), "identity": store.identity(two)}, tensors)
+    calls = []
+    monkeypatch.setattr(store, "_labels", {})
+    monkeypatch.setattr(data, "held_out_labels", lambda *args, read=data.held_out_labels: calls.append(args) or read(*args))
+    assert runs.get(one) and runs.get(two) and runs.get(one)
+    assert len(calls) == 1
+
+
 def test_a_record_copied_under_another_runs_name_is_refused_as_foreign(tmp_path):
     runs, one, _, _ = stored(tmp_path)
-    two = store.run_spec(SETTINGS, "L", seed=2)
+    two = store.run_spec(FAKE, "L", seed=2)
     runs.file(two).write_bytes(runs.file(one).read_bytes())  # seed 1's record under seed 2's file name
     with pytest.warns(RuntimeWarning, match=f"holds another run \\({store.key(one)}\\), not {store.key(two)}"):
         assert runs.get(two) is None
@@ -317,6 +433,16 @@ def test_keys_that_name_a_path_outside_the_store_are_refused(tmp_path, name):
     with pytest.raises(ValueError, match="a run's key must be letters"):
         runs.file(name)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_a_key_too_long_for_a_file_name_is_refused_and_the_longest_allowed_is_stored(tmp_path):
+    runs, _, record, tensors = stored(tmp_path)
+    with raises(ValueError, f"a run's key must be at most {store.MAX_KEY} characters", "got one of 300"):
+        runs.file("k" * 300)
+    with raises(ValueError, f"at most {store.MAX_KEY} characters"):
+        runs.put({**record, "key": "k" * (store.MAX_KEY + 1)}, tensors)
+    longest = {**record, "key": "k" * store.MAX_KEY}
+    assert runs.read(runs.put(longest, tensors))[0] == longest  # its temporary file's name fits too
 
 
 def damaged(runs: store.Store, spec: dict, record: dict, tensors: dict, how: str) -> None:
@@ -404,7 +530,7 @@ def test_a_reader_waits_for_a_writer_and_sets_aside_only_what_is_still_corrupt(t
 
 def test_a_record_without_a_weight_the_network_needs_is_reported_as_corrupt(tmp_path):
     runs = store.Store(tmp_path)
-    spec = store.run_spec(SETTINGS, "L", seed=1)
+    spec = store.run_spec(FAKE, "L", seed=1)
     record, _ = fake_record(spec)
     tensors = Net("L").state_dict()
     del tensors["fc.bias"]
@@ -419,6 +545,25 @@ def test_a_missing_run_says_how_to_train_it(tmp_path):
     assert store.load("G", seed=3).training is False  # a committed run, in eval mode
 
 
+def test_score_is_a_stored_models_accuracy_on_the_digits_its_run_holds_out(tiny_mnist, tmp_path, monkeypatch):
+    """A stored model scored on the tiny fake MNIST, relabelled so that it gets 7 of its 10 test digits right."""
+    torch.manual_seed(0)
+    net = Net("L").eval()
+    raw = tiny_mnist / "MNIST" / "raw"
+    predicted = net(data.load_mnist(tiny_mnist, train=False, download=False)[0]).argmax(dim=1)
+    labels = torch.cat([(predicted[:3] + 1) % 10, predicted[3:]]).to(torch.uint8)
+    images = torch.frombuffer(bytearray((raw / "t10k-images-idx3-ubyte").read_bytes()[16:]), dtype=torch.uint8)
+    write_idx(raw, "t10k", images.view(-1, 28, 28), labels)
+    write_sums(tiny_mnist)
+    monkeypatch.setenv("MNIST_ROOT", str(tiny_mnist))
+    monkeypatch.setattr(data, "MNIST_DIGEST", data.mnist_digest(tiny_mnist))  # as if these digits were MNIST
+    spec = store.run_spec(SETTINGS, "L", seed=1, batch_size=4)
+    record = {**fake_record(spec)[0], "history": [{"epoch": 1, "test_acc": 70.0}],
+              "predictions": "".join(map(str, predicted.tolist()))}
+    store.Store(tmp_path / "store").put(record, net.state_dict())
+    assert store.score("L", seed=1, batch_size=4, path=tmp_path / "store") == 70.0
+
+
 def test_a_corrupt_record_in_a_store_that_cannot_be_written_is_not_announced_as_moved(tmp_path, monkeypatch):
     runs, spec, record, tensors = stored(tmp_path)
     damaged(runs, spec, record, tensors, "no predictions")
@@ -427,21 +572,40 @@ def test_a_corrupt_record_in_a_store_that_cannot_be_written_is_not_announced_as_
         runs.get(spec)
 
 
-@pytest.mark.parametrize("where", ["a regular file", "below a regular file"])
-def test_a_store_that_cannot_take_records_is_refused_before_training(tmp_path, monkeypatch, where):
+@pytest.mark.parametrize("where, says", [("a regular file", "cannot be read (Not a directory)"),
+                                         ("below a regular file", "cannot be read (Not a directory)"),
+                                         ("a full disk", "cannot take records (No space left on device)")])
+def test_a_store_that_cannot_take_records_is_refused_before_training(tmp_path, monkeypatch, where, says):
     from concurrent.futures import ThreadPoolExecutor
 
     monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield ThreadPoolExecutor(1))))
     monkeypatch.setattr(store, "train_for_store", lambda spec: pytest.fail("a run trained before the store was checked"))
     (tmp_path / "file").write_text("not a folder")
-    path = tmp_path / "file" if where == "a regular file" else tmp_path / "file" / "store"
-    with pytest.raises(ValueError, match=f"the run store {path} cannot take records .*--store"):
+    path = {"a regular file": tmp_path / "file", "below a regular file": tmp_path / "file" / "store"}.get(where, tmp_path)
+    if where == "a full disk":
+        monkeypatch.setattr(store.tempfile, "TemporaryFile",
+                            lambda **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with raises(ValueError, f"the run store {path} {says}", "--store"):
         runner.ensure([store.run_spec(SETTINGS, "L", seed=1)], store.Store(path))
+
+
+def test_a_store_that_cannot_be_read_is_not_an_empty_one(tmp_path, monkeypatch):
+    spec = store.run_spec(FAKE, "L", seed=1)
+    assert store.Store(tmp_path / "new").get(spec) is None  # a store yet to be made: empty
+    (tmp_path / "file").write_text("not a folder")
+    with raises(ValueError, f"the run store {tmp_path / 'file'} cannot be read (Not a directory)"):
+        store.Store(tmp_path / "file").get(spec)
+    with raises(ValueError, f"the run store {tmp_path / 'file'} cannot be read (Not a directory)"):
+        store.load("L", path=tmp_path / "file")
+    runs, spec, _, _ = stored(tmp_path / "store")
+    monkeypatch.setattr(Path, "lstat", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with raises(ValueError, f"the run store {runs.path} cannot be read (Permission denied)"):  # a folder of mode 000
+        runs.model(spec)
 
 
 def writer(path: str, seed: int, count: int) -> None:
     runs = store.Store(path)
-    record, tensors = fake_record(store.run_spec(SETTINGS, "L", seed=1))
+    record, tensors = fake_record(store.run_spec(FAKE, "L", seed=1))
     for i in range(count):
         runs.put({**record, "seconds": float(seed * 1000 + i)}, tensors)
 
@@ -470,5 +634,5 @@ def test_local_workers_are_at_most_the_runs_to_train(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "train_for_store", fake_record)
     monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield started.append(jobs) or
                                                                                     ThreadPoolExecutor(1))))
-    runner.ensure([store.run_spec(SETTINGS, "B", seed=s) for s in range(1, 5)], store.Store(tmp_path), jobs=16)
+    runner.ensure([store.run_spec(FAKE, "B", seed=s) for s in range(1, 5)], store.Store(tmp_path), jobs=16)
     assert started == [4]  # --jobs 16 for 4 runs starts 4 workers, not 12 idle ones besides

@@ -10,6 +10,7 @@ import torch
 
 import settings
 import store
+from conftest import ELSEWHERE
 from experiments import runner, verify
 
 RUNS = [("B", {}), ("B", {"seed": 2}), ("B", {"norm_batch": 4}), ("L", {"split": "validation"}), ("L", {"seed": 2}),
@@ -27,7 +28,7 @@ def filled(tmp_path, monkeypatch) -> store.Store:
     """A store of fake records for RUNS; local training replaced by threads."""
     runs = store.Store(tmp_path / "store")
     for norm, options in RUNS:
-        runs.put(*fake(store.run_spec(settings.RECIPE, norm, **{"seed": 1, **options})))
+        runs.put(*fake(store.run_spec({**settings.RECIPE, "DATA": ELSEWHERE}, norm, **{"seed": 1, **options})))
     monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield ThreadPoolExecutor(1))))
     return runs
 
