@@ -61,6 +61,7 @@ def main() -> None:
     if args.jobs < 1:
         top.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.name == "verify":
+        runner.check_places(False, args.out_dir or runner.ROOT, keep=args.keep)  # never into the committed store
         verify.main(args.sample, args.store or store.STORE, args.jobs, args.scheduler, args.out_dir or runner.ROOT,
                     args.keep)
         return

@@ -454,6 +454,7 @@ def unchanged(path: Path, results: dict) -> bool:
 
 def replot(experiment, out_dir: Path) -> None:
     """Redraw an experiment's figure and reprint its tables from its results JSON, without training anything."""
+    check_places(False, out_dir)
     path = out_dir / "results" / f"{experiment.NAME}.json"
     results = load_results(path, experiment.NAME)
     try:  # both drawn before anything is written
@@ -466,19 +467,23 @@ def replot(experiment, out_dir: Path) -> None:
     print("\n\n".join(tables))
 
 
-def check_quick_places(quick: bool, out_dir: Path, store_dir: Path) -> None:
-    """A ValueError, before anything is written, where a quick run (the first seed only, QUICK's settings: not the
-    committed study) would write into a committed place (records.committed_place): --out-dir or --store the
-    repository root or a folder in results/ (results/runs is the committed store) or Images/."""
-    if not quick:
-        return
-    for option, path in (("--out-dir", out_dir), ("--store", store_dir)):
-        place = records.committed_place(path)
-        if place:
-            raise ValueError(f"--quick with {option} {path}: that is {place} ({Path(path).resolve()}), where only the "
-                             f"committed study's runs and results go, and a quick run ({QUICK}, first seed only) is not "
-                             f"one. Leave {option} out (a quick run writes under {RUNS / 'quick'}) or give a folder "
-                             "outside the repository root, results/ and Images/")
+def check_places(quick: bool, out_dir: Path, store_dir: Path | None = None, keep: Path | None = None) -> None:
+    """A ValueError, before anything is written, where an output place is, or lies in, a committed place
+    (records.committed_place, symlinks resolved: the repository root, results/ or Images/) other than its own: a full
+    run's --out-dir may be the repository root itself (whose results/ and Images/ are the experiments' published
+    places) and its --store the committed store (results/runs) itself; verify's --keep neither, nor any place of a
+    quick run (QUICK's settings, the first seed only: not the committed study)."""
+    own = {} if quick else {"--out-dir": ROOT, "--store": store.STORE}
+    what = {"--out-dir": "a results/ and an Images/", "--store": "run records", "--keep": "retrained runs"}
+    for option, path in (("--out-dir", out_dir), ("--store", store_dir), ("--keep", keep)):
+        place = None if path is None else records.committed_place(path)
+        if place and Path(path).resolve() != own.get(option):
+            default = f"{RUNS / 'quick'}, a quick run's" if quick else own.get(option)
+            leave = f"leave {option} out (the default: {default}) or " if default else ""
+            raise ValueError(f"{'--quick with ' if quick else ''}{option} {path}: that is {place} ({Path(path).resolve()}), "
+                             f"where only the committed study's own files go, each in its own place; {option} would put "
+                             f"{what[option]} of {'a quick run' if quick else 'its own'} there. Instead {leave}give a "
+                             "folder outside the repository root, results/ and Images/")
 
 
 def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, scheduler: str | None = None) -> dict:
@@ -490,7 +495,7 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     numbers, each run carrying its "record"; figure(results) and tables(results), the README's tables.
     --quick runs the first seed only.
     """
-    check_quick_places(quick, out_dir, store_dir)
+    check_places(quick, out_dir, store_dir)
     settings = {k: v for k, v in settings_for(quick, **experiment.OVERRIDES).items() if k != "DATA_ROOT"}
     check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
                 settings["EMA_DECAY"], settings["L1_LAMBDA"], settings["GROUPS"], settings["DROPOUT"], out_dir)

@@ -198,7 +198,33 @@ def test_quick_run_refuses_committed_places_before_anything(tmp_path, monkeypatc
     option = "--store" if store_dir.endswith("results/runs") else "--out-dir"
     with pytest.raises(ValueError, match=f"^--quick with {option} .*: that is (the repository root|in results/|in Images/)"):
         runner.execute(l1, True, 1, place(out_dir), place(store_dir))
-    runner.check_quick_places(False, ROOT, ROOT / "results" / "runs")  # the full study's places
+    runner.check_places(False, ROOT, ROOT / "results" / "runs")  # the full study's places
+
+
+@pytest.mark.parametrize("out_dir", ["results", "results/runs", "Images", "Images/x", "link/results", "link/Images"])
+def test_a_full_run_and_replot_refuse_an_out_dir_in_the_committed_folders(tmp_path, monkeypatch, out_dir):
+    from experiments import l1
+    (tmp_path / "link").symlink_to(ROOT)  # the repository by another name
+    path = tmp_path / out_dir if out_dir.startswith("link") else ROOT / out_dir
+    monkeypatch.setattr(runner, "settings_for", lambda *a, **k: pytest.fail("execute got past the check of the places"))
+    monkeypatch.setattr(runner, "load_results", lambda *a: pytest.fail("replot got past the check of the places"))
+    for command in (lambda: runner.execute(l1, False, 1, path, store.STORE), lambda: runner.replot(l1, path)):
+        with pytest.raises(ValueError, match=f"^--out-dir {re.escape(str(path))}: that is in (results|Images)/"):
+            command()
+    runner.check_places(False, tmp_path / "link", tmp_path / "link" / "results" / "runs")  # the full study's, by a link
+    runner.check_places(False, tmp_path / "out", tmp_path / "store", keep=tmp_path / "kept")  # anywhere outside
+
+
+@pytest.mark.parametrize("arguments, option", [(["--keep", "results/runs"], "--keep"), (["--keep", "link/results/runs"], "--keep"),
+                                               (["--keep", "results/runs/x"], "--keep"), (["--out-dir", "Images"], "--out-dir")])
+def test_verify_never_writes_into_the_committed_files(tmp_path, monkeypatch, arguments, option):
+    from experiments import __main__ as cli, verify
+    (tmp_path / "link").symlink_to(ROOT)
+    place = tmp_path / arguments[1] if arguments[1].startswith("link") else ROOT / arguments[1]
+    monkeypatch.setattr(verify, "main", lambda *a: pytest.fail("verify started with a committed place to write"))
+    monkeypatch.setattr(sys, "argv", ["python -m experiments", "verify", "--store", str(tmp_path), arguments[0], str(place)])
+    with pytest.raises(ValueError, match=f"^{option} {re.escape(str(place))}: that is in (results|Images)/"):
+        cli.main()
 
 
 def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
