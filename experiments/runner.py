@@ -7,9 +7,10 @@
 - evaluations on stored models: BatchNorm with the statistics of groups of test digits or recomputed ones;
   test-batch invariance;
 - statistics: mean and spread over seeds, the standard error of one accuracy, exact McNemar, paired t-test;
-- records: `execute` writes results/NAME.json and Images/NAME.png, each replaced only once complete.
+- records: `execute` writes results/NAME.json and Images/NAME.png, both replaced together once complete, or neither.
 """
 
+import io
 import json
 import math
 import os
@@ -421,9 +422,11 @@ def ways_figure(rows: list[dict], labels: list[str], title: str):
 
 # ---- Records -----------------------------------------------------------------------------------------------------
 
-def save_figure(fig, path: Path) -> None:
-    """Save a figure, replacing `path` only once it is complete."""
-    records.replace_file(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
+def png(fig) -> bytes:
+    """A figure as the PNG file Images/ holds, rendered in memory (so that it is written with its JSON, in one step)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def load_results(path: Path, name: str) -> dict:
@@ -463,7 +466,7 @@ def replot(experiment, out_dir: Path) -> None:
         raise ValueError(f"{path} holds results of experiment {experiment.NAME!r} that this version cannot draw "
                          f"({type(error).__name__}: {error}): it comes from other code or was edited; run the "
                          "experiment again") from None
-    save_figure(figure, out_dir / "Images" / f"{experiment.NAME}.png")
+    records.replace_files({out_dir / "Images" / f"{experiment.NAME}.png": png(figure)})
     print("\n\n".join(tables))
 
 
@@ -528,8 +531,7 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     if unchanged(path, results) and figure.exists():
         print(f"{path} and {figure} are left as they are: no number changed")
     else:
-        records.write_json(path, results)
-        save_figure(experiment.figure(results), figure)
+        records.replace_files({path: records.json_bytes(results), figure: png(experiment.figure(results))})  # both or neither
     print("\n\n".join(experiment.tables(results)))
     print(f"{experiment.NAME}: {len(runs)} runs, {results['train_seconds'] / 60:.1f} minutes of training")
     return results

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -225,6 +226,28 @@ def test_verify_never_writes_into_the_committed_files(tmp_path, monkeypatch, arg
     monkeypatch.setattr(sys, "argv", ["python -m experiments", "verify", "--store", str(tmp_path), arguments[0], str(place)])
     with pytest.raises(ValueError, match=f"^{option} {re.escape(str(place))}: that is in (results|Images)/"):
         cli.main()
+
+
+def test_an_experiment_s_json_and_figure_are_replaced_together_or_not_at_all(tmp_path, monkeypatch, fake_experiment):
+    out, store_dir = tmp_path / "out", tmp_path / "store"
+    with contextlib.redirect_stdout(io.StringIO()):
+        runner.execute(fake_experiment(1.0), False, 1, out, store_dir)
+    files = [out / "results" / "fake.json", out / "Images" / "fake.png"]
+    before = {path: path.read_bytes() for path in files}
+    replace, replaced = Path.replace, []
+
+    def fail_on_the_second(self, target):  # the JSON is in place, the figure's replacement fails
+        replaced.append(target)
+        if len(replaced) == 2:
+            raise OSError("disk full")
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", fail_on_the_second)
+    with pytest.raises(OSError, match="disk full"), contextlib.redirect_stdout(io.StringIO()):
+        runner.execute(fake_experiment(2.0), False, 1, out, store_dir)
+    assert replaced[:2] == files  # both were being replaced, the JSON first
+    assert {path: path.read_bytes() for path in files} == before
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == [Path("Images/fake.png"), Path("results/fake.json")]
 
 
 def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
