@@ -250,6 +250,30 @@ def test_an_experiment_s_json_and_figure_are_replaced_together_or_not_at_all(tmp
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == [Path("Images/fake.png"), Path("results/fake.json")]
 
 
+def test_a_misspelt_experiment_is_refused_at_once_naming_the_valid_ones(monkeypatch, capsys):
+    from experiments import __main__ as cli
+    monkeypatch.setattr(cli, "summary", lambda module: pytest.fail("runs counted before the arguments were parsed"))
+    monkeypatch.setattr(sys, "argv", ["python -m experiments", "mian"])
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == 2
+    assert re.search(r"invalid choice: 'mian' \(choose from 'main', .*'ghost_stats', 'verify'\)", capsys.readouterr().err)
+    start = time.perf_counter()  # the whole command, imports and all, on a loaded machine
+    refused = subprocess.run([sys.executable, "-m", "experiments", "mian"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+    assert time.perf_counter() - start < 15 and refused.returncode == 2
+    assert "invalid choice: 'mian'" in refused.stderr and "'own_rate'" in refused.stderr
+
+
+def test_help_lists_each_experiment_with_its_stored_runs(monkeypatch, capsys):
+    from experiments import __main__ as cli
+    monkeypatch.setattr(sys, "argv", ["python -m experiments", "--help"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    listed = " ".join(capsys.readouterr().out.split())
+    assert re.search(r" main BN, [^;]+; uses 40 runs of 20 epochs, \d+ of them stored own_rate ", listed)
+
+
 def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
     results = json.loads((ROOT / "results" / "l1.json").read_text())
     assert results["settings"]["MAX_LR"] == settings.defaults()["MAX_LR"]
