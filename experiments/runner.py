@@ -429,6 +429,16 @@ def png(fig) -> bytes:
     return buffer.getvalue()
 
 
+CORRECTION = ("verdicts above: Holm within their family (this experiment's comparisons of this kind), not study-wide; "
+              "the study-wide verdicts are in STUDY.md's table \"Every verdict, in its family and study-wide\"")
+
+
+def printed(tables: list[str]) -> str:
+    """An experiment's tables as the command line prints them, each whose verdicts come from Holm's correction (its
+    header or cells say "(Holm)") followed by the line CORRECTION, which says so and where the study-wide ones are."""
+    return "\n\n".join(table + ("\n" + CORRECTION if "(Holm)" in table else "") for table in tables)
+
+
 def load_results(path: Path, name: str) -> dict:
     """An experiment's results JSON, checked: a ValueError names the file and what is wrong with it."""
     if not path.is_file():
@@ -467,7 +477,7 @@ def replot(experiment, out_dir: Path) -> None:
                          f"({type(error).__name__}: {error}): it comes from other code or was edited; run the "
                          "experiment again") from None
     records.replace_files({out_dir / "Images" / f"{experiment.NAME}.png": png(figure)})
-    print("\n\n".join(tables))
+    print(printed(tables))
 
 
 def check_places(quick: bool, out_dir: Path, store_dir: Path | None = None, keep: Path | None = None) -> None:
@@ -532,6 +542,6 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
         print(f"{path} and {figure} are left as they are: no number changed")
     else:
         records.replace_files({path: records.json_bytes(results), figure: png(experiment.figure(results))})  # both or neither
-    print("\n\n".join(experiment.tables(results)))
+    print(printed(experiment.tables(results)))
     print(f"{experiment.NAME}: {len(runs)} runs, {results['train_seconds'] / 60:.1f} minutes of training")
     return results

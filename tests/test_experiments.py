@@ -274,6 +274,18 @@ def test_help_lists_each_experiment_with_its_stored_runs(monkeypatch, capsys):
     assert re.search(r" main BN, [^;]+; uses 40 runs of 20 epochs, \d+ of them stored own_rate ", listed)
 
 
+def test_printed_tables_say_which_correction_their_verdicts_come_from(tmp_path, fake_experiment):
+    corrected, plain = "| pair | p (Holm) | verdict |\n|---|---|---|\n| A - B | 0.010 | differs |", "| trend | p (uncorrected) |"
+    experiment = fake_experiment(1.0, (corrected, plain))
+    for command in (lambda: runner.execute(experiment, False, 1, tmp_path, tmp_path / "store"),
+                    lambda: runner.replot(experiment, tmp_path)):
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            command()
+        assert f"{corrected}\n{runner.CORRECTION}\n\n{plain}\n" in out.getvalue()
+        assert out.getvalue().count("verdicts above: Holm within their family") == 1
+    assert "STUDY.md" in runner.CORRECTION and "not study-wide" in runner.CORRECTION
+
+
 def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
     results = json.loads((ROOT / "results" / "l1.json").read_text())
     assert results["settings"]["MAX_LR"] == settings.defaults()["MAX_LR"]
@@ -395,6 +407,15 @@ def test_committed_experiment_reads_every_run_from_the_committed_store(name):
     assert all(store.Store().file(r["spec"]).is_file() for r in runs)
     assert all(r["git_commit"] and "+" not in r["git_commit"] for r in results["runs"])
     assert "+" not in results["environment"]["git_commit"]
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_every_committed_table_with_verdicts_is_marked_as_holm_corrected(name):
+    """runner.printed finds the tables whose verdicts are corrected by "(Holm)": each table that gives a verdict says it."""
+    results = json.loads((ROOT / "results" / f"{name}.json").read_text())
+    for table in importlib.import_module(f"experiments.{name}").tables(results):
+        if re.search(r"\| (differs|equivalent|inconclusive)|: (differs|equivalent|inconclusive)", table):
+            assert "(Holm)" in table
 
 
 def test_the_protocol_lists_every_declared_run_once_and_keeps_the_published_ones():
