@@ -191,12 +191,17 @@ def report_elsewhere(records: list[dict]) -> None:
 # ---- Evaluation of stored models -------------------------------------------------------------------------------
 
 def progress(items: list, what: str) -> Iterator:
-    """The items, one at a time, with a line after each: "what i/n, s seconds" (evaluations of stored models take
-    minutes; plain lines, as training's epochs, so that a log reads as well as a terminal)."""
+    """The items, one at a time, with a line after each: "what i/n, s seconds", and after the first how long all n
+    should take at its pace (evaluations of stored models take minutes; plain lines, as training's epochs, so that a
+    log reads as well as a terminal)."""
     start = time.perf_counter()
     for i, item in enumerate(items, 1):
         yield item
-        print(f"{what} {i}/{len(items)}, {time.perf_counter() - start:.0f} s", flush=True)
+        seconds = time.perf_counter() - start
+        print(f"{what} {i}/{len(items)}, {seconds:.0f} s", flush=True)
+        if i == 1 and len(items) > 1:
+            print(f"{what}: {len(items)} in all, about {seconds * len(items) / 60:.1f} minutes at the first's pace",
+                  flush=True)
 
 
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> tuple[float, torch.Tensor]:

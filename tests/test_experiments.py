@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -147,6 +148,20 @@ def quick_results(tmp_path_factory):
                                            root / "store")
         printed[name] = out.getvalue()
     return results, root, printed
+
+
+def test_a_long_evaluation_says_how_long_it_will_take_after_its_first_item(monkeypatch, capsys):
+    now = [0.0]
+    monkeypatch.setattr(runner, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    items = runner.progress(["none", "contrast", "noise"], "shifts evaluated on 30 stored models")
+    next(items)
+    now[0] += 40.0  # the first condition's evaluations took 40 s
+    next(items)
+    assert capsys.readouterr().out == ("shifts evaluated on 30 stored models 1/3, 40 s\n"
+                                       "shifts evaluated on 30 stored models: 3 in all, about 2.0 minutes at the first's pace\n")
+    assert list(items) == ["noise"]  # the estimate once, not after every item
+    assert capsys.readouterr().out == ("shifts evaluated on 30 stored models 2/3, 40 s\n"
+                                       "shifts evaluated on 30 stored models 3/3, 40 s\n")
 
 
 @pytest.mark.slow
