@@ -1,5 +1,5 @@
 """The records: how a result was made (`environment`), the history file, files replaced in one step (`replace_file`,
-`replace_files`, `write_json`), Markdown tables and the README's worked example.
+`replace_files`, `write_json`, `json_bytes`), Markdown tables and the README's worked example.
 """
 
 import json
@@ -184,11 +184,14 @@ def replace_files(files: dict[Path, bytes]) -> list[Path]:
     return list(files)
 
 
+def json_bytes(data: dict) -> bytes:
+    """`data` as the records write it: indented JSON and a final newline; a non-finite number is a ValueError."""
+    return (json.dumps(data, indent=1, allow_nan=False) + "\n").encode()
+
+
 def write_json(path: str | os.PathLike, data: dict) -> Path:
-    """Write `data` as indented JSON, replacing `path` in one step (`replace_file`), synced to the disk; a non-finite
-    number is a ValueError."""
-    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-    return replace_file(path, lambda tmp: _write_synced(tmp, text.encode()))
+    """Write `data` as `json_bytes`, replacing `path` in one step (`replace_file`), synced to the disk."""
+    return replace_file(path, lambda tmp: _write_synced(tmp, json_bytes(data)))
 
 
 def save_history(path: str | os.PathLike, name: str, entry: dict) -> None:

@@ -41,8 +41,9 @@ SETTINGS = {
     "DATA_ROOT": ("data", "a folder's path", "the folder that holds MNIST/raw"),
     "DEVICE": (None, "None or a device this machine has", "None: cuda, then mps, then cpu"),
     "OUT_DIR": (".", "a folder's path you can write to", "where a finished run's results/ and Images/ go"),
-    "REPLACE_RESULTS": (False, "True, False or some of EPOCHS, TRAIN_LIMIT, TEST_LIMIT",
-                        "True: this run replaces OUT_DIR's results (the whole study only, or what it names)"),
+    "REPLACE_RESULTS": (False, "True, False or a list of settings, any but VARIANTS, DATA_ROOT and OUT_DIR",
+                        "True: this run replaces OUT_DIR's results if at the committed study's settings; a list: "
+                        "also where those listed differ"),
 }
 COLAB_SETTINGS = ("GITHUB_REPO", "GITHUB_BRANCH")  # the notebook's Colab cell sets these, before the parameters
 WHERE = ("DATA_ROOT", "OUT_DIR", "REPLACE_RESULTS")  # where and whether, not what: no part of a run's record

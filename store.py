@@ -155,29 +155,29 @@ def loaders(spec: dict, device: torch.device | str, root: str | os.PathLike | No
 
 
 def fit_model(spec: dict, device: torch.device, root: str | os.PathLike | None = None,
-              on_epoch=None) -> tuple[Net, list[dict], torch.Tensor]:
+              on_epoch=None, bars: bool = True) -> tuple[Net, list[dict], torch.Tensor]:
     """The computation a run is: from the spec's seed (weights, batches and augmentation), `utils.fit`, then the
     predictions for every held-out digit. Returns the trained model, its history and those predictions."""
     train_loader, held_loader = loaders(spec, device, root)
     utils.reseed(spec["seed"], train_loader)
     model = Net(spec["norm"], groups=spec["groups"], dropout=spec["dropout"], norm_batch=spec["norm_batch"]).to(device)
     history = utils.fit(model, train_loader, held_loader, device, spec["epochs"], spec["max_lr"], spec["weight_decay"],
-                        spec["l1_lambda"], spec["ema_decay"], on_epoch)
+                        spec["l1_lambda"], spec["ema_decay"], on_epoch, bars)
     return model, history, utils.predict(model, held_loader, device)
 
 
 def train(spec: dict, device: torch.device | str = "cpu", root: str | os.PathLike | None = None,
-          on_epoch=None) -> tuple[Net, dict]:
+          on_epoch=None, bars: bool = True) -> tuple[Net, dict]:
     """Train and test the run `spec` describes: the notebook's training cell and every experiment come through here.
 
     Returns the trained model and its record: key, identity, environment, seconds, the per-epoch history (its
     "test_*" numbers are on the held-out digits: the test set, or the validation digits with split "validation")
-    and the predicted class of every held-out digit, as a string of digits.
+    and the predicted class of every held-out digit, as a string of digits. `on_epoch` and `bars` go to utils.fit.
     """
     device = torch.device(device)
     made_in = records.environment(device)  # at the start: the commit that trains, not one made while it trained
     start = time.perf_counter()
-    model, history, predictions = fit_model(spec, device, root, on_epoch)
+    model, history, predictions = fit_model(spec, device, root, on_epoch, bars)
     record = {"key": key(spec), "identity": identity(spec), "environment": made_in,
               "seconds": time.perf_counter() - start, "history": history,
               "predictions": "".join(map(str, predictions.tolist()))}
@@ -186,9 +186,10 @@ def train(spec: dict, device: torch.device | str = "cpu", root: str | os.PathLik
 
 def train_for_store(spec: dict) -> tuple[dict, dict[str, torch.Tensor]]:
     """A worker's job, locally or on a Dask worker: train `spec` on the CPU with one thread (MNIST from the worker's
-    MNIST_ROOT); the record and the model's tensors, which the caller stores."""
+    MNIST_ROOT), without progress bars whatever the worker's environment (a Dask worker's log would fill with them);
+    the record and the model's tensors, which the caller stores."""
     torch.set_num_threads(1)
-    model, record = train(spec, "cpu")
+    model, record = train(spec, "cpu", bars=False)
     return record, {name: t.detach().cpu() for name, t in model.state_dict().items()}
 
 

@@ -260,13 +260,15 @@ def train(
 
 def _train(model: nn.Module, loader: Loader, optimizer: torch.optim.Optimizer, device: torch.device,
            scheduler: torch.optim.lr_scheduler.LRScheduler | None, l1_lambda: float, epoch: int,
-           ema: WeightEMA | None) -> tuple[float, float]:
-    """train without its checks: what fit calls every epoch, its arguments checked once."""
+           ema: WeightEMA | None, bars: bool = True) -> tuple[float, float]:
+    """train without its checks: what fit calls every epoch, its arguments checked once; without `bars`, no progress
+    bar whatever the environment says."""
     model.train()
     batch_losses = torch.zeros(len(loader), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
-    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False)  # TQDM_DISABLE=1 silences it
+    # TQDM_DISABLE=1 silences the bar too, but only where it was set before tqdm was imported (tqdm reads it then)
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, **({} if bars else {"disable": True}))
     for batch, (images, labels) in enumerate(bar):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         output = model(images)
@@ -345,6 +347,7 @@ def fit(
     l1_lambda: float = 0.0,
     ema_decay: float | None = None,
     on_epoch: Callable[[list[dict]], None] | None = None,
+    bars: bool = True,
 ) -> list[dict]:
     """Train `epochs` epochs with a fresh AdamW optimizer and a OneCycle schedule (peak `max_lr`); test after each.
 
@@ -353,7 +356,7 @@ def fit(
     is tested after each epoch, and its weights are copied into `model` at the end. A test accuracy at chance
     level (CHANCE_ACC) gives a RuntimeWarning; a non-finite loss stops the run with a FloatingPointError.
     Returns one record per epoch (the history.json schema; weights_l1 is the tested model's sum of |w| over the
-    weights L1 penalises); `on_epoch(history)` is called after every epoch.
+    weights L1 penalises); `on_epoch(history)` is called after every epoch. `bars`: a progress bar per epoch (tqdm's).
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {_kind(model)}")
@@ -378,7 +381,8 @@ def fit(
         for epoch in range(1, epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             start = time.perf_counter()
-            train_loss, train_acc = _train(model, train_loader, optimizer, device, scheduler, l1_lambda, epoch, ema)
+            train_loss, train_acc = _train(model, train_loader, optimizer, device, scheduler, l1_lambda, epoch, ema,
+                                           bars)
             test_loss, test_acc = _test(model if ema is None else ema.module, test_loader, device)
             seconds = time.perf_counter() - start
             weights_l1 = l1_penalty(model if ema is None else ema.module).item()  # what L1 acts on, for the record

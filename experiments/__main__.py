@@ -5,6 +5,7 @@ few stored runs here and compare them with their records."""
 import argparse
 import importlib
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: one plain line per epoch, not a bar per run
@@ -26,7 +27,9 @@ def summary(module) -> str:
     return f"{module.SHOWS}; uses {len(specs)} runs of 20 epochs, {stored} of them stored"
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(stored: bool = False) -> argparse.ArgumentParser:
+    """The command line; each experiment's line in --help says how many of its runs are stored only where `stored`
+    (counting them takes seconds: an argument error must not wait for it)."""
     modules = {name: importlib.import_module(f"experiments.{name}") for name in EXPERIMENTS}
     top = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
                         help=f"writes OUT_DIR/results/NAME.json and OUT_DIR/Images/NAME.png (default: the repository; "
                              f"{QUICK_DIR} with --quick)")
     for name, module in modules.items():
-        one = names.add_parser(name, parents=[common], help=summary(module), description=module.__doc__,
+        one = names.add_parser(name, parents=[common], help=summary(module) if stored else module.SHOWS,
+                               description=module.__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         one.add_argument("--quick", action="store_true", help=f"a smoke run: first seed only, settings {runner.QUICK}; "
                                                               f"writes under {QUICK_DIR}, never results/")
@@ -59,15 +63,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    top = parser()
+    top = parser(stored=sys.argv[1:2] in (["-h"], ["--help"]))  # the list with stored runs: `python -m experiments --help`
     args = top.parse_args()
     if args.jobs < 1:
         top.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.name == "verify":
         if args.publish and args.out_dir:
             top.error("--publish writes into the repository's results/: it takes no --out-dir")
-        verify.main(args.sample, args.store or store.STORE, args.jobs, args.scheduler,
-                    runner.ROOT if args.publish else args.out_dir or verify.OUT_DIR, args.keep)
+        out_dir = runner.ROOT if args.publish else args.out_dir or verify.OUT_DIR
+        runner.check_places(False, out_dir, keep=args.keep)  # never into the committed store
+        verify.main(args.sample, args.store or store.STORE, args.jobs, args.scheduler, out_dir, args.keep)
         return
     if args.replot and (args.quick or args.scheduler or args.store):
         top.error("--replot trains nothing: it takes only --out-dir")

@@ -12,7 +12,7 @@ from typing import Iterable
 
 from model import canonical_norm
 from records import ROOT, committed_place, load_history, replace_files
-from settings import COLAB_SETTINGS, RECIPE, SETTINGS
+from settings import COLAB_SETTINGS, SETTINGS, WHERE
 from utils import CHANCE_ACC
 
 _interruptions: list[str] = []  # what interrupted the watched run, or could have done so unseen (watch_interrupts)
@@ -122,7 +122,9 @@ def check_out_dir(out_dir: str | os.PathLike) -> Path:
 
 
 STUDY_VARIANTS = SETTINGS["VARIANTS"][0]  # the default variants: README.md and STUDY.md's numbers compare these three
-FORCEABLE = ("EPOCHS", "TRAIN_LIMIT", "TEST_LIMIT")  # what REPLACE_RESULTS may name to publish a partial run
+# What decides the committed study's numbers, and what REPLACE_RESULTS may name to publish a run where it differs: every
+# setting the notebook records beside each model (settings.recorded) but VARIANTS, which can never be forced
+FORCEABLE = tuple(name for name in SETTINGS if name not in WHERE and name != "VARIANTS")
 
 
 def _names(names: Iterable[str]) -> str:
@@ -132,18 +134,18 @@ def _names(names: Iterable[str]) -> str:
 
 def check_replace(settings: dict, variants: dict, replace: bool | set[str] | list[str]) -> None:
     """REPLACE_RESULTS, checked before any training. False: nothing to check (`publish` keeps apart a run that is not
-    the study OUT_DIR's history.json records). True: the run must be the whole committed study, every variant of
-    STUDY_VARIANTS (`variants`, {name: norm}), the EPOCHS of the repository's results/history.json (settings.RECIPE's
-    where there is none) and every digit (TRAIN_LIMIT and TEST_LIMIT None); a ValueError lists what differs. A set of
-    names from FORCEABLE (REPLACE_RESULTS = {"EPOCHS"}, or a list: papermill passes lists) publishes a run where those differ, on purpose; never one
-    without every variant."""
+    the study OUT_DIR's history.json records). True: the run must be the whole committed study: every variant of
+    STUDY_VARIANTS (`variants`, {name: norm}), every digit (TRAIN_LIMIT and TEST_LIMIT None) and each other setting of
+    FORCEABLE as the repository's results/history.json records it (its default where there is none); a ValueError
+    names each that differs, with the study's value. A set of names from FORCEABLE (REPLACE_RESULTS = {"EPOCHS"}, or a
+    list: papermill passes lists) publishes a run where those differ, on purpose; never one without every variant."""
     if replace is False:
         return
     forced = set() if replace is True else set(replace) if isinstance(replace, (set, frozenset, list, tuple)) else None
     if forced is None or not forced <= set(FORCEABLE):
         raise ValueError(f"REPLACE_RESULTS must be True, False or a set of the settings a replacing run may change, "
                          f"among {_names(FORCEABLE)}, got {replace!r}")
-    study = {"EPOCHS": RECIPE["EPOCHS"], **_study_settings(load_history(ROOT / "results" / "history.json")),
+    study = {**{name: SETTINGS[name][0] for name in FORCEABLE}, **_study_settings(load_history(ROOT / "results" / "history.json")),
              "TRAIN_LIMIT": None, "TEST_LIMIT": None}
     ours = {name: canonical_norm(norm) for name, norm in variants.items()}
     differs = [name for name in FORCEABLE if settings.get(name) != study[name] and name not in forced]

@@ -57,7 +57,7 @@ def notebook_run(results: dict) -> dict[str, str]:
     final = {name: run["history"][-1]["test_acc"] for name, run in runs.items()}
     minutes = sum(e["seconds"] for run in runs.values() for e in run["history"]) / 60
     return {
-        "notebook_run": f"In the committed notebook run (seed 1) {NAMES['BN+L1']} ends at {final['BN+L1']:.2f}% test accuracy, "
+        "notebook_run": f"In the committed notebook run (seed {first['settings']['SEED']}) {NAMES['BN+L1']} ends at {final['BN+L1']:.2f}% test accuracy, "
                         f"{NAMES['LN']} at {final['LN']:.2f}% and {NAMES['GN']} at {final['GN']:.2f}%, each with "
                         f"{first['params']:,} parameters; its {len(runs)} x {len(first['history'])} epochs took "
                         f"{minutes:.1f} minutes on {env['device']} with {env['threads']} threads (torch {env['torch']}, "
@@ -124,7 +124,7 @@ def main_blocks(results: dict, found: list[dict]) -> dict[str, str]:
     summary = results["main"]["summary"]
     means = [x["mean"] for x in summary["variants"].values()]
     margin = f"{summary['margin']:.2f}"
-    text = (f"With batches of 128 images, BatchNorm, LayerNorm and GroupNorm (and BatchNorm with L1) give this "
+    text = (f"With batches of {results['main']['settings']['BATCH_SIZE']} images, BatchNorm, LayerNorm and GroupNorm (and BatchNorm with L1) give this "
             f"{next(iter(results['history'].values()))['params']:,}-parameter network mean test accuracies between {min(means):.2f}% and "
             f"{max(means):.2f}% over {len(summary['seeds'])} seeds at one shared learning rate")
     if "own_rate" in results:
@@ -211,7 +211,7 @@ def pick(results: dict, found: list[dict]) -> str:
         rates = [name for name in ("main", "own_rate") if name in results]
         equivalent = [f"{row['comparison'].replace(' - ', ' and ')} {'at the shared rate' if row['family'].startswith('main') else 'at their own rates'}"
                       for row in core if row["study_verdict"].startswith("equivalent")]
-        rows.append(["Batches of about 128 images, as here",
+        rows.append([f"Batches of about {results['main']['settings']['BATCH_SIZE']} images, as here",
                      "no norm is shown better than another" if not differ else "see the evidence",
                      "their mean accuracies differ by at most " + " and ".join(
                          f"{spread(name):.2f} points {'at the shared learning rate' if name == 'main' else 'at their own rates'}"
@@ -222,11 +222,12 @@ def pick(results: dict, found: list[dict]) -> str:
         nb = {(x["norm"], x["k"]): x for x in results["norm_batch"]["summary"]["rows"]}
         k2 = verdict(found, "norm_batch", "k = 2 - whole batch")
         trend = next(row for row in found if row["comparison"].startswith("norm_batch: slope"))
-        rows.append(["One or two images per normalisation group (ghost batches within a batch of 128)",
+        rows.append(["One or two images per normalisation group (ghost batches within a batch of "
+                     f"{results['norm_batch']['settings']['BATCH_SIZE']})",
                      "LayerNorm or GroupNorm, not BatchNorm",
                      f"BatchNorm over groups of one image ends at {nb[('B', 1)]['mean']:.0f}% accuracy; over two it is "
                      f"{-nb[('B', 2)]['against_whole_batch']['difference']:.2f} points below the whole batch ({k2}); and "
-                     f"from 2 to 128 images accuracy rises with the group ({trend['study_verdict']}: "
+                     f"from 2 to {results['norm_batch']['settings']['BATCH_SIZE']} images accuracy rises with the group ({trend['study_verdict']}: "
                      f"{trend['difference']:+.3f} points per doubling). LayerNorm and GroupNorm do not depend on the batch",
                      link("norm_batch")])
     if "shift" in results:
@@ -407,7 +408,7 @@ def compute_table() -> str:
                      minutes(total / 2), minutes(total / 16)])
     total = sum(estimate(k, spec) for k, (_, spec) in needed.items())
     body.append(["all, each run once", len(needed), len(seconds), minutes(total / 2), minutes(total / 16)])
-    return records.markdown_table(["experiment", "runs (20 epochs each)", "in the committed store",
+    return records.markdown_table(["experiment", f"runs ({runner.settings_for(False)['EPOCHS']} epochs each)", "in the committed store",
                                  "minutes on 2 cores", "minutes on 16 cores"], body)
 
 

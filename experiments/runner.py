@@ -7,9 +7,10 @@
 - evaluations on stored models: BatchNorm with the statistics of groups of test digits or recomputed ones;
   test-batch invariance;
 - statistics: mean and spread over seeds, the standard error of one accuracy, exact McNemar, paired t-test;
-- records: `execute` writes results/NAME.json and Images/NAME.png, each replaced only once complete.
+- records: `execute` writes results/NAME.json and Images/NAME.png, both replaced together once complete, or neither.
 """
 
+import io
 import json
 import math
 import os
@@ -190,12 +191,17 @@ def report_elsewhere(records: list[dict]) -> None:
 # ---- Evaluation of stored models -------------------------------------------------------------------------------
 
 def progress(items: list, what: str) -> Iterator:
-    """The items, one at a time, with a line after each: "what i/n, s seconds" (evaluations of stored models take
-    minutes; plain lines, as training's epochs, so that a log reads as well as a terminal)."""
+    """The items, one at a time, with a line after each: "what i/n, s seconds", and after the first how long all n
+    should take at its pace (evaluations of stored models take minutes; plain lines, as training's epochs, so that a
+    log reads as well as a terminal)."""
     start = time.perf_counter()
     for i, item in enumerate(items, 1):
         yield item
-        print(f"{what} {i}/{len(items)}, {time.perf_counter() - start:.0f} s", flush=True)
+        seconds = time.perf_counter() - start
+        print(f"{what} {i}/{len(items)}, {seconds:.0f} s", flush=True)
+        if i == 1 and len(items) > 1:
+            print(f"{what}: {len(items)} in all, about {seconds * len(items) / 60:.1f} minutes at the first's pace",
+                  flush=True)
 
 
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> tuple[float, torch.Tensor]:
@@ -421,9 +427,21 @@ def ways_figure(rows: list[dict], labels: list[str], title: str):
 
 # ---- Records -----------------------------------------------------------------------------------------------------
 
-def save_figure(fig, path: Path) -> None:
-    """Save a figure, replacing `path` only once it is complete."""
-    records.replace_file(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
+def png(fig) -> bytes:
+    """A figure as the PNG file Images/ holds, rendered in memory (so that it is written with its JSON, in one step)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+CORRECTION = ("verdicts above: Holm within their family (this experiment's comparisons of this kind), not study-wide; "
+              "the study-wide verdicts are in STUDY.md's table \"Every verdict, in its family and study-wide\"")
+
+
+def printed(tables: list[str]) -> str:
+    """An experiment's tables as the command line prints them, each whose verdicts come from Holm's correction (its
+    header or cells say "(Holm)") followed by the line CORRECTION, which says so and where the study-wide ones are."""
+    return "\n\n".join(table + ("\n" + CORRECTION if "(Holm)" in table else "") for table in tables)
 
 
 def load_results(path: Path, name: str) -> dict:
@@ -454,6 +472,7 @@ def unchanged(path: Path, results: dict) -> bool:
 
 def replot(experiment, out_dir: Path) -> None:
     """Redraw an experiment's figure and reprint its tables from its results JSON, without training anything."""
+    check_places(False, out_dir)
     path = out_dir / "results" / f"{experiment.NAME}.json"
     results = load_results(path, experiment.NAME)
     try:  # both drawn before anything is written
@@ -462,23 +481,27 @@ def replot(experiment, out_dir: Path) -> None:
         raise ValueError(f"{path} holds results of experiment {experiment.NAME!r} that this version cannot draw "
                          f"({type(error).__name__}: {error}): it comes from other code or was edited; run the "
                          "experiment again") from None
-    save_figure(figure, out_dir / "Images" / f"{experiment.NAME}.png")
-    print("\n\n".join(tables))
+    records.replace_files({out_dir / "Images" / f"{experiment.NAME}.png": png(figure)})
+    print(printed(tables))
 
 
-def check_quick_places(quick: bool, out_dir: Path, store_dir: Path) -> None:
-    """A ValueError, before anything is written, where a quick run (the first seed only, QUICK's settings: not the
-    committed study) would write into a committed place (records.committed_place): --out-dir or --store the
-    repository root or a folder in results/ (results/runs is the committed store) or Images/."""
-    if not quick:
-        return
-    for option, path in (("--out-dir", out_dir), ("--store", store_dir)):
-        place = records.committed_place(path)
-        if place:
-            raise ValueError(f"--quick with {option} {path}: that is {place} ({Path(path).resolve()}), where only the "
-                             f"committed study's runs and results go, and a quick run ({QUICK}, first seed only) is not "
-                             f"one. Leave {option} out (a quick run writes under {RUNS / 'quick'}) or give a folder "
-                             "outside the repository root, results/ and Images/")
+def check_places(quick: bool, out_dir: Path, store_dir: Path | None = None, keep: Path | None = None) -> None:
+    """A ValueError, before anything is written, where an output place is, or lies in, a committed place
+    (records.committed_place, symlinks resolved: the repository root, results/ or Images/) other than its own: a full
+    run's --out-dir may be the repository root itself (whose results/ and Images/ are the experiments' published
+    places) and its --store the committed store (results/runs) itself; verify's --keep neither, nor any place of a
+    quick run (QUICK's settings, the first seed only: not the committed study)."""
+    own = {} if quick else {"--out-dir": ROOT, "--store": store.STORE}
+    what = {"--out-dir": "a results/ and an Images/", "--store": "run records", "--keep": "retrained runs"}
+    for option, path in (("--out-dir", out_dir), ("--store", store_dir), ("--keep", keep)):
+        place = None if path is None else records.committed_place(path)
+        if place and Path(path).resolve() != own.get(option):
+            default = f"{RUNS / 'quick'}, a quick run's" if quick else own.get(option)
+            leave = f"leave {option} out (the default: {default}) or " if default else ""
+            raise ValueError(f"{'--quick with ' if quick else ''}{option} {path}: that is {place} ({Path(path).resolve()}), "
+                             f"where only the committed study's own files go, each in its own place; {option} would put "
+                             f"{what[option]} of {'a quick run' if quick else 'its own'} there. Instead {leave}give a "
+                             "folder outside the repository root, results/ and Images/")
 
 
 def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, scheduler: str | None = None) -> dict:
@@ -490,7 +513,7 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     numbers, each run carrying its "record"; figure(results) and tables(results), the README's tables.
     --quick runs the first seed only.
     """
-    check_quick_places(quick, out_dir, store_dir)
+    check_places(quick, out_dir, store_dir)
     settings = {k: v for k, v in settings_for(quick, **experiment.OVERRIDES).items() if k != "DATA_ROOT"}
     check_study(settings["VARIANTS"], settings["EPOCHS"], settings["MAX_LR"], settings["WEIGHT_DECAY"],
                 settings["EMA_DECAY"], settings["L1_LAMBDA"], settings["GROUPS"], settings["DROPOUT"], out_dir)
@@ -523,8 +546,7 @@ def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, 
     if unchanged(path, results) and figure.exists():
         print(f"{path} and {figure} are left as they are: no number changed")
     else:
-        records.write_json(path, results)
-        save_figure(experiment.figure(results), figure)
-    print("\n\n".join(experiment.tables(results)))
+        records.replace_files({path: records.json_bytes(results), figure: png(experiment.figure(results))})  # both or neither
+    print(printed(experiment.tables(results)))
     print(f"{experiment.NAME}: {len(runs)} runs, {results['train_seconds'] / 60:.1f} minutes of training")
     return results

@@ -1,10 +1,12 @@
-"""Helpers shared by the test modules: where real MNIST is, a tiny fake MNIST, the norms' input shapes, and `raises`."""
+"""Helpers shared by the test modules: where real MNIST is, a tiny fake MNIST, the norms' input shapes, an experiment
+that needs no run, and `raises`."""
 
 import hashlib
 import os
 import re
 import struct
 from pathlib import Path
+from types import SimpleNamespace
 
 # One CPU thread per test process, set before torch loads OpenMP, as the notebook and the experiments run: on a busy
 # machine two threads spin at several times the time (benchmarks/threads.py). OMP_NUM_THREADS given outside wins.
@@ -63,6 +65,26 @@ def norm_input_shapes(net) -> list[tuple[int, ...]]:
         for h in hooks:
             h.remove()
     return shapes
+
+
+@pytest.fixture
+def fake_experiment(monkeypatch):
+    """Makes experiments for runner.execute that list no run and need no MNIST (the digest of the digits is a
+    stand-in): `fake_experiment(value, tables)` summarises to {"value": value}, draws it, and prints `tables`."""
+    import matplotlib.pyplot as plt
+
+    import data
+
+    monkeypatch.setattr(data, "mnist_digest", lambda root=None: "0" * 64)
+
+    def figure(results: dict):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.bar([0], [results["summary"]["value"]])
+        return fig
+
+    return lambda value, tables=("| a table |",): SimpleNamespace(
+        NAME="fake", SEEDS=(1,), OVERRIDES={}, runs=lambda settings, seeds: [],
+        summarise=lambda runs, settings, runs_store: {"value": value}, figure=figure, tables=lambda results: list(tables))
 
 
 def raises(error: type[Exception], *parts: str):

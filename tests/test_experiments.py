@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -148,6 +150,20 @@ def quick_results(tmp_path_factory):
     return results, root, printed
 
 
+def test_a_long_evaluation_says_how_long_it_will_take_after_its_first_item(monkeypatch, capsys):
+    now = [0.0]
+    monkeypatch.setattr(runner, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    items = runner.progress(["none", "contrast", "noise"], "shifts evaluated on 30 stored models")
+    next(items)
+    now[0] += 40.0  # the first condition's evaluations took 40 s
+    next(items)
+    assert capsys.readouterr().out == ("shifts evaluated on 30 stored models 1/3, 40 s\n"
+                                       "shifts evaluated on 30 stored models: 3 in all, about 2.0 minutes at the first's pace\n")
+    assert list(items) == ["noise"]  # the estimate once, not after every item
+    assert capsys.readouterr().out == ("shifts evaluated on 30 stored models 2/3, 40 s\n"
+                                       "shifts evaluated on 30 stored models 3/3, 40 s\n")
+
+
 @pytest.mark.slow
 @needs_mnist
 @pytest.mark.parametrize("name, line", [("bn_test", r"BN: stored models evaluated at test time 1/1, \d+ s"),
@@ -198,7 +214,91 @@ def test_quick_run_refuses_committed_places_before_anything(tmp_path, monkeypatc
     option = "--store" if store_dir.endswith("results/runs") else "--out-dir"
     with pytest.raises(ValueError, match=f"^--quick with {option} .*: that is (the repository root|in results/|in Images/)"):
         runner.execute(l1, True, 1, place(out_dir), place(store_dir))
-    runner.check_quick_places(False, ROOT, ROOT / "results" / "runs")  # the full study's places
+    runner.check_places(False, ROOT, ROOT / "results" / "runs")  # the full study's places
+
+
+@pytest.mark.parametrize("out_dir", ["results", "results/runs", "Images", "Images/x", "link/results", "link/Images"])
+def test_a_full_run_and_replot_refuse_an_out_dir_in_the_committed_folders(tmp_path, monkeypatch, out_dir):
+    from experiments import l1
+    (tmp_path / "link").symlink_to(ROOT)  # the repository by another name
+    path = tmp_path / out_dir if out_dir.startswith("link") else ROOT / out_dir
+    monkeypatch.setattr(runner, "settings_for", lambda *a, **k: pytest.fail("execute got past the check of the places"))
+    monkeypatch.setattr(runner, "load_results", lambda *a: pytest.fail("replot got past the check of the places"))
+    for command in (lambda: runner.execute(l1, False, 1, path, store.STORE), lambda: runner.replot(l1, path)):
+        with pytest.raises(ValueError, match=f"^--out-dir {re.escape(str(path))}: that is in (results|Images)/"):
+            command()
+    runner.check_places(False, tmp_path / "link", tmp_path / "link" / "results" / "runs")  # the full study's, by a link
+    runner.check_places(False, tmp_path / "out", tmp_path / "store", keep=tmp_path / "kept")  # anywhere outside
+
+
+@pytest.mark.parametrize("arguments, option", [(["--keep", "results/runs"], "--keep"), (["--keep", "link/results/runs"], "--keep"),
+                                               (["--keep", "results/runs/x"], "--keep"), (["--out-dir", "Images"], "--out-dir")])
+def test_verify_never_writes_into_the_committed_files(tmp_path, monkeypatch, arguments, option):
+    from experiments import __main__ as cli, verify
+    (tmp_path / "link").symlink_to(ROOT)
+    place = tmp_path / arguments[1] if arguments[1].startswith("link") else ROOT / arguments[1]
+    monkeypatch.setattr(verify, "main", lambda *a: pytest.fail("verify started with a committed place to write"))
+    monkeypatch.setattr(sys, "argv", ["python -m experiments", "verify", "--store", str(tmp_path), arguments[0], str(place)])
+    with pytest.raises(ValueError, match=f"^{option} {re.escape(str(place))}: that is in (results|Images)/"):
+        cli.main()
+
+
+def test_an_experiment_s_json_and_figure_are_replaced_together_or_not_at_all(tmp_path, monkeypatch, fake_experiment):
+    out, store_dir = tmp_path / "out", tmp_path / "store"
+    with contextlib.redirect_stdout(io.StringIO()):
+        runner.execute(fake_experiment(1.0), False, 1, out, store_dir)
+    files = [out / "results" / "fake.json", out / "Images" / "fake.png"]
+    before = {path: path.read_bytes() for path in files}
+    replace, replaced = Path.replace, []
+
+    def fail_on_the_second(self, target):  # the JSON is in place, the figure's replacement fails
+        replaced.append(target)
+        if len(replaced) == 2:
+            raise OSError("disk full")
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", fail_on_the_second)
+    with pytest.raises(OSError, match="disk full"), contextlib.redirect_stdout(io.StringIO()):
+        runner.execute(fake_experiment(2.0), False, 1, out, store_dir)
+    assert replaced[:2] == files  # both were being replaced, the JSON first
+    assert {path: path.read_bytes() for path in files} == before
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == [Path("Images/fake.png"), Path("results/fake.json")]
+
+
+def test_a_misspelt_experiment_is_refused_at_once_naming_the_valid_ones(monkeypatch, capsys):
+    from experiments import __main__ as cli
+    monkeypatch.setattr(cli, "summary", lambda module: pytest.fail("runs counted before the arguments were parsed"))
+    monkeypatch.setattr(sys, "argv", ["python -m experiments", "mian"])
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == 2
+    assert re.search(r"invalid choice: 'mian' \(choose from 'main', .*'ghost_stats', 'verify'\)", capsys.readouterr().err)
+    start = time.perf_counter()  # the whole command, imports and all, on a loaded machine
+    refused = subprocess.run([sys.executable, "-m", "experiments", "mian"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+    assert time.perf_counter() - start < 15 and refused.returncode == 2
+    assert "invalid choice: 'mian'" in refused.stderr and "'own_rate'" in refused.stderr
+
+
+def test_help_lists_each_experiment_with_its_stored_runs(monkeypatch, capsys):
+    from experiments import __main__ as cli
+    monkeypatch.setattr(sys, "argv", ["python -m experiments", "--help"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    listed = " ".join(capsys.readouterr().out.split())
+    assert re.search(r" main BN, [^;]+; uses 40 runs of 20 epochs, \d+ of them stored own_rate ", listed)
+
+
+def test_printed_tables_say_which_correction_their_verdicts_come_from(tmp_path, fake_experiment):
+    corrected, plain = "| pair | p (Holm) | verdict |\n|---|---|---|\n| A - B | 0.010 | differs |", "| trend | p (uncorrected) |"
+    experiment = fake_experiment(1.0, (corrected, plain))
+    for command in (lambda: runner.execute(experiment, False, 1, tmp_path, tmp_path / "store"),
+                    lambda: runner.replot(experiment, tmp_path)):
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            command()
+        assert f"{corrected}\n{runner.CORRECTION}\n\n{plain}\n" in out.getvalue()
+        assert out.getvalue().count("verdicts above: Holm within their family") == 1
+    assert "STUDY.md" in runner.CORRECTION and "not study-wide" in runner.CORRECTION
 
 
 def test_notebook_l1_lambda_is_the_one_chosen_on_validation():
@@ -322,6 +422,15 @@ def test_committed_experiment_reads_every_run_from_the_committed_store(name):
     assert all(store.Store().file(r["spec"]).is_file() for r in runs)
     assert all(r["git_commit"] and "+" not in r["git_commit"] for r in results["runs"])
     assert "+" not in results["environment"]["git_commit"]
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_every_committed_table_with_verdicts_is_marked_as_holm_corrected(name):
+    """runner.printed finds the tables whose verdicts are corrected by "(Holm)": each table that gives a verdict says it."""
+    results = json.loads((ROOT / "results" / f"{name}.json").read_text())
+    for table in importlib.import_module(f"experiments.{name}").tables(results):
+        if re.search(r"\| (differs|equivalent|inconclusive)|: (differs|equivalent|inconclusive)", table):
+            assert "(Holm)" in table
 
 
 def test_the_protocol_lists_every_declared_run_once_and_keeps_the_published_ones():

@@ -175,7 +175,7 @@ def test_replace_results_publishes_a_quick_run_only_where_it_names_what_differs(
     with pytest.raises(papermill.PapermillExecutionError, match=r"EPOCHS 1 \(the study: 20\)"):
         execute(tmp_path, REPLACE_RESULTS=True)  # not the whole study: refused before training
     assert unchanged(published) and not list(tmp_path.glob("runs/study-*/results"))
-    execute(tmp_path, REPLACE_RESULTS=["EPOCHS", "TRAIN_LIMIT", "TEST_LIMIT"])  # papermill passes a list
+    execute(tmp_path, REPLACE_RESULTS=list(SMALL))  # papermill passes a list
     runs = json.loads((tmp_path / "results" / "history.json").read_text())
     assert {run["settings"]["EPOCHS"] for run in runs.values()} == {1}
     replaced = {tmp_path / "results" / "history.json"} | {tmp_path / "Images" / f"{figure}.png" for figure in FIGURES}
@@ -211,7 +211,7 @@ def test_an_interrupted_run_is_never_published_and_keeps_its_finished_epochs(tmp
     command = [sys.executable, "-m", "papermill", str(NOTEBOOK), str(tmp_path / "executed.ipynb"), "--cwd", str(ROOT),
                "-p", "DATA_ROOT", str(MNIST_ROOT), "-p", "OUT_DIR", str(tmp_path), "-p", "EPOCHS", "3",
                "-p", "TRAIN_LIMIT", "2048", "-p", "TEST_LIMIT", "500", "-p", "BATCH_SIZE", "32",
-               "-y", "REPLACE_RESULTS: [EPOCHS, TRAIN_LIMIT, TEST_LIMIT]"]  # so that only the interrupt keeps it from publication
+               "-y", "REPLACE_RESULTS: [EPOCHS, TRAIN_LIMIT, TEST_LIMIT, BATCH_SIZE]"]  # so that only the interrupt keeps it from publication
     sigint = signal.SIG_IGN if ignore_sigint else signal.SIG_DFL
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                env={**os.environ, "TQDM_DISABLE": "1"}, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))

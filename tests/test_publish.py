@@ -130,7 +130,14 @@ def test_out_dir_in_the_committed_results_or_figures_is_refused(tmp_path, folder
     ({FIRST: "B"}, {}, True, [f"VARIANTS {{{FIRST!r}: 'B'}} (the study: {SETTINGS['VARIANTS']!r}", "cannot be forced"]),
     ({FIRST: "B"}, {}, {"EPOCHS"}, [f"VARIANTS {{{FIRST!r}: 'B'}}", "cannot be forced"]),
     (SETTINGS["VARIANTS"], {"EPOCHS": 1, "TRAIN_LIMIT": 2048}, {"EPOCHS"}, ["TRAIN_LIMIT 2048", "{'EPOCHS', 'TRAIN_LIMIT'}"]),
+    (SETTINGS["VARIANTS"], {"SEED": 7, "L1_LAMBDA": 0, "MAX_LR": 0.5, "BATCH_SIZE": 1024}, True,
+     ["SEED 7 (the study: 1)", "BATCH_SIZE 1024 (the study: 128)", "MAX_LR 0.5 (the study: 0.02)",
+      "L1_LAMBDA 0 (the study: 1e-05)", "REPLACE_RESULTS = {'SEED', 'BATCH_SIZE', 'MAX_LR', 'L1_LAMBDA'}"]),
+    (SETTINGS["VARIANTS"], {"SEED": 7, "MAX_LR": 0.5}, ["MAX_LR"], ["SEED 7 (the study: 1)", "{'SEED', 'MAX_LR'}"]),
+    (SETTINGS["VARIANTS"], {"TEST_BATCH_SIZE": 500, "DEVICE": "cpu"}, True,
+     ["TEST_BATCH_SIZE 500 (the study: 2000)", "DEVICE 'cpu' (the study: None)"]),
     (SETTINGS["VARIANTS"], {}, {"VARIANTS"}, ["REPLACE_RESULTS must be True, False or a set", "got {'VARIANTS'}"]),
+    (SETTINGS["VARIANTS"], {}, ["OUT_DIR"], ["REPLACE_RESULTS must be True, False or a set", "got ['OUT_DIR']"]),
     (SETTINGS["VARIANTS"], {}, 1, ["REPLACE_RESULTS must be True, False or a set", "got 1"]),
 ])
 def test_replace_results_refuses_a_partial_run_before_training(variants, changes, replace, named):
@@ -140,7 +147,8 @@ def test_replace_results_refuses_a_partial_run_before_training(variants, changes
 
 @pytest.mark.parametrize("changes, replace", [({}, True), ({"EPOCHS": 1, "TRAIN_LIMIT": 2048}, False),
                                               ({"EPOCHS": 1, "TEST_LIMIT": 500}, {"EPOCHS", "TEST_LIMIT"}),
-                                              ({"MAX_LR": 0.04}, True)])  # a new recipe, whole: on purpose
+                                              ({"MAX_LR": 0.04, "SEED": 7}, ["SEED", "MAX_LR"]),  # a new recipe: on purpose
+                                              ({"GITHUB_REPO": "someone/s6"}, True)])  # Colab's: no study's setting
 def test_replace_results_passes_the_whole_study_a_forced_one_or_none(changes, replace):
     publish.check_replace(SETTINGS | changes, {FIRST: "batch", "LN": "L", "GN": "G"}, replace)
 

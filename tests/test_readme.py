@@ -33,6 +33,14 @@ def test_render_replaces_a_block_and_refuses_an_unknown_one():
         report.render(text, {"y": "new"})
 
 
+def test_generated_sentences_state_the_settings_their_results_record():
+    results = report.load()
+    history = {name: {**entry, "settings": {**entry["settings"], "SEED": 7}} for name, entry in results["history"].items()}
+    assert "In the committed notebook run (seed 7) " in report.notebook_run({"history": history})["notebook_run"]
+    main = {**results["main"], "settings": {**results["main"]["settings"], "BATCH_SIZE": 64}}
+    assert report.main_blocks({**results, "main": main}, [])["headline"].startswith("With batches of 64 images, ")
+
+
 def test_worked_example_prose_matches_the_code():
     assert records.worked_example_table() in DOCUMENTS["STUDY.md"]
     assert "0.957" in DOCUMENTS["STUDY.md"]  # population std of 2, 3, 0, 1, 1, 2: BN's first channel

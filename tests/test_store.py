@@ -408,6 +408,23 @@ def test_a_record_copied_under_another_runs_name_is_refused_as_foreign(tmp_path)
     assert runs.get(one) is not None and runs.file(two).with_name(runs.file(two).name + ".corrupt").exists()
 
 
+def test_a_worker_trains_without_progress_bars_whatever_its_environment(tiny_mnist, monkeypatch, capfd):
+    """A Dask worker started without TQDM_DISABLE (and tqdm reads it only when imported): its log gets no bars."""
+    import functools
+    import utils
+
+    monkeypatch.setattr(utils, "tqdm", functools.partial(utils.tqdm, disable=False))  # bars on, as such a worker has
+    monkeypatch.setenv("MNIST_ROOT", str(tiny_mnist))  # the worker's digits
+    spec = store.run_spec({**SETTINGS, "DATA": data.mnist_digest(tiny_mnist)}, "L", seed=1, epochs=2, batch_size=10)
+    record, tensors = store.train_for_store(spec)
+    assert len(record["history"]) == 2 and tensors
+    printed = capfd.readouterr()
+    assert "%|" not in printed.err + printed.out  # tqdm's bar: "epoch 1:   0%|          | 0/2"
+    assert "epoch  2  lr" in printed.out  # the plain line per epoch stays
+    store.train(spec)
+    assert "epoch 1:   0%|" in capfd.readouterr().err  # the bars were on: elsewhere they are the environment's to set
+
+
 def test_a_relabelled_copy_of_the_digits_is_another_run(tiny_mnist, tmp_path):
     copy = tmp_path / "copy"
     (copy / "MNIST" / "raw").mkdir(parents=True)
