@@ -63,8 +63,9 @@ def notebook_run(results: dict) -> dict[str, str]:
                         f"{minutes:.1f} minutes on {env['device']} with {env['threads']} threads (torch {env['torch']}, "
                         f"Python {env['python']}, code at commit {env['git_commit'][:7]}).",
         "study_minutes": f"The first command runs the study headless: the committed run's {len(runs)} x "
-                         f"{len(first['history'])} epochs took {minutes:.0f} minutes on {env['device']} with "
-                         f"{env['threads']} threads.",
+                         f"{len(first['history'])} epochs took {minutes:.0f} minutes on {env['device']} ({env['cpu']}) "
+                         f"with {env['threads']} threads (what else the machine ran then was not recorded; beside "
+                         "busy processes, see the thread setting below).",
         "results_table": records.results_table(runs),
     }
 
