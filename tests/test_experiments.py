@@ -455,14 +455,27 @@ def test_the_protocol_lists_every_declared_run_once_and_keeps_the_published_ones
     second = [s for s in declared.values() if s not in first]
     assert [len([s for s in second if test(s)]) for test in (
         lambda s: s["norm"] == "N" and s["split"] == "validation",
+        lambda s: s["norm"] == "N" and s["split"] == "test" and s["train_limit"] is None,
         lambda s: s["train_limit"] == 5000,
         lambda s: s["batch_size"] in (8, 32),
-        lambda s: s["seed"] >= 11)] == [20, 40, 60, 36]
-    assert len(second) == 156 and no_norm.RATE is None  # N's test runs wait for its rate
+        lambda s: s["seed"] >= 11)] == [20, 10, 50, 60, 36]
+    assert len(second) == 176 and no_norm.RATE == 0.01  # N's validation sweep chose its rate: its test runs follow
     small = [(s["batch_size"], s["max_lr"], s["ema_decay"]) for s in second if s["batch_size"] != 128]
     assert set(small) == {(32, 0.005, 0.998 ** 0.25), (8, 0.00125, 0.998 ** 0.0625)}
     order = [s["batch_size"] for s in second if s["batch_size"] != 128]
     assert order == sorted(order, reverse=True)  # batch 32's runs before batch 8's
+
+
+def test_no_normalisations_rate_is_its_choice_on_validation():
+    """PROTOCOL2.md 1: the most correct validation digits over seeds 1-5, then the lower rate, from the stored runs."""
+    from experiments import no_norm, primary
+
+    sweep = [r for r in no_norm.runs(runner.settings_for(False, **no_norm.OVERRIDES), no_norm.SEEDS)
+             if r["split"] == "validation"]
+    acc = {rate: [store.Store().get(r["spec"])[0]["history"][-1]["test_acc"] for r in sweep if r["max_lr"] == rate]
+           for rate in no_norm.rates()}
+    assert all(len(a) == 5 for a in acc.values())
+    assert no_norm.RATE == primary.choose_rate({rate: primary.correct(a) for rate, a in acc.items()})
 
 
 def test_each_variants_own_rate_is_its_best_on_validation():
