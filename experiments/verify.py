@@ -28,12 +28,16 @@ SAMPLE = 6
 OUT_DIR = runner.RUNS / "verify"  # without --publish
 
 
-def sample(records: list[dict], n: int) -> list[dict]:
-    """n records, spread over the norms: round by round, one of each norm in ORDER; within a norm, plain runs (no ghost
-    batch, no L1) on the test split first, then by seed and key. Deterministic: the same store gives the same sample."""
-    plain = lambda spec: (spec["norm_batch"] is not None, bool(spec["l1_lambda"]), spec["split"] != "test", spec["seed"])
+def sample(records: list[dict], n: int, here: dict | None = None) -> list[dict]:
+    """n records, spread over the norms: round by round, one of each norm in ORDER; within a norm, records made in
+    another environment than this machine's first (those are what verify is for), then plain runs (no ghost batch, no
+    L1, all the training digits) on the test split, then by seed and key. Deterministic: the same store gives the same
+    sample on the same machine (`here`: its environment, as store.elsewhere takes it)."""
+    plain = lambda spec: (spec["norm_batch"] is not None, bool(spec["l1_lambda"]), spec["train_limit"] is not None,
+                          spec["split"] != "test", spec["seed"])
     by_norm = {norm: sorted((r for r in records if r["identity"]["spec"]["norm"] == norm),
-                            key=lambda r: (*plain(r["identity"]["spec"]), r["key"])) for norm in ORDER}
+                            key=lambda r: (not store.elsewhere(r, here), *plain(r["identity"]["spec"]), r["key"]))
+               for norm in ORDER}
     rounds = max(map(len, by_norm.values()), default=0)
     spread = [by_norm[norm][i] for i in range(rounds) for norm in ORDER if i < len(by_norm[norm])]
     return spread[:n]
@@ -94,7 +98,7 @@ def run(n: int, store_dir, jobs: int = 2, scheduler: str | None = None, keep=Non
     if not 1 <= n <= len(stored):
         raise ValueError(f"--sample must be a whole number from 1 to the {len(stored)} runs stored in "
                          f"{runs_store.path}, got {n}")
-    chosen = sample([record for record, _ in stored], n)
+    chosen = sample([record for record, _ in stored], n, here)
     by_key = {record["key"]: (record, tensors) for record, tensors in stored}
     if kept is not None:
         kept.check_writable()

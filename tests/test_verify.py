@@ -39,6 +39,15 @@ def test_the_sample_takes_plain_test_runs_of_each_norm_in_turn(filled):
     assert chosen == ["B-seed1-test", "L-seed2-test", "G-g2-seed1-test", "B-seed2-test", "L-seed1-validation"]
 
 
+def test_the_sample_takes_runs_made_elsewhere_first(filled):
+    """A record made on this very machine retrains bit for bit: verify spends its runs on those made elsewhere."""
+    records = [filled.read(path)[0] for path in filled.path.glob("*.safetensors")]
+    mine = next(r for r in records if r["key"].startswith("B-seed1-test"))
+    here = {"torch": "2.14.1", "cpu": "X", "device": "cpu", "threads": 1}
+    mine["environment"] = dict(here)
+    assert verify.sample(records, 1, here)[0]["key"].startswith("B-seed2-test")
+
+
 def test_a_retrained_run_equal_to_its_record_is_bit_identical(filled, monkeypatch):
     monkeypatch.setattr(store, "train_for_store", fake)
     results = verify.run(3, filled.path, jobs=1)
