@@ -1,13 +1,105 @@
 """Test digits that drift, on fresh models (PROTOCOL2.md 3): BN, LN and GN at the shared rate, seeds 11-22, never
-looked at under Protocol 1; seven shifts at three severities."""
+looked at under Protocol 1; seven shifts (Protocol 1's five pixel-wise ones, Gaussian blur, elastic distortion) at
+severities 1/3, 2/3 and 1; nothing is trained here beyond those models.
 
-from experiments import main
+BatchNorm is evaluated with its running statistics, re-estimated (update_bn, batches of 128, no labels) on the first
+16, 128, 1,024 or all 10,000 of the same shift's validation digits (the last 10,000 training digits: trained on in
+their clean form, never scored), and with each test batch of 128's statistics; LN and GN as they are. The family
+"drift" is the 14 primary comparisons at full severity (BN running, and BN re-estimated on 10,000, against LN, for
+each shift), each an exact sign-flip test on counts of correct digits; everything else is secondary.
+"""
+
+import matplotlib.pyplot as plt
+
+import records
+import store
+from experiments import main, primary, runner, shift
 
 NAME = "drift"
 SHOWS = "drift on fresh models (seeds 11-22): seven shifts, BN running, re-estimated and per batch against LN and GN"
 SEEDS = tuple(range(11, 23))
 OVERRIDES: dict = {}
+SHIFTS = shift.SHIFTS + shift.MORE_SHIFTS  # feasibility.SHIFTS, the declared ones (a test holds them equal)
+SEVERITIES = shift.SEVERITIES
+ADAPT = (16, 128, 1024, 10_000)  # unlabelled shifted validation digits BatchNorm re-estimates on
+RUNNING, ADAPTED, PER_BATCH = "BN running", "BN re-estimated", "BN per test batch"
+WAYS = (RUNNING, *(f"{ADAPTED} on {n:,}" for n in ADAPT), PER_BATCH, "LN", "GN")
+PRIMARY_WAYS = {RUNNING: RUNNING, ADAPTED: f"{ADAPTED} on {ADAPT[-1]:,}"}  # the declared label -> its way here
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     return [r for r in main.runs(settings, seeds) if r["variant"] in ("BN", "LN", "GN")]
+
+
+def evaluate(models: dict[str, list], images, labels, validation, batch: int) -> dict[str, list]:
+    """Each way's (accuracy, predictions) per model on `images`; `validation` are the same shift's validation digits."""
+    bn = models["BN"]
+    out = {RUNNING: [runner.accuracy(m, images, labels) for m in bn]}
+    for n in ADAPT:
+        out[f"{ADAPTED} on {n:,}"] = [runner.accuracy(runner.recomputed_statistics(m, validation[:n], batch), images, labels)
+                                      for m in bn]
+    out[PER_BATCH] = [runner.batch_statistics(m, batch, images, labels) for m in bn]
+    out.update({norm: [runner.accuracy(m, images, labels) for m in models[norm]] for norm in ("LN", "GN")})
+    return out
+
+
+def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
+    _, held = store.loaders(trained[0]["spec"], "cpu")
+    _, validation = store.loaders(dict(trained[0]["spec"], split="validation"), "cpu")
+    models = {v: [runs_store.model(r["spec"]) for r in sorted((r for r in trained if r["variant"] == v),
+                                                                key=lambda r: r["seed"])] for v in ("BN", "LN", "GN")}
+    conditions = [("none", 0.0)] + [(s, v) for s in SHIFTS for v in SEVERITIES]
+    rows = []
+    for name, severity in runner.progress(conditions, f"shifts evaluated on {sum(map(len, models.values()))} stored models"):
+        result = evaluate(models, shift.shifted(held.images, name, severity), held.labels,
+                          shift.shifted(validation.images, name, severity), settings["BATCH_SIZE"])
+        clean = result if name == "none" else clean
+        acc = {w: [a for a, _ in result[w]] for w in WAYS}
+        changed = {w: max(int((p != p0).sum()) for (_, p), (_, p0) in zip(result[w], clean[w])) for w in WAYS}
+        rows.append(dict(shift=name, severity=severity, acc=acc, changed=changed))
+    full = {row["shift"]: row for row in rows if row["severity"] == 1.0}
+    tests = [primary.comparison(f"{label} - LN, {name}", full[name]["acc"][way], full[name]["acc"]["LN"],
+                                "exact permutation")
+             for name in SHIFTS for label, way in PRIMARY_WAYS.items()]
+    secondary = [primary.comparison(f"{way} - {norm}, {row['shift']} at {shift.severity(row['severity'])}",
+                                    row["acc"][way], row["acc"][norm])
+                 for row in rows[1:] for way in (RUNNING, PRIMARY_WAYS[ADAPTED], PER_BATCH) for norm in ("LN", "GN")
+                 if not (row["severity"] == 1.0 and norm == "LN" and way in PRIMARY_WAYS.values())]
+    return dict(rows=rows, seeds=len(models["BN"]), ways=list(WAYS), primary=primary.decide("drift", tests),
+                secondary=secondary)
+
+
+def figure(results: dict) -> plt.Figure:
+    """Test error (mean over seeds, log scale) of each way against severity, one panel per shift; the worst seed's
+    error as a faint line of the same colour."""
+    summary = results["summary"]
+    rows = summary["rows"]
+    fig, axes = plt.subplots(1, len(SHIFTS), figsize=(20, 4), sharey=True)
+    for ax, name in zip(axes, SHIFTS):
+        chosen = [rows[0]] + [r for r in rows if r["shift"] == name]
+        x = [r["severity"] for r in chosen]
+        for i, way in enumerate(summary["ways"]):
+            ax.plot(x, [100 - sum(r["acc"][way]) / len(r["acc"][way]) for r in chosen], marker="o", color=f"C{i}", label=way)
+            ax.plot(x, [100 - min(r["acc"][way]) for r in chosen], color=f"C{i}", alpha=0.3, linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(x, ["0", "1/3", "2/3", "1"])
+        ax.set(title=name, xlabel="severity")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test error (%): mean (marked), worst seed (faint)")
+    fig.suptitle(f"Shifted test digits, fresh models ({summary['seeds']} seeds each)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
+    fig.subplots_adjust(bottom=0.3, top=0.85)
+    return fig
+
+
+def tables(results: dict) -> list[str]:
+    """Every way's mean and worst seed at every shift and severity (with the most predictions any model changes
+    against the clean digits: 0 is invariant), then the primary tests, then the secondary comparisons."""
+    summary = results["summary"]
+    means = [[row["shift"], shift.severity(row["severity"])]
+             + [f"{sum(a) / len(a):.2f} / {min(a):.2f} ({row['changed'][w]})" for w, a in row["acc"].items()]
+             for row in summary["rows"]]
+    return [records.markdown_table(["shift", "severity"] + [f"{w}: mean / worst seed (%) (most predictions changed)"
+                                                            for w in summary["ways"]], means),
+            primary.primary_table("drift", summary["primary"]),
+            primary.secondary_table(summary["secondary"])]

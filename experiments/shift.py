@@ -16,6 +16,8 @@ A method is invariant to a shift when its predictions on the shifted digits equa
 every model; a comparison with such a method is reported as "invariant" and left out of the family.
 """
 
+import math
+
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,7 @@ SEEDS = main.SEEDS
 OVERRIDES: dict = {}
 SEVERITIES = (1 / 3, 2 / 3, 1.0)
 NOISE_SEED = 0  # the noise shift's fixed draw
+ELASTIC_SEED = 0  # the elastic distortion's fixed fields (PROTOCOL2.md 3)
 
 
 def shifted(images: torch.Tensor, shift: str, severity: float) -> torch.Tensor:
@@ -50,12 +53,44 @@ def shifted(images: torch.Tensor, shift: str, severity: float) -> torch.Tensor:
         pixels = (1 - severity) * pixels + severity * F.max_pool2d(pixels, 3, stride=1, padding=1)  # 3x3 dilation
     elif shift == "thinner strokes":
         pixels = (1 - severity) * pixels - severity * F.max_pool2d(-pixels, 3, stride=1, padding=1)  # 3x3 erosion
+    elif shift == "blur":  # PROTOCOL2.md 3: a Gaussian of sd 1.5 s pixels
+        pixels = blur(pixels, 1.5 * severity)
+    elif shift == "elastic":  # PROTOCOL2.md 3: Simard et al.'s distortion, 34 s pixels, smoothed at sd 4
+        pixels = elastic(pixels, 34.0 * severity)
     elif shift != "none":
-        raise ValueError(f"unknown shift {shift!r}; known: {SHIFTS}")
+        raise ValueError(f"unknown shift {shift!r}; known: {SHIFTS + MORE_SHIFTS}")
     return (pixels - data.MNIST_MEAN) / data.MNIST_STD
 
 
+def blur(pixels: torch.Tensor, sigma: float) -> torch.Tensor:
+    """`pixels` [N, 1, H, W] convolved with a Gaussian of standard deviation `sigma` pixels (radius ceil(3 sigma), zero
+    padding: the background is black); unchanged at sigma 0."""
+    if sigma == 0:
+        return pixels
+    radius = math.ceil(3 * sigma)
+    x = torch.arange(-radius, radius + 1, dtype=pixels.dtype)
+    kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    kernel = kernel / kernel.sum()
+    pixels = F.conv2d(pixels, kernel.view(1, 1, 1, -1), padding=(0, radius))  # along rows, then columns
+    return F.conv2d(pixels, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+
+
+def elastic(pixels: torch.Tensor, alpha: float, sigma: float = 4.0, seed: int = ELASTIC_SEED) -> torch.Tensor:
+    """Each image of `pixels` [N, 1, H, W] resampled (bilinear, black outside) along its own displacement field: uniform
+    in [-1, 1] per pixel and axis from a generator seeded `seed`, smoothed by a Gaussian of sd `sigma` pixels, scaled
+    to `alpha` pixels (Simard et al. 2003); unchanged at alpha 0."""
+    if alpha == 0:
+        return pixels
+    n, _, h, w = pixels.shape
+    field = torch.rand(n * 2, 1, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    field = blur(field, sigma).view(n, 2, h, w) * alpha  # pixels of displacement, x then y
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=pixels.dtype), torch.arange(w, dtype=pixels.dtype), indexing="ij")
+    grid = torch.stack([(xs + field[:, 0]) / (w - 1), (ys + field[:, 1]) / (h - 1)], dim=-1) * 2 - 1
+    return F.grid_sample(pixels, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
 SHIFTS = ("contrast", "background", "noise", "thicker strokes", "thinner strokes")
+MORE_SHIFTS = ("blur", "elastic")  # PROTOCOL2.md 3's two shifts that are not pixel-wise (experiments/drift.py)
 WAYS = ("BN 1, running statistics", "BN 2, re-estimated on shifted validation digits", "BN 3, per test batch of 128",
         "BN 4, re-estimated on the scored digits (reference)", "LN", "GN")
 COMPARED = [(WAYS[w], norm) for w in range(3) for norm in ("LN", "GN")]  # PROTOCOL.md C; way 4 never

@@ -45,3 +45,29 @@ def test_the_paired_t_is_scipys():
 def test_the_tie_rule_takes_the_most_correct_digits_then_the_lower_rate():
     assert primary.choose_rate({0.04: [9948, 9948], 0.08: [9948, 9948], 0.02: [9940, 9950]}) == 0.04
     assert primary.choose_rate({0.01: [9900], 0.02: [9901]}) == 0.02
+
+
+def test_each_protocol2_experiment_tests_what_was_declared():
+    """drift's shifts and primary ways, real_batch's batches: the labels feasibility declared, in its order."""
+    from experiments import drift, real_batch
+
+    assert drift.SHIFTS == feasibility.SHIFTS and real_batch.BATCHES[:2] == feasibility.SMALL_BATCHES
+    labels = [f"{way} - LN, {name}" for name in drift.SHIFTS for way in drift.PRIMARY_WAYS]
+    assert labels == primary.declared("drift")
+
+
+def test_blur_and_elastic_keep_a_blank_image_blank_and_move_strokes():
+    import torch
+
+    import data
+    from experiments import shift
+
+    blank = torch.full((2, 1, 28, 28), -data.MNIST_MEAN / data.MNIST_STD)  # black, normalised
+    stroke = blank.clone()
+    stroke[:, :, 10:18, 12:16] = (1 - data.MNIST_MEAN) / data.MNIST_STD
+    for name in ("blur", "elastic"):
+        assert torch.allclose(shift.shifted(blank, name, 1.0), blank, atol=1e-5)
+        assert torch.allclose(shift.shifted(stroke, name, 0.0), stroke, atol=1e-6)
+        assert not torch.allclose(shift.shifted(stroke, name, 1.0), stroke, atol=0.1)
+    pixels = lambda x: x * data.MNIST_STD + data.MNIST_MEAN
+    assert float(pixels(shift.shifted(stroke, "blur", 1.0)).sum()) == pytest.approx(float(pixels(stroke).sum()), rel=1e-4)
