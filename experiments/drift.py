@@ -9,8 +9,6 @@ their clean form, never scored), and with each test batch of 128's statistics; L
 each shift), each an exact sign-flip test on counts of correct digits; everything else is secondary.
 """
 
-import matplotlib.pyplot as plt
-
 import records
 import store
 from experiments import main, primary, runner, shift
@@ -69,22 +67,13 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
                 secondary=secondary)
 
 
-def figure(results: dict) -> plt.Figure:
+def figure(results: dict):
     """Test error (mean over seeds, log scale) of each way against severity, one panel per shift; the worst seed's
     error as a faint line of the same colour."""
     summary = results["summary"]
-    rows = summary["rows"]
-    fig, axes = plt.subplots(1, len(SHIFTS), figsize=(20, 4), sharey=True)
-    for ax, name in zip(axes, SHIFTS):
-        chosen = [rows[0]] + [r for r in rows if r["shift"] == name]
-        x = [r["severity"] for r in chosen]
-        for i, way in enumerate(summary["ways"]):
-            ax.plot(x, [100 - sum(r["acc"][way]) / len(r["acc"][way]) for r in chosen], marker="o", color=f"C{i}", label=way)
-            ax.plot(x, [100 - min(r["acc"][way]) for r in chosen], color=f"C{i}", alpha=0.3, linewidth=0.8)
-        ax.set_yscale("log")
-        ax.set_xticks(x, ["0", "1/3", "2/3", "1"])
-        ax.set(title=name, xlabel="severity")
-        ax.grid(alpha=0.3)
+    fig, axes = shift.severity_panels(summary["rows"], SHIFTS, summary["ways"],
+                                      lambda row, way: 100 - sum(row["acc"][way]) / len(row["acc"][way]),
+                                      lambda row, way: 100 - min(row["acc"][way]), width=20)
     axes[0].set_ylabel("test error (%): mean (marked), worst seed (faint)")
     fig.suptitle(f"Shifted test digits, fresh models ({summary['seeds']} seeds each)")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)

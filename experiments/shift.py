@@ -167,23 +167,31 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
 
 def figure(results: dict) -> plt.Figure:
     rows = results["summary"]["rows"]
-    clean = rows[0]
-    fig, axes = plt.subplots(1, len(SHIFTS), figsize=(16, 4), sharey=True)
-    for ax, shift in zip(axes, SHIFTS):
-        chosen = [clean] + [r for r in rows if r["shift"] == shift]
-        x = [r["severity"] for r in chosen]
-        for i, way in enumerate(results["summary"]["ways"]):
-            ax.plot(x, [100 - r["mean"][way] for r in chosen], marker="o", color=f"C{i}",
-                    linestyle=":" if "reference" in way else "-", label=way)
-        ax.set_yscale("log")
-        ax.set_xticks(x, ["0", "1/3", "2/3", "1"])
-        ax.set(title=shift, xlabel="severity")
-        ax.grid(alpha=0.3)
+    fig, axes = severity_panels(rows, SHIFTS, results["summary"]["ways"], lambda row, way: 100 - row["mean"][way])
     axes[0].set_ylabel("test error (%), log scale, mean over seeds")
     fig.suptitle(f"Shifted test digits: BatchNorm four ways, LayerNorm and GroupNorm ({results['summary']['seeds']} seeds)")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8)
     fig.subplots_adjust(bottom=0.3, top=0.85)
     return fig
+
+
+def severity_panels(rows: list[dict], shifts: tuple[str, ...], ways: list[str], error, worst=None, width: float = 16):
+    """One panel per shift: each way's test error (`error(row, way)`, log scale) against severity, the clean digits
+    (rows[0]) at 0, a reference way dotted; `worst(row, way)`, if given, as a faint line of the same colour."""
+    fig, axes = plt.subplots(1, len(shifts), figsize=(width, 4), sharey=True)
+    for ax, name in zip(axes, shifts):
+        chosen = [rows[0]] + [r for r in rows if r["shift"] == name]
+        x = [r["severity"] for r in chosen]
+        for i, way in enumerate(ways):
+            ax.plot(x, [error(r, way) for r in chosen], marker="o", color=f"C{i}",
+                    linestyle=":" if "reference" in way else "-", label=way)
+            if worst is not None:
+                ax.plot(x, [worst(r, way) for r in chosen], color=f"C{i}", alpha=0.3, linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(x, ["0", "1/3", "2/3", "1"])
+        ax.set(title=name, xlabel="severity")
+        ax.grid(alpha=0.3)
+    return fig, axes
 
 
 def severity(value: float) -> str:
