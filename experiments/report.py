@@ -31,7 +31,7 @@ NAMES = {"BN+L1": "BatchNorm + L1", "LN": "LayerNorm", "GN": "GroupNorm"}  # the
 def load(root: Path = ROOT) -> dict:
     """results/history.json under "history", each experiment's and benchmark's JSON under its name."""
     results = {"history": records.load_history(root / "results" / "history.json")}
-    for name in EXPERIMENTS + ["speed", "step", "verify", "threads"]:
+    for name in EXPERIMENTS + ["speed", "step", "verify", "threads", "cost"]:
         path = root / "results" / f"{name}.json"
         if path.exists():
             results[name] = json.loads(path.read_text())
@@ -254,8 +254,8 @@ def pick(results: dict, found: list[dict]) -> str:
         gn = [row for row in found if row["family"] == "gn_groups"]
         instance = next(row for row in gn if "InstanceNorm" in row["comparison"])
         others = [row for row in gn if row is not instance]
-        rows.append(["How many groups for GroupNorm", "not one per channel; among 1 (LayerNorm) to 8 groups, none is "
-                     "shown better",
+        rows.append(["How many groups for GroupNorm", "GroupNorm, not with one group per channel; among 1 "
+                     "(LayerNorm) to 8 groups none is shown better",
                      f"InstanceNorm (one group per channel) is {-instance['difference']:.2f} points below 2 groups "
                      f"({instance['study_verdict']}); 1, 4 and 8 groups against 2: "
                      + ", ".join(sorted({row["study_verdict"] for row in others})), link("gn_groups")])
@@ -287,7 +287,21 @@ def pick(results: dict, found: list[dict]) -> str:
                      f"{bn['invariance']['models']} models); left in train mode with one test digit at a time it falls "
                      f"to {one:.1f}%; statistics recomputed over the training digits: {recomputed} to the running ones",
                      link("bn_test")])
-    return records.markdown_table(["situation", "pick", "why (study-wide verdicts)", "evidence"], rows)
+    return records.markdown_table(["situation", "pick", "why (study-wide verdicts)", "evidence",
+                                   "its cost: ms per training step at batch 8 / 32 / 128, one CPU thread"],
+                                  [row + [cost(results, row[1])] for row in rows])
+
+
+def cost(results: dict, pick: str) -> str:
+    """What each norm a pick names costs per training step (benchmarks/cost.py); every norm's where no norm is shown
+    better (then cost is what can choose between them); "-" where the pick is no norm."""
+    if "cost" not in results:
+        return "not measured yet"
+    ms = {(r["norm"], r["batch"]): r["ms"] for r in results["cost"]["rows"]}
+    norms = (("BatchNorm", "B"), ("LayerNorm", "L"), ("GroupNorm", "G"))
+    named = [(word, norm) for word, norm in norms if word in pick and f"not {word}" not in pick]
+    named = named or (norms if pick.startswith("no norm is shown better") else [])
+    return "-" if not named else "; ".join(f"{word} {' / '.join(f'{ms[(norm, b)]:.1f}' for b in (8, 32, 128))}" for word, norm in named)
 
 
 def l1_blocks(results: dict) -> dict[str, str]:
