@@ -68,16 +68,21 @@ def check(primary: list[dict] = PRIMARY) -> list[dict]:
     return out
 
 
-def main() -> None:
+def table() -> str:
+    """Every primary test's feasibility as a Markdown table."""
     import records
 
-    rows = check()
-    print(records.markdown_table(
+    return records.markdown_table(
         ["family (alpha)", "comparison", "test", "n", "smallest p at n", "Holm's strictest threshold", "reachable",
          "pilot sd (points)", f"detectable at {POWER:.0%} power (points)"],
         [[f"{r['family']} ({r['alpha']:g})", r["comparison"], r["test"], r["n"],
           "continuous" if r["smallest_p"] == 0 else f"{r['smallest_p']:.5f}", f"{r['threshold']:.5f}",
-          "yes" if r["reachable"] else "NO", f"{r['pilot_sd']:.3f}", f"{r['detectable']:.3f}"] for r in rows]))
+          "yes" if r["reachable"] else "NO", f"{r['pilot_sd']:.3f}", f"{r['detectable']:.3f}"] for r in check()])
+
+
+def main() -> None:
+    rows = check()
+    print(table())
     unreachable = [r["comparison"] for r in rows if not r["reachable"]]
     print(f"{len(rows)} primary tests in {len({r['family'] for r in rows})} families; "
           + (f"{len(unreachable)} cannot reach their threshold: {unreachable}" if unreachable else

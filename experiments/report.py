@@ -446,6 +446,23 @@ def threads_blocks(results: dict) -> dict[str, str]:
             "threads_table": threads.table(found)}
 
 
+def protocol2_blocks() -> dict[str, str]:
+    """PROTOCOL2.md's feasibility table, and no normalisation's validation sweep from the run store."""
+    from experiments import feasibility, no_norm, primary
+
+    sweep = [r for r in no_norm.runs(runner.settings_for(False, **no_norm.OVERRIDES), no_norm.SEEDS)
+             if r["split"] == "validation"]
+    found = {store.key(r["spec"]): store.Store().get(r["spec"]) for r in sweep}
+    acc = {rate: [found[store.key(r["spec"])][0]["history"][-1]["test_acc"] for r in sweep if r["max_lr"] == rate]
+           for rate in no_norm.rates()}
+    table = records.markdown_table(
+        ["peak rate", "validation accuracy per seed (%)", "mean (%)", "lowest seed (%)", "correct digits over the seeds"],
+        [[f"{rate:g}" + (" (chosen)" if rate == no_norm.RATE else ""), ", ".join(f"{a:.2f}" for a in acc[rate]),
+          f"{sum(acc[rate]) / len(acc[rate]):.3f}", f"{min(acc[rate]):.2f}", f"{sum(primary.correct(acc[rate])):,}"]
+         for rate in no_norm.rates()])
+    return {"feasibility": feasibility.table(), "no_norm_sweep": table}
+
+
 def blocks(results: dict | None = None) -> dict[str, str]:
     """Every generated block, by name."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -455,7 +472,7 @@ def blocks(results: dict | None = None) -> dict[str, str]:
     results = results or load()
     found = study.rows(results)
     out = {**notebook_run(results), **model_blocks(), **main_blocks(results, found), **replication_block(results), **rates_block(results),
-           **l1_blocks(results), **verify_blocks(results), **threads_blocks(results), **ghost_blocks(results), **study_blocks(found), **shift_blocks(results, found), "pick": pick(results, found),
+           **l1_blocks(results), **verify_blocks(results), **threads_blocks(results), **protocol2_blocks(), **ghost_blocks(results), **study_blocks(found), **shift_blocks(results, found), "pick": pick(results, found),
            "durations": compute_table(),
            "speed": speed.table(results["speed"]), "step": step.table(results["step"])}
     out.update({f"{name}_tables": experiment_tables(results, name) for name in EXPERIMENTS})
