@@ -244,10 +244,11 @@ def pick(results: dict, found: list[dict]) -> str:
         rows.append(["Test digits that drift (contrast, background, noise, stroke width)",
                      "no norm is shown better" if not shown else "see the evidence",
                      f"{shown} of the {len(tested)} declared comparisons differ: with ten seeds the declared rank test "
-                     "cannot reach its corrected threshold (STUDY.md says why). Seen, not shown: BatchNorm with its "
+                     "cannot reach its corrected threshold (STUDY.md says why). Seen, not tested: BatchNorm with its "
                      f"running statistics ends below LayerNorm and GroupNorm in {lowest} of the {len(strongest)} shifts "
                      f"at full severity (to {worst['mean'][ways[0]]:.0f}% under the strongest "
-                     f"{worst['shift']} shift, where LayerNorm keeps {worst['mean']['LN']:.0f}%), and BatchNorm whose "
+                     f"{worst['shift']} shift, where LayerNorm keeps {worst['mean']['LN']:.0f}% on average and "
+                     f"{min(worst['acc']['LN']):.0f}% on its worst seed), and BatchNorm whose "
                      "statistics come from unlabelled shifted digits, or from each test batch, ends above both LayerNorm "
                      f"and GroupNorm in {adapted_ahead} of the {len(strongest)} shifts at full severity", link("shift")])
     if "gn_groups" in results:
