@@ -149,3 +149,28 @@ def test_the_pick_table_states_the_study_wide_verdict_not_the_family_one():
     assert f"below the whole batch ({k2['study_verdict']})" in report.pick(r, found)
     k2["study_verdict"] = "inconclusive"  # as if the study-wide correction had not kept it
     assert "below the whole batch (inconclusive)" in report.pick(r, found)
+
+
+@pytest.mark.parametrize("situation,family,comparison", [
+    ("One or two images", "norm_batch", "k = 2 - whole batch"),
+    ("How many groups", "gn_groups", "1 per channel (InstanceNorm) - 2 groups"),
+    ("How many groups", "gn_groups", "4 groups - 2 groups"),
+    ("L1 on BatchNorm", "main (pairs)", "BN - BN+L1"),
+    ("BatchNorm at test time", "bn_test", "BN: recomputed - running statistics")])
+def test_each_pick_row_quotes_the_study_wide_verdict_it_rests_on(situation, family, comparison):
+    r = report.load()
+    found = report.study.rows(r)
+    row = next(row for row in found if (row["family"], row["comparison"]) == (family, comparison))
+    row["study_verdict"] = "SOME-OTHER-VERDICT"
+    line = next(line for line in report.pick(r, found).splitlines() if line.startswith(f"| {situation}"))
+    assert "SOME-OTHER-VERDICT" in line
+
+
+def test_the_first_pick_row_names_exactly_the_pairs_shown_equivalent_study_wide():
+    r = report.load()
+    found = report.study.rows(r)
+    line = lambda: next(line for line in report.pick(r, found).splitlines() if line.startswith("| Batches of about"))
+    assert "shown equivalent within +-0.10: BN and LN at their own rates;" in line()
+    next(row for row in found if (row["family"], row["comparison"]) == ("main (pairs)", "LN - GN"))["study_verdict"] = \
+        "equivalent within +-0.10"
+    assert "shown equivalent within +-0.10: LN and GN at the shared rate, BN and LN at their own rates;" in line()
