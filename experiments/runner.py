@@ -27,6 +27,7 @@ import torch
 import data
 import records
 import store
+from experiments.interface import Experiment
 from model import Net
 from settings import check_study, defaults
 
@@ -347,7 +348,7 @@ def unchanged(path: Path, results: dict) -> bool:
     return isinstance(old, dict) and strip(old) == strip(json.loads(json.dumps(results)))
 
 
-def replot(experiment, out_dir: Path) -> None:
+def replot(experiment: Experiment, out_dir: Path) -> None:
     """Redraw an experiment's figure and reprint its tables from its results JSON, without training anything."""
     check_places(False, out_dir)
     path = out_dir / "results" / f"{experiment.NAME}.json"
@@ -381,14 +382,11 @@ def check_places(quick: bool, out_dir: Path, store_dir: Path | None = None, keep
                              "folder outside the repository root, results/ and Images/")
 
 
-def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, scheduler: str | None = None) -> dict:
+def execute(experiment: Experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path,
+            scheduler: str | None = None) -> dict:
     """Run an experiment end to end: its runs from the store (training the missing ones), its evaluations, then
-    out_dir/results/<NAME>.json and out_dir/Images/<NAME>.png.
-
-    The module gives NAME, SEEDS, OVERRIDES (settings that differ from the notebook's), runs(settings, seeds): the
-    runs it needs, each a dict of labels with its "spec" (store.run_spec); summarise(runs, settings, store): the
-    numbers, each run carrying its "record"; figure(results) and tables(results), the README's tables.
-    --quick runs the first seed only.
+    out_dir/results/<NAME>.json and out_dir/Images/<NAME>.png. What the module gives, and how each part is used, is
+    experiments/interface.py's Experiment. --quick runs the first seed only.
     """
     check_places(quick, out_dir, store_dir)
     settings = {k: v for k, v in settings_for(quick, **experiment.OVERRIDES).items() if k != "DATA_ROOT"}

@@ -3,6 +3,7 @@ in its quick mode; their statistics are tested in tests/test_stats.py."""
 
 import contextlib
 import importlib
+import inspect
 import io
 import json
 import os
@@ -21,12 +22,39 @@ from conftest import MNIST_ROOT, ROOT, needs_mnist
 import settings
 import store
 from experiments import EXPERIMENTS, main, runner, shift
+from experiments.interface import Experiment
 
 
 def test_an_experiment_starts_from_the_study_settings():
     assert runner.settings_for(False) == settings.defaults()
     assert runner.settings_for(True, EPOCHS=2)["EPOCHS"] == runner.QUICK["EPOCHS"]  # --quick wins
     assert runner.settings_for(False, EPOCHS=2)["EPOCHS"] == 2
+
+
+# experiments/interface.py's Experiment, by kind: each constant's type, and the functions, whose parameters the test
+# reads from the interface itself
+CONSTANTS = {"NAME": str, "SHOWS": str, "SEEDS": tuple, "OVERRIDES": dict}
+FUNCTIONS = ("runs", "summarise", "figure", "tables")
+
+
+def test_the_interface_declares_what_its_test_checks():
+    assert Experiment.__annotations__.keys() == CONSTANTS.keys()
+    assert {name for name, value in vars(Experiment).items() if inspect.isfunction(value) and not name.startswith("_")} \
+        == set(FUNCTIONS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS + ["no_norm", "scarce"])
+def test_every_experiment_module_is_an_experiment(name):
+    module = importlib.import_module(f"experiments.{name}")
+    for constant, kind in CONSTANTS.items():
+        assert isinstance(getattr(module, constant, None), kind), f"{name}.{constant} is not a {kind.__name__}"
+    assert module.NAME == name and module.SHOWS and module.SEEDS
+    assert all(type(seed) is int for seed in module.SEEDS) and set(module.OVERRIDES) <= set(settings.SETTINGS)
+    for function in FUNCTIONS:
+        declared = list(inspect.signature(getattr(Experiment, function)).parameters)[1:]  # less self
+        found = getattr(module, function, None)
+        assert callable(found) and list(inspect.signature(found).parameters) == declared, \
+            f"{name}.{function} is not {function}({', '.join(declared)})"
 
 
 def test_a_table_prints_a_p_value_to_three_decimals():
