@@ -53,8 +53,8 @@ from model import Net
 ROOT = records.ROOT
 STORE = ROOT / "results" / "runs"  # the committed store
 PREDICTIONS = "predictions"  # the tensor of held-out predictions in a record; the model's tensors are "model.<name>"
-# The version of the training path: model.py's network, data.py's digits and augmentation, utils.py's optimiser,
-# schedule, EMA, L1, train/test/fit and predict, and fit_model below. Bump it with any change that moves a number a run records:
+# The version of the training path: model.py's network (its widths: checks.py's WIDTHS), data.py's digits and
+# augmentation, utils.py's optimiser, schedule, EMA, L1, train/test/fit and predict, and fit_model below. Bump it with any change that moves a number a run records:
 # tests/test_golden.py trains a few steps of every norm and fails until it is bumped and its values pinned again
 # (`PYTHONPATH=. python tests/test_golden.py`). Moving code between files, comments, messages and figures leave it as it is.
 TRAINING_VERSION = 1
