@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets
 
-from model import whole_number
-from utils import _kind, check_data, check_device, check_flag, check_seed
+from checks import check_augmentation, check_device, check_flag, check_limit, check_seed, whole_number
+from utils import _kind, check_data
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel mean and standard deviation of the training set
 BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a black pixel after normalisation
@@ -30,30 +30,6 @@ MNIST_SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
-
-
-# augment's settings: (largest value, whether that value itself is allowed, what it means).
-AUGMENT_LIMITS = {
-    "degrees": (180, True, "a rotation of up to +-degrees; 180 reaches every angle"),
-    "translate": (0.5, False, "a shift of up to translate x the image size; at 0.5 a digit can leave the image"),
-    "scale": (1, False, "a zoom of 1 +- scale; at 1 or more a digit is mirrored or shrunk to nothing"),
-}
-
-
-def check_augmentation(name: str, augmentation) -> None:
-    """A ValueError naming the setting unless `augmentation` is None or {} (no augmentation) or a dict of exactly
-    degrees, translate and scale, each a finite number from 0 to its limit in AUGMENT_LIMITS."""
-    if augmentation is None or isinstance(augmentation, dict) and not augmentation:
-        return
-    if not isinstance(augmentation, dict) or augmentation.keys() != AUGMENT_LIMITS.keys():
-        raise ValueError(f"{name} must be None or {{}} (no augmentation), or a dict of exactly the keys "
-                         f"{', '.join(AUGMENT_LIMITS)}, got {augmentation!r}")
-    for key, value in augmentation.items():
-        high, included, meaning = AUGMENT_LIMITS[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high \
-                or value == high and not included:
-            raise ValueError(f"{name}: {key} must be a number from 0 to {high} ({'included' if included else 'excluded'}:"
-                             f" {meaning}), got {value!r}")
 
 
 # ---- Data: MNIST in memory, augmentation, loaders -------------------------------------------------------------
@@ -73,7 +49,7 @@ def load_mnist(
     where that file lists it, else against MNIST's published sum (MNIST_SHA256): a bad file is a ValueError that
     names it.
     """
-    _check_limit("limit", limit)
+    check_limit("limit", limit)
     check_flag("train", train)
     check_flag("download", download)
     check_device("device", device)
@@ -123,12 +99,6 @@ def mnist_digest(root: str | os.PathLike | None = None) -> str:
     if stamp not in _digests:
         _digests[stamp] = _digest({f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files})
     return _digests[stamp]
-
-
-def _check_limit(name: str, limit: int | None) -> None:
-    """A ValueError naming the setting unless `limit` is None (every digit) or a whole number >= 1."""
-    if limit is not None:
-        whole_number(name, limit, "None (every digit) or a whole number of digits >= 1")
 
 
 def _fetch_mnist(root: Path, files: list[Path], download: bool) -> None:
@@ -318,7 +288,7 @@ def held_out_labels(root: str | os.PathLike | None, split: str = "test", limit: 
     """The labels of the digits `mnist_loaders` holds out for `split`, the first `limit` of them, as int64 on the CPU:
     what a run's predictions are scored against. Only the label file is read, checked as `load_mnist` checks it; a
     missing one is a FileNotFoundError (nothing is downloaded)."""
-    _check_limit("limit", limit)
+    check_limit("limit", limit)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     root = mnist_root(root)
@@ -349,8 +319,8 @@ def mnist_loaders(
     """
     whole_number("batch_size", batch_size, "a whole number of images >= 1")
     whole_number("test_batch_size", test_batch_size, "a whole number of images >= 1")
-    _check_limit("train_limit", train_limit)
-    _check_limit("test_limit", test_limit)
+    check_limit("train_limit", train_limit)
+    check_limit("test_limit", test_limit)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     check_device("device", device)

@@ -10,29 +10,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-NORMS = {"b": "B", "batch": "B", "l": "L", "layer": "L", "g": "G", "group": "G", "i": "I", "instance": "I",
-         "n": "N", "none": "N"}
+from checks import WIDTHS, canonical_norm, check_dropout, check_groups, whole_number
 
-# Output channels of the five convolutions: two full 3x3 ones at 26x26 and 24x24, a max-pool, then three
-# depthwise-separable ones at 10x10, 8x8 and 6x6, which buy width (48 channels) for few parameters.
-WIDTHS = (8, 16, 32, 48, 48)
 INPUT_SHAPE = (1, 28, 28)
 GROUPS = 2  # GroupNorm's default number of groups: divides every layer's channels
-
-
-def canonical_norm(norm: str) -> str:
-    """Map "b", "batch", "B", ... to one of "B", "L", "G", "I", "N"; raise ValueError on anything else."""
-    key = norm.lower() if isinstance(norm, str) else None
-    if key not in NORMS:
-        raise ValueError(f"norm must be one of {sorted(set(NORMS.values()))} or {sorted(k for k in NORMS if len(k) > 1)}, got {norm!r}")
-    return NORMS[key]
-
-
-def whole_number(name: str, value, allowed: str) -> int:
-    """`value` if it is a whole number >= 1 (bool is not one), else a ValueError naming the setting."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return value
 
 
 class GhostBatchNorm2d(nn.BatchNorm2d):
@@ -94,8 +75,8 @@ def make_norm(norm: str, channels: int, groups: int = GROUPS, norm_batch: int | 
         return nn.Identity()
     if norm == "B":
         return nn.BatchNorm2d(channels) if norm_batch is None else GhostBatchNorm2d(channels, norm_batch)
-    if norm == "G" and channels % whole_number("groups", groups, "a whole number >= 1 that divides every layer's channels"):
-        raise ValueError(f"groups={groups} does not divide a layer's {channels} channels; use a divisor of {channels}")
+    if norm == "G":
+        check_groups(groups, (channels,))
     num_groups = {"L": 1, "G": groups, "I": channels}[norm]
     return nn.GroupNorm(num_groups, channels)
 
@@ -139,8 +120,7 @@ class Net(nn.Module):
         if groups is not None and self.norm != "G":
             raise ValueError(f"groups is GroupNorm's setting; norm {norm!r} has no groups to set (use norm='G', or "
                              "groups=None)")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        check_dropout(dropout)
         if norm_batch is not None and self.norm != "B":
             raise ValueError(f"norm_batch is BatchNorm's setting; norm {norm!r} normalises each image alone")
         widths = WIDTHS

@@ -14,11 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
-from data import _check_limit, check_augmentation
-from model import Net, canonical_norm, whole_number
-from utils import _available_devices, check_ema_decay, check_seed, finite_number
+from checks import (canonical_norm, check_augmentation, check_device, check_dropout, check_ema_decay, check_groups,
+                    check_limit, check_seed, finite_number, whole_number)
 
 # name: (default, what it may be, what it means). DATA_ROOT's default is MNIST_ROOT where that is set.
 SETTINGS = {
@@ -79,14 +76,15 @@ def injected(names: dict) -> list[str]:
 def check_study(variants: dict, epochs: int, max_lr: float, weight_decay: float, ema_decay: float | None,
                 l1_lambda: float, groups: int, dropout: float, out_dir: str | os.PathLike) -> dict[str, str]:
     """Check the settings every experiment shares with the notebook (named as the notebook names them); ValueError on
-    the first bad one. Builds every variant's network and writes a test file into OUT_DIR. Returns {variant: norm}."""
+    the first bad one. Writes a test file into OUT_DIR. Returns {variant: norm}."""
     if not isinstance(variants, dict) or not variants:
         raise ValueError(f"VARIANTS must be a non-empty dict of name -> norm, got {variants!r}")
     for name in variants:
         if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_+" for c in name):
             raise ValueError(f"VARIANTS: a name must be letters, digits, '-', '_' or '+' (it names files), got {name!r}")
     norms = {name: canonical_norm(norm) for name, norm in variants.items()}
-    Net("G", groups=groups, dropout=dropout)  # GROUPS and DROPOUT are checked by the network itself
+    check_dropout(dropout)
+    check_groups(groups)
     whole_number("EPOCHS", epochs, SETTINGS["EPOCHS"][1])
     finite_number("MAX_LR", max_lr, zero_ok=False)
     finite_number("WEIGHT_DECAY", weight_decay)
@@ -123,15 +121,12 @@ def check(names: dict) -> dict[str, str]:
     whole_number("BATCH_SIZE", names["BATCH_SIZE"], SETTINGS["BATCH_SIZE"][1])
     whole_number("TEST_BATCH_SIZE", names["TEST_BATCH_SIZE"], SETTINGS["TEST_BATCH_SIZE"][1])
     check_augmentation("AUGMENTATION", names["AUGMENTATION"])
-    _check_limit("TRAIN_LIMIT", names["TRAIN_LIMIT"])
-    _check_limit("TEST_LIMIT", names["TEST_LIMIT"])
+    check_limit("TRAIN_LIMIT", names["TRAIN_LIMIT"])
+    check_limit("TEST_LIMIT", names["TEST_LIMIT"])
     if names["TRAIN_LIMIT"] is not None and names["TRAIN_LIMIT"] < names["BATCH_SIZE"]:
         raise ValueError(f"TRAIN_LIMIT={names['TRAIN_LIMIT']} is below BATCH_SIZE={names['BATCH_SIZE']}: training needs "
                          "at least one full batch; raise TRAIN_LIMIT (None for every digit) or lower BATCH_SIZE")
-    device, available = names["DEVICE"], _available_devices()
-    if device is not None and (not isinstance(device, (str, torch.device)) or str(device) not in available):
-        raise ValueError(f"DEVICE must be None (cuda, then mps, then cpu) or one of this machine's {available}, "
-                         f"got {device!r}")
+    check_device("DEVICE", names["DEVICE"], none_ok=True)
     for name in ("DATA_ROOT", "OUT_DIR"):
         if not isinstance(names[name], (str, os.PathLike)) or not str(names[name]):
             raise ValueError(f"{name} must be a folder's path, got {names[name]!r}")

@@ -46,13 +46,15 @@ import data
 import records
 import settings
 import utils
-from model import Net, canonical_norm, whole_number
+from checks import (canonical_norm, check_augmentation, check_ema_decay, check_limit, check_seed, finite_number,
+                    whole_number)
+from model import Net
 
 ROOT = records.ROOT
 STORE = ROOT / "results" / "runs"  # the committed store
 PREDICTIONS = "predictions"  # the tensor of held-out predictions in a record; the model's tensors are "model.<name>"
-# The version of the training path: model.py's network, data.py's digits and augmentation, utils.py's optimiser,
-# schedule, EMA, L1, train/test/fit and predict, and fit_model below. Bump it with any change that moves a number a run records:
+# The version of the training path: model.py's network (its widths: checks.py's WIDTHS), data.py's digits and
+# augmentation, utils.py's optimiser, schedule, EMA, L1, train/test/fit and predict, and fit_model below. Bump it with any change that moves a number a run records:
 # tests/test_golden.py trains a few steps of every norm and fails until it is bumped and its values pinned again
 # (`PYTHONPATH=. python tests/test_golden.py`). Moving code between files, comments, messages and figures leave it as it is.
 TRAINING_VERSION = 1
@@ -80,14 +82,14 @@ def run_spec(recipe: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups:
     spec["data"] = recipe.get("DATA", data.MNIST_DIGEST)
     for name in ("epochs", "batch_size", "test_batch_size"):
         whole_number(name, spec[name], "a whole number >= 1")
-    utils.finite_number("max_lr", spec["max_lr"], zero_ok=False)
-    utils.finite_number("weight_decay", spec["weight_decay"])
-    utils.check_ema_decay("ema_decay", spec["ema_decay"])
-    data._check_limit("train_limit", spec["train_limit"])
-    data._check_limit("test_limit", spec["test_limit"])
-    data.check_augmentation("augmentation", spec["augmentation"])
-    utils.check_seed("seed", seed)
-    utils.finite_number("l1_lambda", l1_lambda)
+    finite_number("max_lr", spec["max_lr"], zero_ok=False)
+    finite_number("weight_decay", spec["weight_decay"])
+    check_ema_decay("ema_decay", spec["ema_decay"])
+    check_limit("train_limit", spec["train_limit"])
+    check_limit("test_limit", spec["test_limit"])
+    check_augmentation("augmentation", spec["augmentation"])
+    check_seed("seed", seed)
+    finite_number("l1_lambda", l1_lambda)
     if split not in data.SPLITS:
         raise ValueError(f"split must be one of {data.SPLITS}, got {split!r}")
     if not isinstance(spec["data"], str) or not re.fullmatch(r"[0-9a-f]{64}", spec["data"]):
@@ -98,10 +100,16 @@ def run_spec(recipe: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups:
             raise ValueError(f"norm_batch={norm_batch} is not below the batch of {spec['batch_size']}: that is plain "
                              "BatchNorm over the whole batch, norm_batch=None; a ghost batch must be smaller")
     groups = recipe["GROUPS"] if norm == "G" and groups is None else groups  # one spec for the notebook's GN
-    Net(norm, groups=groups, dropout=spec["dropout"], norm_batch=norm_batch)  # the network checks groups and dropout
     spec["augmentation"] = spec["augmentation"] or None  # None and {} are the same run: no augmentation
     spec.update(norm=norm, seed=seed, l1_lambda=float(l1_lambda), groups=groups, norm_batch=norm_batch, split=split)
+    net(spec)  # the network checks groups, dropout and the ghost batch against the norm
     return spec
+
+
+def net(spec: dict) -> Net:
+    """The network of the run `spec` describes (its norm, groups, dropout and ghost batch), freshly initialised from
+    torch's random state: the one place a spec becomes a Net."""
+    return Net(spec["norm"], groups=spec["groups"], dropout=spec["dropout"], norm_batch=spec["norm_batch"])
 
 
 # A spec's fields besides the recipe's (settings.RECIPE_KEYS, by their lower-case names): what run_spec adds
@@ -160,7 +168,7 @@ def fit_model(spec: dict, device: torch.device, root: str | os.PathLike | None =
     predictions for every held-out digit. Returns the trained model, its history and those predictions."""
     train_loader, held_loader = loaders(spec, device, root)
     utils.reseed(spec["seed"], train_loader)
-    model = Net(spec["norm"], groups=spec["groups"], dropout=spec["dropout"], norm_batch=spec["norm_batch"]).to(device)
+    model = net(spec).to(device)
     history = utils.fit(model, train_loader, held_loader, device, spec["epochs"], spec["max_lr"], spec["weight_decay"],
                         spec["l1_lambda"], spec["ema_decay"], on_epoch, bars)
     return model, history, utils.predict(model, held_loader, device)
@@ -286,7 +294,7 @@ def _inconsistency(history: list, spec: dict, predictions: torch.Tensor) -> str 
     if "test_acc" not in history[-1]:
         return "its last epoch has no test_acc"
     try:
-        data._check_limit("test_limit", spec.get("test_limit"))
+        check_limit("test_limit", spec.get("test_limit"))
     except ValueError as error:
         return f"its spec's {error}"
     if spec.get("split") not in data.SPLITS:
@@ -443,12 +451,12 @@ class Store:
                             f"being store.run_spec(settings.RECIPE, {spec['norm']!r}, seed={spec['seed']}, ...) with "
                             "this run's settings (about 8 minutes on one CPU core for 20 epochs), or run the experiment "
                             "that lists it (`python -m experiments --help`)")
-        net = Net(spec["norm"], groups=spec["groups"], dropout=spec["dropout"], norm_batch=spec["norm_batch"])
+        model = net(spec)
         try:
-            net.load_state_dict(found[1])
+            model.load_state_dict(found[1])
         except RuntimeError as error:
             raise CorruptRecord(f"{self.file(spec)} does not hold this network's weights: {str(error)[:300]}") from None
-        return net.eval()
+        return model.eval()
 
 
 def load(norm: str, seed: int = 1, *, l1_lambda: float = 0.0, groups: int | None = None, norm_batch: int | None = None,

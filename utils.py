@@ -1,9 +1,10 @@
-"""The training engine: seeds, the device and peak memory, the argument checks, the L1 penalty, the weights' moving
+"""The training engine: seeds, the device and peak memory, the checks of tensors, the L1 penalty, the weights' moving
 average, `train`, `test`, `fit`, `predict` and `misclassified`.
 
-The data (MNIST in memory, augmentation, loaders) is in data.py, the figures in figures.py, the records (the history
-file, atomic writes, tables, how a result was made) in records.py, and publishing a finished run in
-experiments/publish.py. This module imports none of them (data.py and records.py import its checks).
+The checks of settings and arguments are in checks.py, the data (MNIST in memory, augmentation, loaders) in data.py,
+the figures in figures.py, the records (the history file, atomic writes, tables, how a result was made) in records.py,
+and publishing a finished run in experiments/publish.py. Of the project's modules this one imports only checks.py
+(data.py imports its checks of tensors).
 """
 
 import copy
@@ -20,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import TqdmWarning
 
-from model import whole_number
+from checks import available_devices, check_device, check_ema_decay, finite_number, whole_number
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)  # a notebook without ipywidgets gets tqdm's text bar, silently
@@ -43,12 +44,6 @@ def reseed(seed: int, train_loader: "SeededLoader") -> None:
     train_loader.generator.manual_seed(seed)
 
 
-def _available_devices() -> list[str]:
-    """The device names this machine can run on: "cpu", then "cuda" and "cuda:0", ... and "mps" where present."""
-    gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    return ["cpu"] + (["cuda"] + gpus if gpus else []) + (["mps"] if torch.backends.mps.is_available() else [])
-
-
 def get_device(name: str | None = None) -> torch.device:
     """`name` ("cpu", "cuda", "cuda:1", "mps") if given, else cuda, then mps, then cpu.
 
@@ -60,7 +55,7 @@ def get_device(name: str | None = None) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    available = _available_devices()
+    available = available_devices()
     if str(name) not in available:
         raise ValueError(f"device {name!r} is not available on this machine; use one of {available}, or None to choose")
     return torch.device(name)
@@ -74,41 +69,6 @@ def peak_memory_mb() -> float:
         return float("nan")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-def finite_number(name: str, value, zero_ok: bool = True) -> float:
-    """`value` if it is a finite number >= 0 (> 0 without zero_ok; bool is not one), else a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
-            or (value == 0 and not zero_ok):
-        raise ValueError(f"{name} must be a finite number {'>= 0' if zero_ok else '> 0'}, got {value!r}")
-    return value
-
-
-def check_flag(name: str, value) -> None:
-    """A ValueError naming the setting unless `value` is True or False."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-
-
-def check_seed(name: str, seed) -> None:
-    """A ValueError naming the setting unless `seed` is a whole number from 0 to 2**32 - 1 (what NumPy accepts)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"{name} must be a whole number from 0 to 2**32 - 1, got {seed!r}")
-
-
-def check_ema_decay(name: str, decay, none_ok: bool = True) -> None:
-    """A ValueError naming the setting unless `decay` is a number in (0, 1), or None (no average) with none_ok."""
-    if (decay is not None or not none_ok) and (isinstance(decay, bool) or not isinstance(decay, (int, float))
-                                                 or not 0 < decay < 1):
-        raise ValueError(f"{name} must be {'None or ' if none_ok else ''}a number in (0, 1), got {decay!r}")
-
-
-def check_device(name: str, device) -> None:
-    """A ValueError naming the argument unless `device` is a torch.device or a device name that this machine has."""
-    available = _available_devices()
-    if not isinstance(device, (str, torch.device)) or str(device) not in available:
-        raise ValueError(f"{name} must be a torch.device or the name of one this machine has, {available}; "
-                         f"got {device!r}")
 
 
 def _kind(value) -> str:

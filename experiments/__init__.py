@@ -9,7 +9,9 @@
 - bn_test and shift: the main comparison's stored models at test time, and on test digits that drift.
 
 Each reads its runs from the run store (store.py), trains only those it does not hold, and writes results/NAME.json
-and Images/NAME.png; the shared machinery is in experiments/runner.py, the documents' numbers in experiments/report.py.
+and Images/NAME.png. What an experiment module gives is written once in experiments/interface.py (Experiment); the
+shared machinery is in experiments/runner.py, the statistics in experiments/stats.py, the documents' numbers in
+experiments/report.py.
 """
 
 EXPERIMENTS = ["main", "own_rate", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "shift", "ghost_stats"]

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
-from experiments import main, runner
+from experiments import main, runner, stats
 
 NAME = "bn_test"
 SHOWS = "BatchNorm at test time: test batch size, train mode, recomputed statistics (trains nothing)"  # its line in python -m experiments --help
@@ -41,18 +41,18 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
             recomputed, recomputed_pred = runner.accuracy(recomputed_model, held.images, held.labels)
             as_text = lambda p: "".join(map(str, p.tolist()))
             rows.append(dict(seed=row["seed"], running=running, recomputed=recomputed,
-                             mcnemar=runner.mcnemar(as_text(recomputed_pred), as_text(running_pred), labels),
+                             mcnemar=stats.mcnemar(as_text(recomputed_pred), as_text(running_pred), labels),
                              batch_statistics={str(k): runner.batch_statistics(model, k, held.images, held.labels)[0]
                                                for k in TEST_BATCHES}))
-        comparison = runner.compare([x["recomputed"] for x in rows], [x["running"] for x in rows])
+        comparison = stats.compare([x["recomputed"] for x in rows], [x["running"] for x in rows])
         bn[variant] = dict(rows=rows, recomputed_vs_running=comparison)
-    runner.verdicts([b["recomputed_vs_running"] for b in bn.values()])
+    stats.verdicts([b["recomputed_vs_running"] for b in bn.values()])
     invariance = []
     for row in runner.progress(trained, "models evaluated at test batches 1 and 1,000"):
         model = runs_store.model(row["spec"])
         (acc_a, pred_a), (acc_b, pred_b) = (runner.accuracy(model, held.images, held.labels, k) for k in INVARIANCE)
         invariance.append(int((pred_a != pred_b).sum()))
-    return dict(bn=bn, invariance=dict(models=len(invariance), changed=sum(invariance)), margin=runner.MARGIN)
+    return dict(bn=bn, invariance=dict(models=len(invariance), changed=sum(invariance)), margin=stats.MARGIN)
 
 
 def figure(results: dict) -> plt.Figure:

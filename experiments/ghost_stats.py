@@ -14,7 +14,7 @@ group means, not the running average; the table compares each way with the runni
 import matplotlib.pyplot as plt
 
 import store
-from experiments import runner
+from experiments import runner, stats
 
 NAME = "ghost_stats"
 SHOWS = "what breaks BatchNorm trained on ghost batches of one or two images, and what restores it"  # its line in python -m experiments --help
@@ -39,9 +39,9 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
                WAYS[2]: [runner.accuracy(runner.recomputed_statistics(m, train.images, settings["BATCH_SIZE"]),
                                          held.images, held.labels)[0] for m in models],
                WAYS[3]: [runner.batch_statistics(m, k, held.images, held.labels)[0] for m in models]}
-        rows.append(dict(k=k, **runner.compare_ways(acc)))
-    runner.verdicts([c for r in rows for c in r["against"].values()])
-    return dict(rows=rows, seeds=len({r["seed"] for r in trained}), margin=runner.MARGIN)  # one with --quick
+        rows.append(dict(k=k, **stats.compare_ways(acc)))
+    stats.verdicts([c for r in rows for c in r["against"].values()])
+    return dict(rows=rows, seeds=len({r["seed"] for r in trained}), margin=stats.MARGIN)  # one with --quick
 
 
 def figure(results: dict) -> plt.Figure:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
-from experiments import runner
+from experiments import runner, stats
 
 NAME = "gn_groups"
 SHOWS = "GroupNorm from one group (LayerNorm) to one per channel (InstanceNorm)"  # its line in python -m experiments --help
@@ -37,19 +37,19 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     """One row per number of groups: accuracy over seeds, each compared with 2 groups (paired over seeds, Holm within
-    the table, equivalence at +-runner.MARGIN)."""
+    the table, equivalence at +-stats.MARGIN)."""
     rows = []
     for groups in GROUPS:
         chosen = sorted((r for r in trained if r["groups"] == groups), key=lambda r: r["seed"])
         acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
-        mean, std = runner.mean_std(acc)
+        mean, std = stats.mean_std(acc)
         rows.append(dict(groups=groups, seeds=[r["seed"] for r in chosen], test_acc=acc, mean=mean, std=std,
-                         test_loss=runner.mean_std([r["record"]["history"][-1]["test_loss"] for r in chosen])[0]))
-    runner.compare_rows(rows, next(r for r in rows if r["groups"] == REFERENCE), "against_2_groups")
+                         test_loss=stats.mean_std([r["record"]["history"][-1]["test_loss"] for r in chosen])[0]))
+    stats.compare_rows(rows, next(r for r in rows if r["groups"] == REFERENCE), "against_2_groups")
     counted = [r for r in rows if r["groups"] != "C"]  # PROTOCOL.md D: the slope over log2 of 1, 2, 4 and 8 groups
-    trend = runner.trend([math.log2(r["groups"]) for r in counted],
+    trend = stats.trend([math.log2(r["groups"]) for r in counted],
                          [list(a) for a in zip(*(r["test_acc"] for r in counted))])
-    return dict(rows=rows, margin=runner.MARGIN, trend=trend)
+    return dict(rows=rows, margin=stats.MARGIN, trend=trend)
 
 
 def figure(results: dict) -> plt.Figure:

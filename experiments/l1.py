@@ -14,7 +14,7 @@ import torch
 
 import records
 import store
-from experiments import runner
+from experiments import runner, stats
 
 NAME = "l1"
 SHOWS = "BatchNorm + L1's lambda, chosen on the validation split"  # its line in python -m experiments --help
@@ -43,12 +43,12 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
         weights = [penalised(runs_store.model(row["spec"])) for row in chosen]
         everything = [torch.cat([w.flatten() for w in ws.values()]) for ws in weights]
         rows.append(dict(l1_lambda=lam, seeds=[row["seed"] for row in chosen], validation_acc=acc,
-                         mean=runner.mean_std(acc)[0],
+                         mean=stats.mean_std(acc)[0],
                          weights_l1=[[e["weights_l1"] for e in row["record"]["history"]] for row in chosen],
                          near_zero=[float((w.abs() < ZERO).float().mean()) for w in everything]))
     baseline = rows[0]["validation_acc"]
-    comparisons = [runner.compare(row["validation_acc"], baseline) for row in rows[1:]]
-    runner.verdicts(comparisons)
+    comparisons = [stats.compare(row["validation_acc"], baseline) for row in rows[1:]]
+    stats.verdicts(comparisons)
     for row, comparison in zip(rows[1:], comparisons):
         row["against_0"] = comparison
     best = max(rows[1:], key=lambda row: row["mean"])["l1_lambda"]

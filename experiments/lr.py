@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
-from experiments import main, runner
+from experiments import main, runner, stats
 
 NAME = "lr"
 SHOWS = "each variant's peak learning rate, on the validation split"  # its line in python -m experiments --help
@@ -42,18 +42,18 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
         for rate in rates(variant):
             chosen = sorted((r for r in trained if (r["variant"], r["max_lr"]) == (variant, rate)), key=lambda r: r["seed"])
             acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
-            by_rate[str(rate)] = dict(validation_acc=acc, mean=runner.mean_std(acc)[0])
+            by_rate[str(rate)] = dict(validation_acc=acc, mean=stats.mean_std(acc)[0])
         best = max(rates(variant), key=lambda rate: by_rate[str(rate)]["mean"])
         # where the shared rate is the best, there is nothing to compare (a comparison with itself would only
         # dilute the table's Holm adjustment)
-        variants[variant] = dict(rates=by_rate, best=best, best_vs_shared=None if best == shared else runner.compare(
+        variants[variant] = dict(rates=by_rate, best=best, best_vs_shared=None if best == shared else stats.compare(
             by_rate[str(best)]["validation_acc"], by_rate[str(shared)]["validation_acc"]))
     tested = [x["best_vs_shared"] for x in variants.values() if x["best_vs_shared"] is not None]
-    runner.verdicts(tested)
+    stats.verdicts(tested)
     for comparison in tested:  # PROTOCOL.md A: the own rate is a choice made on validation; a difference is tested, never equivalence
         comparison["verdict"] = "differs" if comparison["verdict"] == "differs" else "inconclusive"
     return dict(variants=variants, shared=shared, rates=sorted({rate for variant in variants for rate in rates(variant)}),
-                seeds=sorted({r["seed"] for r in trained}), margin=runner.MARGIN)
+                seeds=sorted({r["seed"] for r in trained}), margin=stats.MARGIN)
 
 
 def figure(results: dict) -> plt.Figure:

@@ -2,7 +2,7 @@
 notebook's recipe and its 20 epochs, trained on the 60,000 training digits and tested on the 10,000 test digits.
 
 Every pair is compared over seeds (paired by seed: the same initial draw, batches and augmentation): the mean
-difference with its 95% interval, a paired t-test and an equivalence test at +-runner.MARGIN, Holm-adjusted within
+difference with its 95% interval, a paired t-test and an equivalence test at +-stats.MARGIN, Holm-adjusted within
 the table. McNemar's test per seed is a check on one pair of models, never pooled. Two more views: the digits two
 models disagree on, against the same count for two seeds of one norm (the seed-to-seed baseline), and the first
 epoch at which each model reaches 99.0% and 99.4%, compared in pairs over seeds like the accuracies.
@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
-from experiments import runner
+from experiments import runner, stats
 
 NAME = "main"
 SHOWS = "BN, BN + L1, LN and GN at the shared recipe, ten seeds: paired, equivalence and Holm-adjusted tests"  # its line in python -m experiments --help
@@ -57,23 +57,23 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
     for variant, chosen in by.items():
         histories = [r["record"]["history"] for r in chosen]
         acc = [h[-1]["test_acc"] for h in histories]
-        mean, std = runner.mean_std(acc)
-        curves = {key: [runner.mean_std([h[e][key] for h in histories]) for e in range(len(histories[0]))]
+        mean, std = stats.mean_std(acc)
+        curves = {key: [stats.mean_std([h[e][key] for h in histories]) for e in range(len(histories[0]))]
                   for key in ("test_acc", "test_loss")}
         per_variant[variant] = dict(seeds=[r["seed"] for r in chosen], test_acc=acc, mean=mean, std=std,
                               test_loss=[h[-1]["test_loss"] for h in histories],
-                              standard_error=runner.standard_error(mean, len(labels)),
+                              standard_error=stats.standard_error(mean, len(labels)),
                               curves={k: [list(m_s) for m_s in comparison] for k, comparison in curves.items()},
                               epochs_to={str(target): [time_to(h, target) for h in histories] for target in TARGETS})
     pairs = []
     for a, b in combinations(names, 2):
-        comparison = runner.compare(per_variant[a]["test_acc"], per_variant[b]["test_acc"])
-        comparison.update(a=a, b=b, mcnemar=[runner.mcnemar(ra["record"]["predictions"], rb["record"]["predictions"], labels)
+        comparison = stats.compare(per_variant[a]["test_acc"], per_variant[b]["test_acc"])
+        comparison.update(a=a, b=b, mcnemar=[stats.mcnemar(ra["record"]["predictions"], rb["record"]["predictions"], labels)
                                     for ra, rb in zip(by[a], by[b])])
         comparison["disagree"] = statistics.mean(disagreements(ra["record"]["predictions"], rb["record"]["predictions"], labels)
                                         for ra, rb in zip(by[a], by[b]))
         pairs.append(comparison)
-    runner.verdicts(pairs)
+    stats.verdicts(pairs)
     # the seed-to-seed baseline: two seeds (s, s+1) of one variant
     baseline = {variant: statistics.mean(disagreements(x["record"]["predictions"], y["record"]["predictions"], labels)
                                    for x, y in zip(chosen, chosen[1:])) if len(chosen) > 1 else None
@@ -83,10 +83,10 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
         for a, b in combinations(names, 2):
             ea, eb = per_variant[a]["epochs_to"][str(target)], per_variant[b]["epochs_to"][str(target)]
             if all(e is not None for e in ea + eb):
-                targets.append({**runner.compare(ea, eb, margin=1.0), "a": a, "b": b, "target": target})
-    runner.verdicts(targets, margin=1.0)
+                targets.append({**stats.compare(ea, eb, margin=1.0), "a": a, "b": b, "target": target})
+    stats.verdicts(targets, margin=1.0)
     return dict(seeds=seeds, variants=per_variant, pairs=pairs, baseline=baseline, targets=targets,
-                margin=runner.MARGIN)
+                margin=stats.MARGIN)
 
 
 def figure(results: dict) -> plt.Figure:
@@ -135,7 +135,7 @@ def tables(results: dict) -> list[str]:
     rows.append(["standard error of one run"] + [f"{variant[n]['standard_error']:.2f}" for n in names])
     pairs = [[f"{p['a']} - {p['b']}", runner.interval(p), runner.p_value(p["p_holm"]), runner.p_value(p["p_equivalence_holm"]),
               p["verdict"], p["seeds_for_power"] or "-",
-              f"{sum(t['p'] < runner.ALPHA for t in p['mcnemar'])} of {len(p['mcnemar'])}",
+              f"{sum(t['p'] < stats.ALPHA for t in p['mcnemar'])} of {len(p['mcnemar'])}",
               f"{p['disagree']:.1f} (seed to seed: {summary['baseline'][p['a']]:.1f}, {summary['baseline'][p['b']]:.1f})"
               if summary["baseline"][p["a"]] is not None else f"{p['disagree']:.1f}"]
              for p in summary["pairs"]]

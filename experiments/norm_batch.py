@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
-from experiments import runner
+from experiments import runner, stats
 
 NAME = "norm_batch"
 SHOWS = "BatchNorm against the number of images it normalises over (ghost batches), LN and GN as controls"  # its line in python -m experiments --help
@@ -43,26 +43,26 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     """One row per norm and k: accuracy over seeds with running and with test-batch statistics; each k compared with
-    the whole batch (paired over seeds, Holm within the table, equivalence at +-runner.MARGIN)."""
+    the whole batch (paired over seeds, Holm within the table, equivalence at +-stats.MARGIN)."""
     _, held = store.loaders(trained[0]["spec"], "cpu")
     rows = []
     for norm, k in dict.fromkeys((r["norm"], r["k"]) for r in trained):
         chosen = sorted((r for r in trained if (r["norm"], r["k"]) == (norm, k)), key=lambda r: r["seed"])
         acc = [r["record"]["history"][-1]["test_acc"] for r in chosen]
         row = dict(norm=norm, k=k, seeds=[r["seed"] for r in chosen], test_acc=acc)
-        row["mean"], row["std"] = runner.mean_std(acc)
+        row["mean"], row["std"] = stats.mean_std(acc)
         if norm == "B":
             models = [runs_store.model(r["spec"]) for r in chosen]
             batch_acc = [runner.batch_statistics(m, k, held.images, held.labels)[0] for m in models]
-            row.update(batch_stat_acc=batch_acc, batch_stat_mean=runner.mean_std(batch_acc)[0],
-                       batch_stat_std=runner.mean_std(batch_acc)[1])
+            row.update(batch_stat_acc=batch_acc, batch_stat_mean=stats.mean_std(batch_acc)[0],
+                       batch_stat_std=stats.mean_std(batch_acc)[1])
         rows.append(row)
     whole = next(r for r in rows if r["norm"] == "B" and r["k"] == settings["BATCH_SIZE"])
-    runner.compare_rows(rows, whole, "against_whole_batch")
+    stats.compare_rows(rows, whole, "against_whole_batch")
     # PROTOCOL.md D: the slope over log2 k, k = 1 left out (it collapses to about 21% and would dominate any slope)
     bn = [r for r in rows if r["norm"] == "B" and r["k"] > 1]
-    trend = runner.trend([math.log2(r["k"]) for r in bn], [list(a) for a in zip(*(r["test_acc"] for r in bn))])
-    return dict(rows=rows, margin=runner.MARGIN, trend=trend)
+    trend = stats.trend([math.log2(r["k"]) for r in bn], [list(a) for a in zip(*(r["test_acc"] for r in bn))])
+    return dict(rows=rows, margin=stats.MARGIN, trend=trend)
 
 
 def figure(results: dict) -> plt.Figure:

@@ -4,10 +4,8 @@ comparison ("differs" or "inconclusive"); secondary comparisons get an interval 
 verdict. The experiments of Protocol 2 (no_norm, scarce, real_batch, drift) build their tables with it.
 """
 
-import itertools
-
 import records
-from experiments import feasibility, runner
+from experiments import feasibility, runner, stats
 
 
 def declared(family: str) -> list[str]:
@@ -15,16 +13,7 @@ def declared(family: str) -> list[str]:
     return [test["comparison"] for test in feasibility.PRIMARY if test["family"] == family]
 
 
-def sign_flip_p(differences: list[int]) -> float:
-    """Exact two-sided paired permutation p: the share of the 2^n sign patterns of `differences` (integers: counts of
-    correct digits) whose sum is at least as far from zero as the observed one."""
-    observed = abs(sum(differences))
-    hits = sum(abs(sum(s * d for s, d in zip(signs, differences))) >= observed
-               for signs in itertools.product((1, -1), repeat=len(differences)))
-    return hits / 2 ** len(differences)
-
-
-def correct(acc: list[float], digits: int = runner.TEST_DIGITS) -> list[int]:
+def correct(acc: list[float], digits: int = stats.TEST_DIGITS) -> list[int]:
     """Accuracies (%) on `digits` held-out digits as counts of correct digits."""
     return [round(a * digits / 100) for a in acc]
 
@@ -32,8 +21,8 @@ def correct(acc: list[float], digits: int = runner.TEST_DIGITS) -> list[int]:
 def comparison(label: str, a: list[float], b: list[float], test: str = "paired t") -> dict:
     """a - b over seeds (paired): the mean difference (points), its 95% interval, the lowest seed's difference, and
     the declared test's p (a paired t-test, or the exact sign-flip test on counts of correct digits)."""
-    found = runner.compare(a, b)
-    p = found["p"] if test == "paired t" else sign_flip_p([x - y for x, y in zip(correct(a), correct(b), strict=True)])
+    found = stats.compare(a, b)
+    p = found["p"] if test == "paired t" else stats.sign_flip_p([x - y for x, y in zip(correct(a), correct(b), strict=True)])
     return dict(comparison=label, test=test, n=found["n"], difference=found["difference"], ci=found["ci"], p=p,
                 worst=min(x - y for x, y in zip(a, b)))
 
@@ -44,7 +33,7 @@ def decide(family: str, comparisons: list[dict]) -> list[dict]:
     if [c["comparison"] for c in comparisons] != declared(family):
         raise ValueError(f"family {family!r}: the comparisons {[c['comparison'] for c in comparisons]} are not the "
                          f"declared ones {declared(family)}")
-    for c, adjusted in zip(comparisons, runner.holm([c["p"] for c in comparisons])):
+    for c, adjusted in zip(comparisons, stats.holm([c["p"] for c in comparisons])):
         c.update(p_holm=adjusted, alpha=feasibility.FAMILY_ALPHA,
                  verdict="differs" if adjusted is not None and adjusted < feasibility.FAMILY_ALPHA else "inconclusive")
     return comparisons
@@ -53,7 +42,7 @@ def decide(family: str, comparisons: list[dict]) -> list[dict]:
 def variants_table(acc: dict[str, list[float]], label: str = "variant") -> str:
     """Each variant's mean test accuracy over seeds, its lowest seed and its spread."""
     return records.markdown_table([label, "seeds", "mean (%)", "lowest seed (%)", "sd"],
-                                  [[name, len(a), f"{sum(a) / len(a):.2f}", f"{min(a):.2f}", f"{runner.mean_std(a)[1]:.2f}"]
+                                  [[name, len(a), f"{sum(a) / len(a):.2f}", f"{min(a):.2f}", f"{stats.mean_std(a)[1]:.2f}"]
                                    for name, a in acc.items()])
 
 

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
-from model import canonical_norm
+from checks import canonical_norm
 from records import ROOT, committed_place, load_history, replace_files
 from settings import COLAB_SETTINGS, SETTINGS, WHERE
 from utils import CHANCE_ACC

@@ -19,7 +19,7 @@ import torch
 
 import records
 import store
-from experiments import EXPERIMENTS, main, runner, study, verify
+from experiments import EXPERIMENTS, main, runner, stats, study, verify
 from model import Net, count_macs, count_parameters
 
 ROOT = records.ROOT
@@ -372,11 +372,11 @@ def shift_blocks(results: dict, found: list[dict]) -> dict[str, str]:
         return {"shift_power": not_yet("shift")}
     tested = [row for row in found if row["family"] == "shift" and row["tests"]]
     seeds, family = results["shift"]["summary"]["seeds"], len(tested)
-    t_only = sum(row["tests"]["t"][1] < runner.ALPHA for row in tested)
+    t_only = sum(row["tests"]["t"][1] < stats.ALPHA for row in tested)
     return {"shift_power": (
         f"With {seeds} seeds the exact two-sided Wilcoxon test's smallest possible p is 2 / 2^{seeds} = {2 / 2 ** seeds:.5f}, "
         f"reached when every seed's difference has the same sign; Holm over the family's {family} tested comparisons needs "
-        f"the smallest p below 0.05 / {family} = {runner.ALPHA / family:.5f}. So no comparison can meet PROTOCOL.md C's rule "
+        f"the smallest p below 0.05 / {family} = {stats.ALPHA / family:.5f}. So no comparison can meet PROTOCOL.md C's rule "
         "(both tests below 0.05 after Holm), whatever the size of its difference. That could have been computed when "
         "the protocol was written; it is reported here, not changed after the result. Outside the protocol, and not a "
         f"verdict: the paired t-tests alone are below 0.05 after Holm in {t_only} of the {family} comparisons.")}

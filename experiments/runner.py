@@ -1,4 +1,4 @@
-"""What every experiment shares: the notebook's recipe, runs read from the store or trained, evaluations, statistics.
+"""What every experiment shares: the notebook's recipe, runs read from the store or trained, evaluations, tables.
 
 - recipe: `settings_for(quick, **overrides)`, the study's settings (settings.py) with an experiment's own;
 - runs: `ensure(specs, ...)` reads every run already in the store and trains only the others, in local processes
@@ -6,16 +6,15 @@
   interrupted experiment keeps every finished run;
 - evaluations on stored models: BatchNorm with the statistics of groups of test digits or recomputed ones;
   test-batch invariance;
-- statistics: mean and spread over seeds, the standard error of one accuracy, exact McNemar, paired t-test;
+- tables: how a comparison prints (p-values, intervals, verdicts) and the tables of several ways of evaluating one
+  set of models; the statistics themselves are in experiments/stats.py;
 - records: `execute` writes results/NAME.json and Images/NAME.png, both replaced together once complete, or neither.
 """
 
 import io
 import json
-import math
 import os
 import signal
-import statistics
 import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
@@ -24,17 +23,16 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from scipy import stats
 
 import data
 import records
 import store
+from experiments.interface import Experiment
 from model import Net
 from settings import check_study, defaults
 
 ROOT = records.ROOT
 RUNS = ROOT / "runs"  # not committed: quick runs, and anything made from uncommitted code
-TEST_DIGITS = 10_000
 LABELS = {"B": "BatchNorm", "L": "LayerNorm", "G": "GroupNorm (2 groups)", "I": "InstanceNorm"}
 # --quick: a smoke run, one epoch on 2,048 digits in batches of 32 (64 steps: enough to leave chance level)
 QUICK = dict(EPOCHS=1, TRAIN_LIMIT=2048, TEST_LIMIT=500, BATCH_SIZE=32)
@@ -235,19 +233,6 @@ def recomputed_statistics(model: Net, images: torch.Tensor, batch: int, norm_bat
     return adapted.eval()
 
 
-# ---- Statistics --------------------------------------------------------------------------------------------------
-
-def standard_error(percent: float, n: int = TEST_DIGITS) -> float:
-    """Standard error (points) of one accuracy (%) measured on n digits: sqrt(p (1 - p) / n)."""
-    p = percent / 100
-    return 100 * math.sqrt(p * (1 - p) / n)
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def test_labels(settings: dict, split: str = "test") -> str:
     """The held-out labels of the settings' runs, as a string of digits (to compare predictions with)."""
     _, held = data.mnist_loaders(settings.get("DATA_ROOT"), torch.device("cpu"), 1, 1, 0, None, None,
@@ -258,109 +243,11 @@ def test_labels(settings: dict, split: str = "test") -> str:
 test_labels.__test__ = False  # not a pytest test
 
 
-def mcnemar(predictions_a: str, predictions_b: str, labels: str) -> dict:
-    """Exact McNemar test of two models on the same digits: b = digits only A gets right, c = only B; the p-value
-    (two-sided) is that of b successes in b + c fair coin flips."""
-    b = sum(pa == y != pb for pa, pb, y in zip(predictions_a, predictions_b, labels))
-    c = sum(pb == y != pa for pa, pb, y in zip(predictions_a, predictions_b, labels))
-    return {"only_a": b, "only_b": c, "p": float(stats.binomtest(b, b + c).pvalue) if b + c else 1.0}
-
-
-def paired_t(a: list[float], b: list[float]) -> float | None:
-    """Two-sided p-value of a paired t-test of a against b (one pair per seed); None with fewer than two pairs."""
-    if len(a) < 2:
-        return None
-    if all(x == y for x, y in zip(a, b)):
-        return 1.0
-    return float(stats.ttest_rel(a, b).pvalue)
-
+# ---- Tables: how the comparisons of experiments/stats.py print -------------------------------------------------------
 
 def p_value(p: float | None) -> str:
     """A p-value for a table: three decimals, "< 0.001" below that, "-" where there is none (one seed)."""
     return "-" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-MARGIN = 0.10  # points of accuracy: the equivalence margin, set after main's seeds 1-5 and before every later run (STUDY.md)
-ALPHA = 0.05
-
-
-def holm(p_values: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment of a table's p-values (None stays None): each adjusted p is compared with ALPHA."""
-    order = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
-    adjusted, running = list(p_values), 0.0
-    for rank, (p, i) in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * p))
-        adjusted[i] = running
-    return adjusted
-
-
-def seeds_for_power(sd: float, effect: float = MARGIN, power: float = 0.8) -> int | None:
-    """Seeds a two-sided paired t-test at ALPHA needs to detect a true difference of `effect` points with `power`,
-    when the paired differences have standard deviation `sd`; None where sd is 0 (any difference is then exact)."""
-    if sd == 0:
-        return None
-    for n in range(2, 10_000):
-        critical = stats.t.ppf(1 - ALPHA / 2, n - 1)
-        if 1 - stats.nct.cdf(critical, n - 1, effect / (sd / math.sqrt(n))) >= power:
-            return n
-    return None
-
-
-def compare(a: list[float], b: list[float], margin: float = MARGIN) -> dict:
-    """Paired comparison of a and b over seeds: the mean difference a - b with its 95% confidence interval, the
-    paired t-test's p, the equivalence test's p (TOST: two one-sided t-tests that the difference lies within
-    +-margin), the standard deviation of the differences and the seeds needed for 80% power at `margin`."""
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    n, mean = len(d), statistics.mean(d)
-    sd = statistics.stdev(d) if n > 1 else 0.0
-    out = dict(n=n, difference=mean, sd=sd, ci=None, p=paired_t(a, b), p_equivalence=None,
-               seeds_for_power=seeds_for_power(sd, margin) if n > 1 else None)
-    if n > 1 and sd > 0:
-        se = sd / math.sqrt(n)
-        half = stats.t.ppf(1 - ALPHA / 2, n - 1) * se
-        out["ci"] = [mean - half, mean + half]
-        out["p_equivalence"] = float(max(stats.t.sf((mean + margin) / se, n - 1), stats.t.cdf((mean - margin) / se, n - 1)))
-    elif n > 1:
-        out["ci"] = [mean, mean]
-        out["p_equivalence"] = 0.0 if abs(mean) < margin else 1.0
-    return out
-
-
-def trend(x: list[float], acc: list[list[float]]) -> dict:
-    """A trend over seeds (PROTOCOL.md D): per seed, the least-squares slope of accuracy (points) on x, given
-    `acc[seed][i]` at `x[i]`; then the mean slope with its 95% interval and a one-sample t-test of the slopes against 0
-    (p uncorrected: the trends form their own family)."""
-    slopes = [float(stats.linregress(x, a).slope) for a in acc]
-    mean, sd = mean_std(slopes)
-    half = stats.t.ppf(1 - ALPHA / 2, len(slopes) - 1) * sd / math.sqrt(len(slopes)) if len(slopes) > 1 else 0.0
-    p = float(stats.ttest_1samp(slopes, 0.0).pvalue) if len(slopes) > 1 and sd > 0 else None
-    return dict(x=x, slopes=slopes, slope=mean, ci=[mean - half, mean + half], p=p)
-
-
-def holm_fields(comparisons: list[dict], fields: tuple[str, ...]) -> None:
-    """Holm-adjust each of `fields` over a family's comparisons, each field on its own, into FIELD_holm."""
-    for field in fields:
-        for comparison, adjusted in zip(comparisons, holm([comparison[field] for comparison in comparisons])):
-            comparison[f"{field}_holm"] = adjusted
-
-
-def verdicts(comparisons: list[dict], margin: float = MARGIN) -> None:
-    """Holm-adjust a table's paired-test and equivalence p-values (each family on its own) and say, per row,
-    "differs" (adjusted p < ALPHA), "equivalent within +-margin" (adjusted equivalence p < ALPHA) or "inconclusive"."""
-    holm_fields(comparisons, ("p", "p_equivalence"))
-    for comparison in comparisons:
-        comparison["verdict"] = ("differs" if comparison["p_holm"] is not None and comparison["p_holm"] < ALPHA else
-                                 f"equivalent within +-{margin:.2f}" if comparison["p_equivalence_holm"] is not None
-                                 and comparison["p_equivalence_holm"] < ALPHA else "inconclusive")
-
-
-def compare_rows(rows: list[dict], reference: dict, field: str) -> None:
-    """Compare every row's "test_acc" (per seed) with the reference row's, store it in each other row under `field`,
-    and give the table its Holm-adjusted verdicts."""
-    others = [row for row in rows if row is not reference]
-    for row in others:
-        row[field] = compare(row["test_acc"], reference["test_acc"])
-    verdicts([row[field] for row in others])
 
 
 def comparison_cells(comparison: dict | None, equivalence: bool = True) -> list[str]:
@@ -385,19 +272,10 @@ def trend_table(trend: dict, over: str, per: str) -> str:
           ", ".join(f"{x:+.3f}" for x in trend["slopes"]), p_value(trend["p"])]])
 
 
-# ---- Tables and figures of several ways of evaluating one set of models -------------------------------------------
-
-def compare_ways(acc: dict[str, list[float]]) -> dict:
-    """One row of an evaluation table: `acc` ({way: accuracy per seed}, the first way the reference), each way's mean,
-    and each other way compared with the first over seeds (call `verdicts` on the whole table's comparisons)."""
-    reference = next(iter(acc))
-    return dict(acc=acc, mean={w: mean_std(a)[0] for w, a in acc.items()},
-                against={w: compare(a, acc[reference]) for w, a in acc.items() if w != reference})
-
-
 def ways_table(rows: list[dict], label: str, labels: list[str]) -> str:
-    """Markdown table of `compare_ways` rows: the reference way's mean, then each other way's mean with its difference
-    from the reference [95% interval], Holm-adjusted paired p and verdict."""
+    """Markdown table of several ways of evaluating one set of models (rows of stats.compare_ways): the reference
+    way's mean, then each other way's mean with its difference from the reference [95% interval], Holm-adjusted
+    paired p and verdict."""
     ways = list(rows[0]["acc"])
     body = [[name, f"{r['mean'][ways[0]]:.2f}"] + [f"{r['mean'][w]:.2f}: {interval(r['against'][w])}, "
                                                      f"p {p_value(r['against'][w]['p_holm'])}, {r['against'][w]['verdict']}"
@@ -470,7 +348,7 @@ def unchanged(path: Path, results: dict) -> bool:
     return isinstance(old, dict) and strip(old) == strip(json.loads(json.dumps(results)))
 
 
-def replot(experiment, out_dir: Path) -> None:
+def replot(experiment: Experiment, out_dir: Path) -> None:
     """Redraw an experiment's figure and reprint its tables from its results JSON, without training anything."""
     check_places(False, out_dir)
     path = out_dir / "results" / f"{experiment.NAME}.json"
@@ -504,14 +382,11 @@ def check_places(quick: bool, out_dir: Path, store_dir: Path | None = None, keep
                              "folder outside the repository root, results/ and Images/")
 
 
-def execute(experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path, scheduler: str | None = None) -> dict:
+def execute(experiment: Experiment, quick: bool, jobs: int, out_dir: Path, store_dir: Path,
+            scheduler: str | None = None) -> dict:
     """Run an experiment end to end: its runs from the store (training the missing ones), its evaluations, then
-    out_dir/results/<NAME>.json and out_dir/Images/<NAME>.png.
-
-    The module gives NAME, SEEDS, OVERRIDES (settings that differ from the notebook's), runs(settings, seeds): the
-    runs it needs, each a dict of labels with its "spec" (store.run_spec); summarise(runs, settings, store): the
-    numbers, each run carrying its "record"; figure(results) and tables(results), the README's tables.
-    --quick runs the first seed only.
+    out_dir/results/<NAME>.json and out_dir/Images/<NAME>.png. What the module gives, and how each part is used, is
+    experiments/interface.py's Experiment. --quick runs the first seed only.
     """
     check_places(quick, out_dir, store_dir)
     settings = {k: v for k, v in settings_for(quick, **experiment.OVERRIDES).items() if k != "DATA_ROOT"}

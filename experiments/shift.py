@@ -21,12 +21,11 @@ import math
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-from scipy import stats
 
 import data
 import records
 import store
-from experiments import main, runner
+from experiments import main, runner, stats
 
 NAME = "shift"
 SHOWS = ("test digits that drift: five shifts at three severities, BN re-estimated on unscored digits or per test "
@@ -112,25 +111,13 @@ def evaluate(models: dict[str, list], images: torch.Tensor, labels: torch.Tensor
             "GN": [runner.accuracy(m, images, labels) for m in models["GN"]]}
 
 
-def wilcoxon(a: list[float], b: list[float]) -> float | None:
-    """Two-sided exact Wilcoxon signed-rank p of a against b (paired by seed), zero differences dropped: every one of
-    the 2^n signs of the ranks is counted, so tied differences (accuracies move in steps of 0.01) are exact too; 1.0
-    where every pair is equal, None with fewer than two pairs."""
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    if len(d) < 2:
-        return None
-    if not any(d):
-        return 1.0
-    return float(stats.wilcoxon(d, method=stats.PermutationMethod(n_resamples=2 ** len(d))).pvalue)
-
-
 def verdicts(comparisons: list[dict]) -> None:
     """PROTOCOL.md C: Holm over the family, separately for the t-test and the Wilcoxon p; "differs" where both
-    adjusted p are below runner.ALPHA, else "inconclusive"."""
-    runner.holm_fields(comparisons, ("p", "p_wilcoxon"))
+    adjusted p are below stats.ALPHA, else "inconclusive"."""
+    stats.holm_fields(comparisons, ("p", "p_wilcoxon"))
     for comparison in comparisons:
         both = comparison["p_holm"] is not None and comparison["p_wilcoxon_holm"] is not None
-        differs = both and max(comparison["p_holm"], comparison["p_wilcoxon_holm"]) < runner.ALPHA
+        differs = both and max(comparison["p_holm"], comparison["p_wilcoxon_holm"]) < stats.ALPHA
         comparison["verdict"] = "differs" if differs else "inconclusive"
 
 
@@ -150,13 +137,13 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
         acc = {w: [a for a, _ in result[w]] for w in WAYS}
         # predictions that differ from the same way's on the clean digits, the most over models (0: invariant)
         changed = {w: max(int((p != p0).sum()) for (_, p), (_, p0) in zip(result[w], clean[w])) for w in WAYS}
-        row = dict(shift=shift, severity=severity, acc=acc, mean={w: runner.mean_std(a)[0] for w, a in acc.items()},
+        row = dict(shift=shift, severity=severity, acc=acc, mean={w: stats.mean_std(a)[0] for w, a in acc.items()},
                    changed=changed, against={})
         if shift != "none":
             for way, norm in COMPARED:
                 invariant = [m for m in (way, norm) if changed[m] == 0]
-                comparison = runner.compare(acc[way], acc[norm])
-                comparison["p_wilcoxon"] = wilcoxon(acc[way], acc[norm])
+                comparison = stats.compare(acc[way], acc[norm])
+                comparison["p_wilcoxon"] = stats.wilcoxon(acc[way], acc[norm])
                 row["against"][f"{way} - {norm}"] = dict(comparison, invariant=invariant)
         rows.append(row)
     verdicts([comparison for r in rows for comparison in r["against"].values() if not comparison["invariant"]])

@@ -22,28 +22,7 @@ import numpy as np
 
 import records
 import store
-from experiments import runner
-
-RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0
-DIGITS = runner.TEST_DIGITS
-
-
-def bootstrap(counts: list[tuple[int, int]], digits: int = DIGITS, resamples: int = RESAMPLES,
-              seed: int = BOOTSTRAP_SEED) -> list[float]:
-    """The 90% percentile interval (points) of the mean over seeds of A's accuracy minus B's, resampling seeds and,
-    within each drawn seed, its `digits` test digits; `counts` holds per seed (digits only A gets right, digits only
-    B gets right). A resample of the digits draws how many of its `digits` draws land on A's and on B's discordant
-    digits: the multinomial, as a binomial and a conditional binomial, fresh each time a seed is drawn."""
-    rng = np.random.default_rng(seed)
-    p_a, p_b = (np.array([c[i] / digits for c in counts]) for i in (0, 1))
-    drawn = rng.integers(0, len(counts), size=(resamples, len(counts)))  # the seeds of each resample
-    only_a = rng.binomial(digits, p_a[drawn])
-    rest = np.where(p_a[drawn] < 1, p_b[drawn] / np.maximum(1 - p_a[drawn], 1e-12), 0.0)
-    only_b = rng.binomial(digits - only_a, np.clip(rest, 0.0, 1.0))
-    low, high = np.percentile((100 * (only_a - only_b) / digits).mean(axis=1), [5, 95])
-    return [float(low), float(high)]
-
+from experiments import runner, stats
 
 def walk(node, path: tuple = ()):
     """Every comparison (a dict with a "verdict" and a "p") under `node`, with its path."""
@@ -137,18 +116,18 @@ def rows(results: dict) -> list[dict]:
             if tests and name not in ("lr", "shift") and comparison.get("p_equivalence") is not None:
                 tests["equivalence"] = (comparison["p_equivalence"], comparison["p_equivalence_holm"])
             row = dict(family=family, comparison=label(name, summary, path, comparison), difference=comparison["difference"],
-                       ci=comparison["ci"], margin=1.0 if path[0] == "targets" else runner.MARGIN, tests=tests,
+                       ci=comparison["ci"], margin=1.0 if path[0] == "targets" else stats.MARGIN, tests=tests,
                        family_verdict=comparison["verdict"], bootstrap=None)
             if comparison["verdict"].startswith("equivalent"):
                 counts = None if path[0] == "targets" else digit_counts(name, results[name], path, comparison)
-                row["bootstrap"] = bootstrap(counts) if counts else "not available"
+                row["bootstrap"] = stats.bootstrap(counts) if counts else "not available"
             out.append(row)
     trends = [(name, results[name]["summary"]["trend"]) for name in ("norm_batch", "gn_groups") if name in results]
-    for (name, trend), adjusted in zip(trends, runner.holm([trend["p"] for _, trend in trends])):
+    for (name, trend), adjusted in zip(trends, stats.holm([trend["p"] for _, trend in trends])):
         over = "log2 k, k = 2-128" if name == "norm_batch" else "log2 groups, 1-8"
         out.append(dict(family="trends", comparison=f"{name}: slope of accuracy on {over}", difference=trend["slope"],
                         ci=trend["ci"], margin=None, tests={"t": (trend["p"], adjusted)},
-                        family_verdict="differs" if adjusted is not None and adjusted < runner.ALPHA else "inconclusive",
+                        family_verdict="differs" if adjusted is not None and adjusted < stats.ALPHA else "inconclusive",
                         bootstrap=None))
     study_wide(out)
     return out
@@ -158,7 +137,7 @@ def stands(row: dict, field: str) -> bool:
     """An equivalence stands under `field`'s correction if that TOST is below ALPHA and the bootstrap's interval
     lies inside the margin."""
     interval = row["bootstrap"]
-    return (row["tests"]["equivalence"][1 if field == "family" else 2] < runner.ALPHA and isinstance(interval, list)
+    return (row["tests"]["equivalence"][1 if field == "family" else 2] < stats.ALPHA and isinstance(interval, list)
             and -row["margin"] < interval[0] and interval[1] < row["margin"])
 
 
@@ -167,12 +146,12 @@ def study_wide(out: list[dict]) -> None:
     bootstrap's condition on equivalence (PROTOCOL.md: "equivalent" needs both). A row without tests (invariant)
     keeps its verdict."""
     tests = [(row, kind) for row in out for kind in row["tests"]]
-    for (row, kind), adjusted in zip(tests, runner.holm([row["tests"][kind][0] for row, kind in tests])):
+    for (row, kind), adjusted in zip(tests, stats.holm([row["tests"][kind][0] for row, kind in tests])):
         row["tests"][kind] = row["tests"][kind] + (adjusted,)  # (raw, family Holm, study-wide Holm)
     for row in (row for row in out if not row["tests"]):
         row["study_verdict"] = row["family_verdict"]
     for row in (row for row in out if row["tests"]):
-        differs = lambda column: all(row["tests"][kind][column] is not None and row["tests"][kind][column] < runner.ALPHA
+        differs = lambda column: all(row["tests"][kind][column] is not None and row["tests"][kind][column] < stats.ALPHA
                                      for kind in ("t", "Wilcoxon") if kind in row["tests"])
         if row["family_verdict"].startswith("equivalent") and not stands(row, "family"):
             row["family_verdict"] = "inconclusive (bootstrap)"

@@ -15,11 +15,12 @@ Run it after installing another torch, or on another machine. It writes runs/ver
 --publish, results/verify.json (from a clean commit), which the README quotes.
 """
 
+import scipy.stats
 import torch
 
 import records
 import store
-from experiments import runner
+from experiments import runner, stats
 
 NAME = "verify"
 SHOWS = "retrain a few stored runs here: bit for bit, against the seeds' spread, and a replication verdict"
@@ -56,7 +57,7 @@ def cell(record: dict, records: list[dict]) -> dict:
     acc = [r["history"][-1]["test_acc"] for r in records
            if {k: v for k, v in r["identity"]["spec"].items() if k != "seed"} == spec
            and r["identity"]["training"] == record["identity"]["training"]]
-    mean, sd = runner.mean_std(acc)
+    mean, sd = stats.mean_std(acc)
     return dict(n=len(acc), mean=mean, sd=sd, low=min(acc), high=max(acc))
 
 
@@ -72,13 +73,13 @@ def compare(stored: tuple[dict, dict], here: tuple[dict, dict]) -> dict:
                 predictions_differ=differ, largest_weight_change=largest, seconds=new["seconds"])
 
 
-def replication(rows: list[dict], margin: float = runner.MARGIN) -> dict:
+def replication(rows: list[dict], margin: float = stats.MARGIN) -> dict:
     """Retrained minus stored accuracy over the sample: mean, 90% interval, the paired t and TOST p, and the verdict."""
-    found = runner.compare([r["acc"] for r in rows], [r["stored_acc"] for r in rows], margin)
+    found = stats.compare([r["acc"] for r in rows], [r["stored_acc"] for r in rows], margin)
     d = [r["acc"] - r["stored_acc"] for r in rows]
-    half = runner.stats.t.ppf(0.95, len(d) - 1) * found["sd"] / len(d) ** 0.5 if len(d) > 1 else None
-    verdict = ("inconclusive" if len(d) < 2 else f"replicates within +-{margin:.2f}" if found["p_equivalence"] < runner.ALPHA
-               else "differs" if found["p"] < runner.ALPHA else "inconclusive")
+    half = scipy.stats.t.ppf(0.95, len(d) - 1) * found["sd"] / len(d) ** 0.5 if len(d) > 1 else None
+    verdict = ("inconclusive" if len(d) < 2 else f"replicates within +-{margin:.2f}" if found["p_equivalence"] < stats.ALPHA
+               else "differs" if found["p"] < stats.ALPHA else "inconclusive")
     return dict(n=len(d), difference=found["difference"], sd=found["sd"],
                 interval_90=None if half is None else [found["difference"] - half, found["difference"] + half],
                 p=found["p"], p_equivalence=found["p_equivalence"], margin=margin, verdict=verdict)

@@ -1,7 +1,9 @@
-"""The experiments' statistics by hand, and each experiment run end to end in its quick mode."""
+"""The machinery the experiments share (experiments/runner.py), their own rules, and each experiment run end to end
+in its quick mode; their statistics are tested in tests/test_stats.py."""
 
 import contextlib
 import importlib
+import inspect
 import io
 import json
 import os
@@ -20,6 +22,7 @@ from conftest import MNIST_ROOT, ROOT, needs_mnist
 import settings
 import store
 from experiments import EXPERIMENTS, main, runner, shift
+from experiments.interface import Experiment
 
 
 def test_an_experiment_starts_from_the_study_settings():
@@ -28,25 +31,33 @@ def test_an_experiment_starts_from_the_study_settings():
     assert runner.settings_for(False, EPOCHS=2)["EPOCHS"] == 2
 
 
-def test_standard_error_of_one_accuracy():
-    assert runner.standard_error(99.5) == pytest.approx(0.0705, abs=1e-4)  # sqrt(0.995 * 0.005 / 10,000) in points
-    assert runner.standard_error(50.0, n=100) == pytest.approx(5.0)
+# experiments/interface.py's Experiment, by kind: each constant's type, and the functions, whose parameters the test
+# reads from the interface itself
+CONSTANTS = {"NAME": str, "SHOWS": str, "SEEDS": tuple, "OVERRIDES": dict}
+FUNCTIONS = ("runs", "summarise", "figure", "tables")
 
 
-def test_mcnemar_counts_only_the_discordant_digits():
-    labels = "0123456789"
-    a = "0123456780"  # wrong on the last digit
-    b = "9999456789"  # wrong on the first four
-    assert runner.mcnemar(a, b, labels) == {"only_a": 4, "only_b": 1, "p": pytest.approx(0.375)}  # 2 * P(X <= 1 | 5, 1/2)
-    assert runner.mcnemar(a, a, labels)["p"] == 1.0
-    lopsided = runner.mcnemar(labels * 3, "0" * 30, labels * 3)  # 27 digits only A gets right, none only B
-    assert lopsided["only_a"] == 27 and lopsided["p"] < 1e-7
+def test_the_interface_declares_what_its_test_checks():
+    assert Experiment.__annotations__.keys() == CONSTANTS.keys()
+    assert {name for name, value in vars(Experiment).items() if inspect.isfunction(value) and not name.startswith("_")} \
+        == set(FUNCTIONS)
 
 
-def test_paired_t_needs_two_pairs_and_sees_a_consistent_shift():
-    assert runner.paired_t([99.5], [99.4]) is None
-    assert runner.paired_t([99.5, 99.6, 99.4], [99.5, 99.6, 99.4]) == 1.0
-    assert runner.paired_t([99.51, 99.62, 99.43, 99.55], [99.41, 99.50, 99.34, 99.44]) < 0.001
+@pytest.mark.parametrize("name", EXPERIMENTS + ["no_norm", "scarce"])
+def test_every_experiment_module_is_an_experiment(name):
+    module = importlib.import_module(f"experiments.{name}")
+    for constant, kind in CONSTANTS.items():
+        assert isinstance(getattr(module, constant, None), kind), f"{name}.{constant} is not a {kind.__name__}"
+    assert module.NAME == name and module.SHOWS and module.SEEDS
+    assert all(type(seed) is int for seed in module.SEEDS) and set(module.OVERRIDES) <= set(settings.SETTINGS)
+    for function in FUNCTIONS:
+        declared = list(inspect.signature(getattr(Experiment, function)).parameters)[1:]  # less self
+        found = getattr(module, function, None)
+        assert callable(found) and list(inspect.signature(found).parameters) == declared, \
+            f"{name}.{function} is not {function}({', '.join(declared)})"
+
+
+def test_a_table_prints_a_p_value_to_three_decimals():
     assert runner.p_value(None) == "-" and runner.p_value(0.0004) == "< 0.001" and runner.p_value(0.25) == "0.250"
 
 
@@ -56,23 +67,6 @@ def test_time_to_target_is_the_first_epoch_that_reaches_it():
     assert main.time_to(history, 99.0) == 2
     assert main.time_to(history, 99.4) == 4
     assert main.time_to(history, 99.9) is None
-
-
-def test_holm_adjusts_in_order_and_keeps_missing_values():
-    # sorted 0.01, 0.02, 0.04 times 3, 2, 1 -> 0.03, 0.04, 0.04 (kept monotone), in the original order
-    assert runner.holm([0.04, None, 0.01, 0.02]) == [pytest.approx(0.04), None, pytest.approx(0.03), pytest.approx(0.04)]
-    assert runner.holm([0.5, 0.9]) == [1.0, 1.0]
-
-
-def test_trend_is_each_seeds_least_squares_slope_then_a_t_test_of_the_slopes():
-    x = [1.0, 2.0, 3.0, 5.0, 7.0]  # log2 of k = 2, 4, 8, 32, 128
-    rising = [[99.0 + 0.05 * v + noise for v, noise in zip(x, shift)]
-              for shift in ([0, 0.01, -0.01, 0, 0], [0.01, 0, 0, -0.01, 0], [0, 0, 0.01, 0, -0.01])]
-    t = runner.trend(x, rising)
-    assert [round(s, 2) for s in t["slopes"]] == [0.05, 0.05, 0.05] and t["ci"][0] < 0.05 < t["ci"][1]
-    assert t["p"] < 0.01
-    flat = runner.trend(x, [[99.0 + 0.05 * v for v in x], [99.0 - 0.05 * v for v in x], [99.0 + 0.01 * v for v in x]])
-    assert flat["slope"] == pytest.approx(0.01 / 3) and flat["p"] > 0.5
 
 
 def test_each_shift_grows_with_its_severity_and_is_the_old_shift_at_severity_one():
@@ -94,29 +88,10 @@ def test_each_shift_grows_with_its_severity_and_is_the_old_shift_at_severity_one
 
 
 def test_the_drift_verdict_needs_both_tests_after_holm():
-    up = [99.0 + 0.1 * i for i in range(10)]
-    same = [99.0] * 10
-    assert shift.wilcoxon(up, same) == pytest.approx(2 / 2 ** 9)  # 9 non-zero differences, all positive: 2 of 2^9
-    assert shift.wilcoxon(same, same) == 1.0
     a, b = dict(p=0.001, p_wilcoxon=0.002), dict(p=0.001, p_wilcoxon=0.2)
     shift.verdicts([a, b])
     assert (a["verdict"], b["verdict"]) == ("differs", "inconclusive")
     assert a["p_holm"] == pytest.approx(0.002) and b["p_wilcoxon_holm"] == pytest.approx(0.2)
-
-
-def test_compare_gives_interval_equivalence_and_power():
-    a = [99.50, 99.60, 99.55, 99.45, 99.52]
-    near = [x - 0.01 for x in a[:4]] + [a[4] + 0.01]  # differences within a few hundredths of a point
-    c = runner.compare(a, near)
-    assert c["ci"][0] < c["difference"] < c["ci"][1] and c["p_equivalence"] < 0.05 and c["p"] > 0.05
-    far = runner.compare([x + 0.3 for x in a], [x + (0.01 if i % 2 else -0.01) for i, x in enumerate(a)])
-    assert far["ci"][0] > 0.2 and far["p"] < 0.001 and far["p_equivalence"] > 0.5
-    runner.verdicts([c, far])
-    assert (c["verdict"], far["verdict"]) == ("equivalent within +-0.10", "differs")
-    noisy = runner.compare([99.5, 99.7, 99.4], [99.6, 99.4, 99.6])
-    runner.verdicts([noisy])
-    assert noisy["verdict"] == "inconclusive"
-    assert runner.seeds_for_power(0.1, effect=0.1) == 10  # a paired effect of one standard deviation: 10 pairs for 80%
 
 
 def test_lr_compares_each_variant_s_best_rate_with_the_shared_one_and_not_the_shared_with_itself():

@@ -1,6 +1,8 @@
-"""The layering of the project's modules, read from their source with `ast` (nothing is imported): the top-level
-modules (model, utils, data, figures, records, store, settings) are the lower layer and never import `experiments`;
-the experiments (and experiments/publish.py) import them. No module imports, through others, one that imports it."""
+"""The layering of the project's modules, read from their source with `ast` (nothing is imported): checks.py, the
+checks of what a person gives, is the bottom and imports no project module; settings.py imports only checks; the
+top-level modules (checks, model, utils, data, figures, records, store, settings) are the lower layer and never import
+`experiments`; the experiments (and experiments/publish.py) import them. No module imports, through others, one that
+imports it."""
 
 import ast
 from pathlib import Path
@@ -65,7 +67,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_is_read_from_every_module():
     graph = import_graph(ROOT)
-    assert {"model", "utils", "data", "figures", "records", "store", "settings", "experiments.publish",
+    assert {"checks", "model", "utils", "data", "figures", "records", "store", "settings", "experiments.publish",
             "experiments.report", "experiments.runner"} <= graph.keys()
     assert "utils" in graph["data"] and "records" in graph["experiments.publish"]  # the reading sees imports
 
@@ -80,6 +82,12 @@ def test_no_top_level_module_imports_experiments():
     upward = {name: sorted(t for t in targets if t.split(".")[0] == "experiments")
               for name, targets in graph.items() if "." not in name and name != "experiments"}
     assert not any(upward.values()), f"top-level modules that import experiments: {upward}"
+
+
+def test_checks_is_the_bottom_and_settings_stands_on_it_alone():
+    graph = import_graph(ROOT)
+    assert graph["checks"] == set(), f"checks.py imports project modules: {sorted(graph['checks'])}"
+    assert graph["settings"] == {"checks"}, f"settings.py imports {sorted(graph['settings'])}, not checks alone"
 
 
 def test_a_cycle_is_found():

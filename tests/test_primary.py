@@ -1,21 +1,10 @@
-"""PROTOCOL2.md's decision rules (experiments/primary.py): the exact sign-flip test, Holm within a family at its
-alpha, the declared comparisons only, and the tie rule."""
-
-import itertools
+"""PROTOCOL2.md's decision rules (experiments/primary.py): counts of correct digits, Holm within a family at its
+alpha, the declared comparisons only, and the tie rule (the exact sign-flip test is in tests/test_stats.py)."""
 
 import pytest
 from scipy import stats
 
 from experiments import feasibility, primary
-
-
-def test_the_sign_flip_test_is_exact():
-    assert primary.sign_flip_p([3] * 12) == 2 / 4096  # every seed one way: the floor PROTOCOL2.md's drift can reach
-    assert primary.sign_flip_p([0] * 5) == 1.0
-    assert primary.sign_flip_p([5, -5]) == 1.0
-    d = [4, 1, -2, 7, 3]  # by hand: the 32 sign patterns' sums, those at least |13| from zero
-    sums = [sum(s * x for s, x in zip(signs, d)) for signs in itertools.product((1, -1), repeat=5)]
-    assert primary.sign_flip_p(d) == sum(abs(x) >= 13 for x in sums) / 32
 
 
 def test_ties_are_exact_on_counts_of_correct_digits():

@@ -56,7 +56,7 @@ GOOD = dict(variants={"BN": "B", "LN": "L", "GN": "G"}, epochs=20, max_lr=0.02, 
 
 @pytest.mark.parametrize("setting, value, named", [
     ("variants", {}, "VARIANTS"), ("variants", "B", "VARIANTS"), ("variants", {"B N": "B"}, "'B N'"),
-    ("variants", {"BN": "X"}, "'X'"), ("groups", 3, "groups=3"), ("groups", "2", "groups"), ("groups", 2.0, "groups"),
+    ("variants", {"BN": "X"}, "'X'"), ("groups", 3, "groups=3"), ("groups", None, "groups"), ("groups", "2", "groups"), ("groups", 2.0, "groups"),
     ("groups", True, "groups"), ("dropout", "a", "dropout"), ("dropout", 1.5, "dropout"), ("epochs", 0, "EPOCHS"),
     ("epochs", 2.5, "EPOCHS"), ("epochs", True, "EPOCHS"), ("max_lr", 0, "MAX_LR"), ("max_lr", float("nan"), "MAX_LR"),
     ("max_lr", float("inf"), "MAX_LR"), ("max_lr", "0.1", "MAX_LR"), ("weight_decay", -1e-4, "WEIGHT_DECAY"),

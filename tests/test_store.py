@@ -115,14 +115,14 @@ def test_runs_made_elsewhere_are_counted_once_and_named(capsys):
 def test_a_refactor_that_moves_training_code_keeps_every_key(tmp_path):
     """Move the weight EMA and the L1 penalty out of utils.py into a module of their own, as a code split would: every
     committed record's key, computed from that copy of the code, is the same."""
-    for name in ("model.py", "utils.py", "data.py", "figures.py", "records.py", "store.py", "settings.py"):
+    for name in ("checks.py", "model.py", "utils.py", "data.py", "figures.py", "records.py", "store.py", "settings.py"):
         (tmp_path / name).write_text((ROOT / name).read_text())
     source = (tmp_path / "utils.py").read_text()
     moved = [source[source.index(start):source.index(end)] for start, end in
              (("def l1_penalty(", "class WeightEMA"), ("class WeightEMA", "CHECK_EVERY = "))]
     for part in moved:
         source = source.replace(part, "")
-    source = source.replace("from model import", "from engine import WeightEMA, l1_penalty\nfrom model import", 1)
+    source = source.replace("from checks import", "from engine import WeightEMA, l1_penalty\nfrom checks import", 1)
     (tmp_path / "utils.py").write_text(source)
     (tmp_path / "engine.py").write_text("import copy\n\nimport torch\nimport torch.nn as nn\n\n\n" + "".join(moved)
                                         .replace("check_ema_decay(", "(lambda *a, **k: None)("))

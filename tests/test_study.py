@@ -1,25 +1,11 @@
-import math
-
 import pytest
 
-from experiments import runner, study
-
-
-def test_bootstrap_draws_the_digits_as_well_as_the_seeds():
-    assert study.bootstrap([(0, 0)] * 5) == [0.0, 0.0]  # models that agree on every digit: no spread at all
-    one = study.bootstrap([(20, 20)])  # one seed: only the digits' sampling, sd 100 * sqrt(40) / 10,000 points
-    half = 1.645 * 100 * math.sqrt(40) / 10_000
-    assert one[0] == pytest.approx(-half, abs=0.01) and one[1] == pytest.approx(half, abs=0.01)
-    # ten seeds at +-0.20 points: the seeds' spread (sd 0.20 / sqrt(10)) and the digits' (0.063 / sqrt(10)) add
-    seeds = study.bootstrap([(30, 10), (10, 30)] * 5)
-    half = 1.645 * math.sqrt((0.2 ** 2 + (100 * math.sqrt(40) / 10_000) ** 2) / 10)
-    assert seeds[0] == pytest.approx(-half, abs=0.01) and seeds[1] == pytest.approx(half, abs=0.01)
-    assert study.bootstrap([(40, 10)] * 10)[0] > 0.2  # a steady +0.30 points stays clear of 0
+from experiments import stats, study
 
 
 def row(p_equivalence: float, bootstrap) -> dict:
     """A comparison its family called equivalent (family Holm p = raw p), with a t-test far from significance."""
-    return dict(tests={"t": (0.5, 0.5), "equivalence": (p_equivalence, p_equivalence)}, margin=runner.MARGIN,
+    return dict(tests={"t": (0.5, 0.5), "equivalence": (p_equivalence, p_equivalence)}, margin=stats.MARGIN,
                 bootstrap=bootstrap, family_verdict="equivalent within +-0.10")
 
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import checks
 import data
 import utils
 from conftest import BAD_COUNTS, MNIST_ROOT, needs_mnist, raises
@@ -281,7 +282,7 @@ def test_fit_turns_on_cudnn_benchmark_for_a_gpu_run_and_restores_it(monkeypatch)
     monkeypatch.setattr(utils, "_train", lambda *args: seen.append(torch.backends.cudnn.benchmark) or (0.1, 99.0))
     monkeypatch.setattr(utils, "_test", lambda *args: (0.1, 99.0))
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    monkeypatch.setattr(utils, "_available_devices", lambda: ["cpu", "cuda", "cuda:0"])  # as on a GPU machine
+    monkeypatch.setattr(checks, "available_devices", lambda: ["cpu", "cuda", "cuda:0"])  # as on a GPU machine
     loader = data.TensorLoader(torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), 2)
     utils.fit(Net("L"), loader, loader, torch.device("cuda"), epochs=2, max_lr=0.01)  # no GPU work: train is stubbed
     assert seen == [True, True]
