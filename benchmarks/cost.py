@@ -71,6 +71,7 @@ def main() -> None:
 
     import records
 
+    made_in = {**records.environment("cpu"), "threads": 1}  # at the start: the commit that measures
     configs = [(norm, batch) for batch in BATCHES for norm in NORMS]
     ms = {config: [] for config in configs}
     peak = {config: [] for config in configs}
@@ -80,7 +81,7 @@ def main() -> None:
             ms[(norm, batch)].append(run["ms"])
             peak[(norm, batch)].append(run["peak_mb"] - idle["peak_mb"])
             print(f"round {round_ + 1}: {norm} at batch {batch}: {run['ms']:.2f} ms / step", flush=True)
-    summary = {"environment": {**records.environment("cpu"), "threads": 1}, "rounds": args.rounds, "steps": args.steps,
+    summary = {"environment": made_in, "rounds": args.rounds, "steps": args.steps,
                "rows": [{"norm": norm, "batch": batch, "ms": statistics.median(ms[(norm, batch)]),
                          "step_mb": statistics.median(peak[(norm, batch)])} for norm, batch in configs]}
     print("\n" + table(summary))

@@ -90,6 +90,7 @@ def main() -> None:
 
     import records
 
+    made_in = {**records.environment("cpu"), "cpu_capability": _capability()}  # at the start: the commit that measures
     seconds = {(way, load): [] for way in WAYS for load in LOADS}
     threads = {}
     for repeat in range(args.repeats):
@@ -104,7 +105,7 @@ def main() -> None:
                 for process in busy:
                     process.kill()
                     process.wait()
-    summary = {"environment": {**records.environment("cpu"), "cpu_capability": _capability()},
+    summary = {"environment": made_in,
                "cores": os.cpu_count(), "train_digits": args.limit, "variants": VARIANTS, "repeats": args.repeats,
                "rows": [{"way": way, "threads": threads[way],
                          "seconds": {str(load): statistics.median(seconds[(way, load)]) for load in LOADS}}

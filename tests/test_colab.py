@@ -179,7 +179,7 @@ def clones(result) -> list[list[str]]:
 def test_placeholder_in_colab_raises_with_instructions(session):
     result = session(setup_source())
     assert result["error"] == "RuntimeError"
-    for words in ("upload model.py, utils.py, data.py, figures.py, records.py, store.py, settings.py and experiments/", str(session.content), "Files pane", "set GITHUB_REPO", "OWNER/REPO"):
+    for words in ("upload checks.py, model.py, utils.py, data.py, figures.py, records.py, store.py, settings.py and experiments/", str(session.content), "Files pane", "set GITHUB_REPO", "OWNER/REPO"):
         assert words in result["message"]
     assert result["calls"] == [] and not session.clone_dir.exists()
 
