@@ -248,6 +248,10 @@ def test_a_misspelt_experiment_is_refused_at_once_naming_the_valid_ones(monkeypa
         cli.main()
     assert stopped.value.code == 2
     assert re.search(r"invalid choice: 'mian' \(choose from 'main', .*'ghost_stats', 'verify'\)", capsys.readouterr().err)
+
+
+@pytest.mark.slow  # a fresh Python that imports torch
+def test_a_misspelt_experiment_is_refused_by_the_command_within_seconds():
     start = time.perf_counter()  # the whole command, imports and all, on a loaded machine
     refused = subprocess.run([sys.executable, "-m", "experiments", "mian"], cwd=ROOT, capture_output=True, text=True,
                              timeout=60)

@@ -1,6 +1,7 @@
 """README.md and STUDY.md carry their numbers in generated blocks, written by experiments/report.py from the committed
 results: each block must be as generated, and what the documents show must be committed."""
 
+import copy
 import json
 import re
 import shutil
@@ -12,6 +13,13 @@ from conftest import ROOT
 from experiments import publish, report
 
 GENERATED = report.blocks()
+RESULTS = report.load()
+FOUND = report.study.rows(RESULTS)
+
+
+def results_and_rows() -> tuple[dict, list[dict]]:
+    """The committed results and the study table's rows, a fresh copy each (tests change verdicts in them)."""
+    return copy.deepcopy(RESULTS), copy.deepcopy(FOUND)
 DOCUMENTS = {name: (ROOT / name).read_text() for name in report.DOCUMENTS}
 
 
@@ -109,8 +117,7 @@ def test_the_replication_table_agrees_with_the_main_summary():
 
 
 def test_the_headline_says_each_pairs_study_wide_verdict_in_words():
-    r = report.load()
-    found = report.study.rows(r)
+    r, found = results_and_rows()
     shared = [row for row in found if row["family"] == "main (pairs)"]
     kinds = [row["study_verdict"].split()[0] for row in shared]
     headline = report.main_blocks(r, found)["headline"]
@@ -143,8 +150,7 @@ def test_every_link_into_study_md_lands_on_a_heading():
 
 
 def test_the_pick_table_states_the_study_wide_verdict_not_the_family_one():
-    r = report.load()
-    found = report.study.rows(r)
+    r, found = results_and_rows()
     k2 = next(row for row in found if row["family"] == "norm_batch" and row["comparison"] == "k = 2 - whole batch")
     assert f"below the whole batch ({k2['study_verdict']})" in report.pick(r, found)
     k2["study_verdict"] = "inconclusive"  # as if the study-wide correction had not kept it
@@ -158,8 +164,7 @@ def test_the_pick_table_states_the_study_wide_verdict_not_the_family_one():
     ("L1 on BatchNorm", "main (pairs)", "BN - BN+L1"),
     ("BatchNorm at test time", "bn_test", "BN: recomputed - running statistics")])
 def test_each_pick_row_quotes_the_study_wide_verdict_it_rests_on(situation, family, comparison):
-    r = report.load()
-    found = report.study.rows(r)
+    r, found = results_and_rows()
     row = next(row for row in found if (row["family"], row["comparison"]) == (family, comparison))
     row["study_verdict"] = "SOME-OTHER-VERDICT"
     line = next(line for line in report.pick(r, found).splitlines() if line.startswith(f"| {situation}"))
@@ -167,8 +172,7 @@ def test_each_pick_row_quotes_the_study_wide_verdict_it_rests_on(situation, fami
 
 
 def test_the_first_pick_row_names_exactly_the_pairs_shown_equivalent_study_wide():
-    r = report.load()
-    found = report.study.rows(r)
+    r, found = results_and_rows()
     line = lambda: next(line for line in report.pick(r, found).splitlines() if line.startswith("| Batches of about"))
     assert "shown equivalent within +-0.10: BN and LN at their own rates;" in line()
     next(row for row in found if (row["family"], row["comparison"]) == ("main (pairs)", "LN - GN"))["study_verdict"] = \
