@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
-from experiments import own_rate, primary
+from experiments import own_rate, primary, runner
 
 NAME = "no_norm"
 SHOWS = "no normalisation: its rate on validation, then ten seeds against BN, LN and GN at their own rates"
@@ -40,6 +40,13 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     return sweep + test + [dict(r, split="test") for r in own_rate.runs(settings, seeds)]
 
 
+def stored_sweep(runs_store: store.Store) -> dict[float, list[float]]:
+    """The validation sweep's accuracies per rate, seed by seed, read from `runs_store` (it must hold every run)."""
+    sweep = runs(runner.settings_for(False, **OVERRIDES), VALIDATION_SEEDS)
+    return {rate: [runs_store.get(r["spec"])[0]["history"][-1]["test_acc"] for r in sweep
+                   if r["split"] == "validation" and r["max_lr"] == rate] for rate in rates()}
+
+
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     acc = lambda rows: [r["record"]["history"][-1]["test_acc"] for r in sorted(rows, key=lambda r: r["seed"])]
     sweep = {rate: acc([r for r in trained if r["split"] == "validation" and r["max_lr"] == rate]) for rate in rates()}
@@ -65,10 +72,7 @@ def figure(results: dict) -> plt.Figure:
         axes[0].scatter([float(rate)], [sum(row["acc"]) / len(row["acc"])], color="tab:blue", s=30)
     axes[0].set_xscale("log")
     axes[0].set(xlabel="peak learning rate", ylabel="validation accuracy (%)", title="no normalisation: its rate")
-    for x, (variant, a) in enumerate(summary.get("test", {}).items()):
-        axes[1].scatter([x] * len(a), [100 - v for v in a], color="grey", s=10)
-        axes[1].scatter([x], [100 - sum(a) / len(a)], color="tab:blue", s=30)
-    axes[1].set_xticks(range(len(summary.get("test", {}))), list(summary.get("test", {})))
+    primary.variant_dots(axes[1], summary.get("test", {}))
     axes[1].set(ylabel="test error (%)", title="each variant at its own rate, ten seeds")
     for ax in axes:
         ax.grid(alpha=0.3)

@@ -46,6 +46,14 @@ def variants_table(acc: dict[str, list[float]], label: str = "variant") -> str:
                                    for name, a in acc.items()])
 
 
+def variant_dots(ax, acc: dict[str, list[float]]) -> None:
+    """On `ax`, each variant's test error per seed (grey dots) and its mean (a blue one), the variants along x."""
+    for x, a in enumerate(acc.values()):
+        ax.scatter([x] * len(a), [100 - v for v in a], color="grey", s=10)
+        ax.scatter([x], [100 - sum(a) / len(a)], color="tab:blue", s=30)
+    ax.set_xticks(range(len(acc)), list(acc))
+
+
 def primary_table(family: str, comparisons: list[dict]) -> str:
     return records.markdown_table(
         ["primary comparison", "test", "seeds", "difference (points) [95% interval]", "lowest seed's difference",

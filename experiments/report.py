@@ -451,11 +451,7 @@ def protocol2_blocks() -> dict[str, str]:
     """PROTOCOL2.md's feasibility table, and no normalisation's validation sweep from the run store."""
     from experiments import feasibility, no_norm, primary
 
-    sweep = [r for r in no_norm.runs(runner.settings_for(False, **no_norm.OVERRIDES), no_norm.SEEDS)
-             if r["split"] == "validation"]
-    found = {store.key(r["spec"]): store.Store().get(r["spec"]) for r in sweep}
-    acc = {rate: [found[store.key(r["spec"])][0]["history"][-1]["test_acc"] for r in sweep if r["max_lr"] == rate]
-           for rate in no_norm.rates()}
+    acc = no_norm.stored_sweep(store.Store())
     table = records.markdown_table(
         ["peak rate", "validation accuracy per seed (%)", "mean (%)", "lowest seed (%)", "correct digits over the seeds"],
         [[f"{rate:g}" + (" (chosen)" if rate == no_norm.RATE else ""), ", ".join(f"{a:.2f}" for a in acc[rate]),

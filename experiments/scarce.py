@@ -39,10 +39,7 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
 def figure(results: dict) -> plt.Figure:
     test = results["summary"]["test"]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for x, (variant, a) in enumerate(test.items()):
-        ax.scatter([x] * len(a), [100 - v for v in a], color="grey", s=10)
-        ax.scatter([x], [100 - sum(a) / len(a)], color="tab:blue", s=30)
-    ax.set_xticks(range(len(test)), list(test))
+    primary.variant_dots(ax, test)
     ax.set(ylabel="test error (%)", title=f"{TRAIN_DIGITS:,} training digits, each variant at its own rate")
     ax.grid(alpha=0.3)
     fig.tight_layout()

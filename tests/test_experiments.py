@@ -449,10 +449,7 @@ def test_no_normalisations_rate_is_its_choice_on_validation():
     """PROTOCOL2.md 1: the most correct validation digits over seeds 1-5, then the lower rate, from the stored runs."""
     from experiments import no_norm, primary
 
-    sweep = [r for r in no_norm.runs(runner.settings_for(False, **no_norm.OVERRIDES), no_norm.SEEDS)
-             if r["split"] == "validation"]
-    acc = {rate: [store.Store().get(r["spec"])[0]["history"][-1]["test_acc"] for r in sweep if r["max_lr"] == rate]
-           for rate in no_norm.rates()}
+    acc = no_norm.stored_sweep(store.Store())
     assert all(len(a) == 5 for a in acc.values())
     assert no_norm.RATE == primary.choose_rate({rate: primary.correct(a) for rate, a in acc.items()})
 
