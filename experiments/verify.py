@@ -8,8 +8,8 @@ stored runs (6 by default, spread over the norms) here and compares each with it
 - Over the sample: the paired difference, retrained minus stored, with its 90% interval, and a verdict against the
   study's +-0.10 margin: "replicates within +-0.10" (the interval inside the margin: TOST at 0.05), "differs" (the
   paired t-test below 0.05) or "inconclusive". On another CPU a run moves by up to about 0.08 points (sd of the
-  differences about 0.07), so 6 runs let the interval close inside the margin; 6 runs take about 15 minutes at two
-  at a time.
+  differences about 0.07), so 6 runs let the interval close inside the margin (the published run says how many
+  CPU-minutes they took).
 
 Run it after installing another torch, or on another machine. It writes runs/verify/results/verify.json; with
 --publish, results/verify.json (from a clean commit), which the README quotes.
@@ -141,7 +141,8 @@ def verdict(results: dict) -> str:
     interval = "" if r["interval_90"] is None else f" [90% interval {r['interval_90'][0]:+.3f}, {r['interval_90'][1]:+.3f}]"
     return (f"Retrained here ({env['cpu']}, {env['cpu_capability']} kernels, torch {env['torch']}, one thread), "
             f"{results['identical']} of {r['n']} stored runs are bit-identical to their records; retrained minus "
-            f"stored test accuracy is {r['difference']:+.3f} points{interval}: {r['verdict']}.")
+            f"stored test accuracy is {r['difference']:+.3f} points{interval}: {r['verdict']}. The retraining took "
+            f"{sum(run['seconds'] for run in results['runs']) / 60:.0f} CPU-minutes.")
 
 
 def main(n: int, store_dir, jobs: int, scheduler: str | None, out_dir, keep=None) -> dict:
