@@ -416,7 +416,7 @@ def test_the_protocol_lists_every_declared_run_once_and_keeps_the_published_ones
     """PROTOCOL.md A, B and D: lr at seeds 1-5 over its 17 rates and the edge rule's BN at 0.08, own_rate, norm_batch
     and gn_groups at seeds 1-10; the runs the published tables use are among them, so nothing is trained twice.
     PROTOCOL2.md: N's validation sweep (4 rates x seeds 1-5), scarce data (5,000 digits, 10 seeds), real batches of 8
-    and 32 (BN, LN, GN, 10 seeds; 128 is main's), drift's fresh models (seeds 11-22), cheapest first."""
+    and 32 (BN, LN, GN, 10 seeds; 128 is main's), drift's fresh models (seeds 11-22), cheapest arm first."""
     from experiments import drift, gn_groups, lr, no_norm, norm_batch, own_rate, protocol, real_batch, scarce
 
     declared = {store.key(s): s for s in protocol.specs()}
@@ -443,6 +443,8 @@ def test_the_protocol_lists_every_declared_run_once_and_keeps_the_published_ones
     assert set(small) == {(32, 0.005, 0.998 ** 0.25), (8, 0.00125, 0.998 ** 0.0625)}
     order = [s["batch_size"] for s in second if s["batch_size"] != 128]
     assert order == sorted(order, reverse=True)  # batch 32's runs before batch 8's
+    arm = [("drift" if s["seed"] >= 11 else "batch") for s in second if s["seed"] >= 11 or s["batch_size"] != 128]
+    assert arm == sorted(arm, reverse=True)  # drift's 36 runs (~3 CPU-hours) before the batches' 60 (~8)
 
 
 def test_no_normalisations_rate_is_its_choice_on_validation():
