@@ -9,6 +9,8 @@ their clean form, never scored), and with each test batch of 128's statistics; L
 each shift), each an exact sign-flip test on counts of correct digits; everything else is secondary.
 """
 
+from statistics import mean
+
 import records
 import store
 from experiments import main, primary, runner, shift
@@ -92,3 +94,51 @@ def tables(results: dict) -> list[str]:
                                                             for w in summary["ways"]], means),
             primary.primary_table("drift", summary["primary"]),
             primary.secondary_table(summary["secondary"])]
+
+
+def by_way(summary: dict) -> dict[str, dict[str, list[dict]]]:
+    """The primary tests of each declared way, sorted into those shown below LN, above it, and inconclusive."""
+    out = {}
+    for label in PRIMARY_WAYS:
+        tests = [c for c in summary["primary"] if c["comparison"].startswith(f"{label} - LN")]
+        shown = [c for c in tests if c["verdict"] == "differs"]
+        out[label] = dict(below=[c for c in shown if c["difference"] < 0], above=[c for c in shown if c["difference"] > 0],
+                          tests=tests)
+    return out
+
+
+def shift_of(c: dict) -> str:
+    return c["comparison"].split(", ")[-1]
+
+
+def headline(results: dict) -> str:
+    summary = results["summary"]
+    full = [row for row in summary["rows"] if row["severity"] == 1.0]
+    ways = by_way(summary)
+    said = []
+    for label, found in ways.items():
+        n = len(found["tests"])
+        below = ", ".join(f"{shift_of(c)} {c['difference']:+.1f}" for c in found["below"])
+        above = ", ".join(f"{shift_of(c)} {c['difference']:+.1f}" for c in found["above"])
+        said.append(f"{label} is shown below LN under {len(found['below'])} of {n} shifts" + (f" ({below} points)" if below else "")
+                    + f" and above it under {len(found['above'])}" + (f" ({above})" if above else ""))
+    worst = min(full, key=lambda row: mean(row["acc"][RUNNING]))
+    adapt = ", ".join(f"{mean(mean(row['acc'][f'{ADAPTED} on {n:,}']) for row in full):.1f}%" for n in ADAPT)
+    return (f"Under drift ({summary['seeds']} fresh models per norm, {len(full)} shifts at full severity, exact tests): "
+            + "; ".join(said) + f". Worst: under {worst['shift']}, BN running keeps {mean(worst['acc'][RUNNING]):.1f}% "
+            f"(worst seed {min(worst['acc'][RUNNING]):.1f}%) where LN keeps {mean(worst['acc']['LN']):.1f}% (worst seed "
+            f"{min(worst['acc']['LN']):.1f}%). Exploratory: averaged over the {len(full)} shifts, BN re-estimated on "
+            f"{' / '.join(f'{n:,}' for n in ADAPT)} unlabelled shifted digits reaches {adapt.replace(', ', ' / ')}, "
+            f"LN {mean(mean(row['acc']['LN']) for row in full):.1f}%.")
+
+
+def pick(results: dict) -> dict:
+    ways = by_way(results["summary"])
+    running, adapted = ways[RUNNING], ways[ADAPTED]
+    n = len(running["tests"])
+    parts = ([f"LN rather than {RUNNING} (shown below LN under {len(running['below'])} of {n} shifts)"]
+             if running["below"] else [])
+    parts += ([f"{ADAPTED} on unlabelled shifted digits (shown above LN under {len(adapted['above'])} of {n})"]
+              if adapted["above"] else [])
+    return dict(situation=f"Test digits that drift ({n} shifts, fresh models)", pick="; ".join(parts) or "none is shown better",
+                why="; ".join(primary.in_words(c) for c in results["summary"]["primary"]), norms="BLG")

@@ -1,6 +1,7 @@
 """What an experiment is: the names every module experiments/NAME.py gives, written once (`Experiment`), which
 `python -m experiments NAME` (runner.execute and runner.replot), experiments/protocol.py and experiments/report.py
 read. experiments/own_rate.py is the shortest whole example; tests/test_experiments.py holds every experiment to it.
+Protocol 2's experiments (experiments.PROTOCOL2) also answer in the README's words (`Answer`).
 """
 
 from typing import Protocol
@@ -46,3 +47,14 @@ class Experiment(Protocol):
     def tables(self, results: dict) -> list[str]:
         """Its tables in markdown, from its results JSON alone: what the command line prints, and STUDY.md's block
         NAME_tables once it is one of experiments.EXPERIMENTS."""
+
+
+class Answer(Experiment, Protocol):
+    """A Protocol 2 experiment, whose primary verdicts the README's first screen and pick table quote."""
+
+    def headline(self, results: dict) -> str:
+        """Its sentence on the README's first screen: its numbers and its primary verdicts, from its JSON alone."""
+
+    def pick(self, results: dict) -> dict:
+        """Its row of the README's pick table: situation, pick (what its verdicts show, nothing more), why (each
+        primary comparison in words) and norms (the letters of the norms whose cost the row shows)."""

@@ -4,10 +4,13 @@ digits, scored on the last 10,000; Protocol 1 A's edge rule, PROTOCOL2.md's tie 
 test digits at that rate, against BN, LN and GN at their own rates (own_rate's stored runs): the family "none".
 """
 
+from statistics import mean
+
 import matplotlib.pyplot as plt
 
 import records
 import store
+import utils
 from experiments import own_rate, primary, runner
 
 NAME = "no_norm"
@@ -92,3 +95,30 @@ def tables(results: dict) -> list[str]:
         return [sweep, choice]
     return [sweep, choice, primary.variants_table(summary["test"]), primary.primary_table("none", summary["primary"]),
             primary.secondary_table(summary["secondary"])]
+
+
+def at_chance(summary: dict) -> list[str]:
+    """The validation sweep's rates where a seed ended at chance level, as "0.04 (seed 4 at 10.64%)"."""
+    return [f"{rate} (" + ", ".join(f"seed {seed} at {a:.2f}%" for seed, a in zip(VALIDATION_SEEDS, row["acc"])
+                                    if a <= utils.CHANCE_ACC) + ")"
+            for rate, row in summary["validation"].items() if min(row["acc"]) <= utils.CHANCE_ACC]
+
+
+def headline(results: dict) -> str:
+    """README's sentence: what normalising buys this network, in the family's verdicts."""
+    summary = results["summary"]
+    test = summary["test"]
+    return (f"Without normalisation (the same network, its peak rate {summary['rate']:g} chosen on validation) it reaches "
+            f"{mean(test['N']):.2f}% over {len(test['N'])} seeds (worst {min(test['N']):.2f}%), against "
+            + ", ".join(f"{v} {mean(test[v]):.2f}%" for v in AGAINST) + " at their own rates: "
+            + "; ".join(primary.in_words(c) for c in summary["primary"]) + ".")
+
+
+def pick(results: dict) -> dict:
+    summary = results["summary"]
+    chance = at_chance(summary)
+    return dict(situation="Whether to normalise at all (batches of 128)", pick=primary.pick_words(summary["primary"]),
+                why="; ".join(primary.in_words(c) for c in summary["primary"])
+                    + (f". Seen, not tested: without normalisation, the peak rate {' and '.join(chance)} fell to chance "
+                       "on validation" if chance else ""),
+                norms="NBLG")

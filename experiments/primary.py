@@ -69,6 +69,28 @@ def secondary_table(comparisons: list[dict]) -> str:
         [[c["comparison"], c["n"], runner.interval(c), f"{c['worst']:+.2f}"] for c in comparisons])
 
 
+def in_words(c: dict) -> str:
+    """A comparison in words: "N - BN -0.110 [-0.160, -0.060] points (differs)"; a secondary one is "exploratory"."""
+    return f"{c['comparison']} {runner.interval(c)} points ({c.get('verdict', 'exploratory')})"
+
+
+def pick_words(comparisons: list[dict]) -> str:
+    """The pick a family's verdicts allow: the variants shown above another and below none, and whom each is shown
+    above ("BN or LN: each shown above N"); "none is shown better" where nothing differs."""
+    above: dict[str, list[str]] = {}
+    for c in comparisons:
+        if c["verdict"] == "differs":
+            a, b = c["comparison"].split(" - ")[:2]
+            ahead, behind = (a, b) if c["difference"] > 0 else (b, a)
+            above.setdefault(ahead, []).append(behind)
+    top = [v for v in above if not any(v in behind for behind in above.values())]
+    if not top:
+        return "none is shown better"
+    if all(above[v] == above[top[0]] for v in top):
+        return f"{' or '.join(top)}: {'each ' if len(top) > 1 else ''}shown above {', '.join(above[top[0]])}"
+    return "; ".join(f"{v}: shown above {', '.join(above[v])}" for v in top)
+
+
 def choose_rate(correct_by_rate: dict[float, list[int]]) -> float:
     """PROTOCOL2.md's tie rule: the rate with the most correct validation digits summed over its seeds; between
     equal sums, the lower rate."""

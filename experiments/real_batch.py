@@ -5,6 +5,8 @@ that it spans the same number of images; weight decay, epochs and augmentation s
 family "batch": at each small B, BN against LN and against GN.
 """
 
+from statistics import mean
+
 import matplotlib.pyplot as plt
 
 import store
@@ -66,3 +68,27 @@ def tables(results: dict) -> list[str]:
     return [primary.variants_table({f"{v} at batch {b}": a for b, by in summary["acc"].items() for v, a in by.items()},
                                    "norm and batch"),
             primary.primary_table("batch", summary["primary"]), primary.secondary_table(summary["secondary"])]
+
+
+def at_batch(summary: dict, batch: int) -> list[dict]:
+    """The primary tests at `batch`, labelled by their variants alone ("BN - LN")."""
+    return [dict(c, comparison=c["comparison"].removesuffix(f" at batch {batch}")) for c in summary["primary"]
+            if c["comparison"].endswith(f" at batch {batch}")]
+
+
+def headline(results: dict) -> str:
+    summary = results["summary"]
+    acc = summary["acc"]
+    return ("Trained with real batches of " + " and ".join(map(str, feasibility.SMALL_BATCHES)) + " images (peak rate "
+            "scaled with the batch): " + "; ".join(
+                f"at {b}, " + ", ".join(f"{v} {mean(acc[str(b)][v]):.2f}% (worst {min(acc[str(b)][v]):.2f}%)" for v in NORMS)
+                for b in feasibility.SMALL_BATCHES) + "; "
+            + "; ".join(primary.in_words(c) for c in summary["primary"]) + ".")
+
+
+def pick(results: dict) -> dict:
+    summary = results["summary"]
+    return dict(situation="Real small batches (the optimiser's batch of "
+                          + " or ".join(map(str, feasibility.SMALL_BATCHES)) + " images)",
+                pick="; ".join(f"at {b}: {primary.pick_words(at_batch(summary, b))}" for b in feasibility.SMALL_BATCHES),
+                why="; ".join(primary.in_words(c) for c in summary["primary"]), norms="BLG")

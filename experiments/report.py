@@ -19,7 +19,7 @@ import torch
 
 import records
 import store
-from experiments import EXPERIMENTS, main, runner, stats, study, verify
+from experiments import EXPERIMENTS, PROTOCOL2, main, runner, stats, study, verify
 from model import Net, count_macs, count_parameters
 
 ROOT = records.ROOT
@@ -44,9 +44,12 @@ def not_yet(name: str) -> str:
 
 
 def experiment_tables(results: dict, name: str) -> str:
+    """An experiment's tables; for Protocol 2's, its figure too (shown once it is published)."""
     if name not in results:
         return not_yet(name)
-    return "\n\n".join(importlib.import_module(f"experiments.{name}").tables(results[name]))
+    module = importlib.import_module(f"experiments.{name}")
+    figure = [f"![{module.SHOWS}](Images/{name}.png)"] if name in PROTOCOL2 else []
+    return "\n\n".join(module.tables(results[name]) + figure)
 
 
 def notebook_run(results: dict) -> dict[str, str]:
@@ -191,7 +194,9 @@ SECTIONS = {"main": "the-main-comparison-four-variants-ten-seeds",
             "own_rate": "the-main-comparison-at-each-norms-own-learning-rate",
             "norm_batch": "normalisation-batch-size", "shift": "test-digits-that-drift", "gn_groups": "groupnorms-groups",
             "l1": "the-l1-lambda-on-validation", "lr": "each-norms-learning-rate-on-validation",
-            "bn_test": "batchnorm-at-test-time", "study": "every-verdict-in-its-family-and-study-wide"}
+            "bn_test": "batchnorm-at-test-time", "study": "every-verdict-in-its-family-and-study-wide",
+            "no_norm": "what-normalising-buys-no-normalisation", "real_batch": "real-small-batches",
+            "drift": "drift-on-fresh-models", "scarce": "scarce-data-5000-training-digits"}
 
 
 def link(name: str) -> str:
@@ -199,8 +204,8 @@ def link(name: str) -> str:
 
 
 def pick(results: dict, found: list[dict]) -> str:
-    """The README's advice: one row per situation, a recommendation in plain words, why (study-wide verdicts only)
-    and the STUDY.md section with the evidence; a situation whose experiment is not committed says so."""
+    """The README's advice: one row per situation, a recommendation in plain words, why (Protocol 1's study-wide
+    verdicts, Protocol 2's primary ones), the STUDY.md section with the evidence, and what the norms it names cost."""
     rows = []
     if "main" in results:
         core = [row for row in found if row["family"] in ("main (pairs)", "own_rate (pairs)")
@@ -218,7 +223,11 @@ def pick(results: dict, found: list[dict]) -> str:
                          f"{spread(name):.2f} points {'at the shared learning rate' if name == 'main' else 'at their own rates'}"
                          for name in rates) + "; no pair is shown to differ; shown equivalent within +-0.10: "
                      + (", ".join(equivalent) or "none") + "; every other pair is inconclusive" if not differ else
-                     f"{len(differ)} pairs differ", ", ".join(link(name) for name in rates)])
+                     f"{len(differ)} pairs differ", ", ".join(link(name) for name in rates), "BLG"])
+    for name in PROTOCOL2:
+        if name in results:
+            row = importlib.import_module(f"experiments.{name}").pick(results[name])
+            rows.append([row["situation"], row["pick"], row["why"], link(name), row["norms"]])
     if "norm_batch" in results:
         nb = {(x["norm"], x["k"]): x for x in results["norm_batch"]["summary"]["rows"]}
         k2 = verdict(found, "norm_batch", "k = 2 - whole batch")
@@ -230,8 +239,8 @@ def pick(results: dict, found: list[dict]) -> str:
                      f"{-nb[('B', 2)]['against_whole_batch']['difference']:.2f} points below the whole batch ({k2}); and "
                      f"from 2 to {results['norm_batch']['settings']['BATCH_SIZE']} images accuracy rises with the group ({trend['study_verdict']}: "
                      f"{trend['difference']:+.3f} points per doubling). LayerNorm and GroupNorm do not depend on the batch",
-                     link("norm_batch")])
-    if "shift" in results:
+                     link("norm_batch"), "LG"])
+    if "shift" in results and "drift" not in results:  # Protocol 1's drift, until Protocol 2's fresh models answer
         drift = results["shift"]["summary"]
         strongest = [row for row in drift["rows"] if row["severity"] == 1.0]
         ways = drift["ways"]
@@ -250,7 +259,8 @@ def pick(results: dict, found: list[dict]) -> str:
                      f"{worst['shift']} shift, where LayerNorm keeps {worst['mean']['LN']:.0f}% on average and "
                      f"{min(worst['acc']['LN']):.0f}% on its worst seed), and BatchNorm whose "
                      "statistics come from unlabelled shifted digits, or from each test batch, ends above both LayerNorm "
-                     f"and GroupNorm in {adapted_ahead} of the {len(strongest)} shifts at full severity", link("shift")])
+                     f"and GroupNorm in {adapted_ahead} of the {len(strongest)} shifts at full severity", link("shift"),
+                     "BLG"])
     if "gn_groups" in results:
         gn = [row for row in found if row["family"] == "gn_groups"]
         instance = next(row for row in gn if "InstanceNorm" in row["comparison"])
@@ -259,7 +269,7 @@ def pick(results: dict, found: list[dict]) -> str:
                      "(LayerNorm) to 8 groups none is shown better",
                      f"InstanceNorm (one group per channel) is {-instance['difference']:.2f} points below 2 groups "
                      f"({instance['study_verdict']}); 1, 4 and 8 groups against 2: "
-                     + ", ".join(sorted({row["study_verdict"] for row in others})), link("gn_groups")])
+                     + ", ".join(sorted({row["study_verdict"] for row in others})), link("gn_groups"), "LG"])
     if "l1" in results and "main" in results:
         l1 = results["l1"]["summary"]
         rows_l1 = {row["l1_lambda"]: row for row in l1["rows"]}
@@ -267,7 +277,7 @@ def pick(results: dict, found: list[dict]) -> str:
         rows.append(["L1 on BatchNorm's weights", "not for accuracy",
                      f"at lambda = {l1['chosen']:g} (chosen on validation), BatchNorm with and without L1 at the shared "
                      f"rate: {verdict(found, 'main (pairs)', 'BN - BN+L1')}; L1 shrinks the penalised weights' sum of "
-                     f"abs(w) from {final(rows_l1[0.0]):,.0f} to {final(rows_l1[l1['chosen']]):,.0f}", link("l1")])
+                     f"abs(w) from {final(rows_l1[0.0]):,.0f} to {final(rows_l1[l1['chosen']]):,.0f}", link("l1"), ""])
     if "lr" in results:
         lr = results["lr"]["summary"]
         better = [v for v in lr["variants"] if lr["variants"][v]["best_vs_shared"]
@@ -277,7 +287,7 @@ def pick(results: dict, found: list[dict]) -> str:
                          f"{v} {y['best']:g}" for v, y in lr["variants"].items())
                      + f"; none is shown better than {lr['shared']:g} (a test of a difference only: nothing shows the "
                        "rates equivalent)" if not better else
-                     f"{', '.join(better)} do better at their own rates", link("lr")])
+                     f"{', '.join(better)} do better at their own rates", link("lr"), ""])
     if "bn_test" in results:
         bn = results["bn_test"]["summary"]
         first = next(iter(bn["bn"].values()))
@@ -287,22 +297,24 @@ def pick(results: dict, found: list[dict]) -> str:
                      f"in eval mode no prediction changes with the test batch ({bn['invariance']['changed']} over "
                      f"{bn['invariance']['models']} models); left in train mode with one test digit at a time it falls "
                      f"to {one:.1f}%; statistics recomputed over the training digits: {recomputed} to the running ones",
-                     link("bn_test")])
-    return records.markdown_table(["situation", "pick", "why (study-wide verdicts)", "evidence",
+                     link("bn_test"), ""])
+    return records.markdown_table(["situation", "pick", "why (the verdicts: Protocol 1's study-wide, Protocol 2's within "
+                                   "its family)", "evidence",
                                    "its cost: ms per training step at batch 8 / 32 / 128, one CPU thread"],
-                                  [row + [cost(results, row[1])] for row in rows])
+                                  [row[:4] + [cost(results, row[4])] for row in rows])
 
 
-def cost(results: dict, pick: str) -> str:
-    """What each norm a pick names costs per training step (benchmarks/cost.py); every norm's where no norm is shown
-    better (then cost is what can choose between them); "-" where the pick is no norm."""
+NORM_WORDS = {"N": "no normalisation", "B": "BatchNorm", "L": "LayerNorm", "G": "GroupNorm"}
+
+
+def cost(results: dict, norms: str) -> str:
+    """What each of `norms` (the letters a row's pick is between) costs per training step (benchmarks/cost.py); "-"
+    where the pick is no norm."""
     if "cost" not in results:
         return "not measured yet"
     ms = {(r["norm"], r["batch"]): r["ms"] for r in results["cost"]["rows"]}
-    norms = (("BatchNorm", "B"), ("LayerNorm", "L"), ("GroupNorm", "G"))
-    named = [(word, norm) for word, norm in norms if word in pick and f"not {word}" not in pick]
-    named = named or (norms if pick.startswith("no norm is shown better") else [])
-    return "-" if not named else "; ".join(f"{word} {' / '.join(f'{ms[(norm, b)]:.1f}' for b in (8, 32, 128))}" for word, norm in named)
+    return "; ".join(f"{NORM_WORDS[norm]} {' / '.join(f'{ms[(norm, b)]:.1f}' for b in (8, 32, 128))}"
+                     for norm in norms) or "-"
 
 
 def l1_blocks(results: dict) -> dict[str, str]:
@@ -447,17 +459,23 @@ def threads_blocks(results: dict) -> dict[str, str]:
             "threads_table": threads.table(found)}
 
 
-def protocol2_blocks() -> dict[str, str]:
-    """PROTOCOL2.md's feasibility table, and no normalisation's validation sweep from the run store."""
-    from experiments import feasibility, no_norm, primary
+def protocol2_headline(results: dict) -> dict[str, str]:
+    """README's first screen on Protocol 2: each experiment's sentence once it is published, and what a step costs."""
+    said = [importlib.import_module(f"experiments.{name}").headline(results[name]) for name in PROTOCOL2 if name in results]
+    waiting = [name for name in PROTOCOL2 if name not in results]
+    if waiting:
+        said.append(f"Still training: {', '.join(waiting)} (`python -m experiments.protocol --list` shows what is missing).")
+    if "cost" in results:
+        said.append(f"Milliseconds per training step at batches of 8 / 32 / 128 images on this CPU, one thread: "
+                    f"{cost(results, 'BLGN')} (benchmarks/cost.py, median of {results['cost']['rounds']} rounds).")
+    return {"protocol2_headline": " ".join(said)}
 
-    acc = no_norm.stored_sweep(store.Store())
-    table = records.markdown_table(
-        ["peak rate", "validation accuracy per seed (%)", "mean (%)", "lowest seed (%)", "correct digits over the seeds"],
-        [[f"{rate:g}" + (" (chosen)" if rate == no_norm.RATE else ""), ", ".join(f"{a:.2f}" for a in acc[rate]),
-          f"{sum(acc[rate]) / len(acc[rate]):.3f}", f"{min(acc[rate]):.2f}", f"{sum(primary.correct(acc[rate])):,}"]
-         for rate in no_norm.rates()])
-    return {"feasibility": feasibility.table(), "no_norm_sweep": table}
+
+def protocol2_blocks() -> dict[str, str]:
+    """PROTOCOL2.md's feasibility table."""
+    from experiments import feasibility
+
+    return {"feasibility": feasibility.table()}
 
 
 def blocks(results: dict | None = None) -> dict[str, str]:
@@ -469,7 +487,7 @@ def blocks(results: dict | None = None) -> dict[str, str]:
     results = results or load()
     found = study.rows(results)
     out = {**notebook_run(results), **model_blocks(), **main_blocks(results, found), **replication_block(results), **rates_block(results),
-           **l1_blocks(results), **verify_blocks(results), **threads_blocks(results), **protocol2_blocks(), **ghost_blocks(results), **study_blocks(found), **shift_blocks(results, found), "pick": pick(results, found),
+           **l1_blocks(results), **verify_blocks(results), **threads_blocks(results), **protocol2_blocks(), **protocol2_headline(results), **ghost_blocks(results), **study_blocks(found), **shift_blocks(results, found), "pick": pick(results, found),
            "durations": compute_table(),
            "speed": speed.table(results["speed"]), "step": step.table(results["step"])}
     out.update({f"{name}_tables": experiment_tables(results, name) for name in EXPERIMENTS})

@@ -2,6 +2,8 @@
 and no normalisation, each at its own peak rate (own_rate's, and no_norm's once chosen), seeds 1-10: the family
 "scarce"."""
 
+from statistics import mean
+
 import matplotlib.pyplot as plt
 
 import store
@@ -52,3 +54,17 @@ def tables(results: dict) -> list[str]:
     if "primary" in summary:
         out += [primary.primary_table("scarce", summary["primary"]), primary.secondary_table(summary["secondary"])]
     return out
+
+
+def headline(results: dict) -> str:
+    summary = results["summary"]
+    test = summary["test"]
+    return (f"With {summary['train_digits']:,} training digits, each at its own rate: "
+            + ", ".join(f"{v} {mean(a):.2f}% (worst {min(a):.2f}%)" for v, a in test.items()) + "; "
+            + "; ".join(primary.in_words(c) for c in summary["primary"]) + ".")
+
+
+def pick(results: dict) -> dict:
+    summary = results["summary"]
+    return dict(situation=f"Few training digits ({summary['train_digits']:,})", pick=primary.pick_words(summary["primary"]),
+                why="; ".join(primary.in_words(c) for c in summary["primary"]), norms="BLGN")

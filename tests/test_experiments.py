@@ -21,8 +21,8 @@ import pytest
 from conftest import MNIST_ROOT, ROOT, needs_mnist
 import settings
 import store
-from experiments import EXPERIMENTS, main, runner, shift
-from experiments.interface import Experiment
+from experiments import EXPERIMENTS, PROTOCOL2, main, runner, shift
+from experiments.interface import Answer, Experiment
 
 
 def test_an_experiment_starts_from_the_study_settings():
@@ -43,7 +43,7 @@ def test_the_interface_declares_what_its_test_checks():
         == set(FUNCTIONS)
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS + ["no_norm", "scarce"])
+@pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_module_is_an_experiment(name):
     module = importlib.import_module(f"experiments.{name}")
     for constant, kind in CONSTANTS.items():
@@ -56,6 +56,15 @@ def test_every_experiment_module_is_an_experiment(name):
         assert callable(found) and list(inspect.signature(found).parameters) == declared, \
             f"{name}.{function} is not {function}({', '.join(declared)})"
 
+
+
+@pytest.mark.parametrize("name", PROTOCOL2)
+def test_every_protocol2_experiment_answers_in_the_readmes_words(name):
+    module = importlib.import_module(f"experiments.{name}")
+    for function in ("headline", "pick"):
+        declared = list(inspect.signature(getattr(Answer, function)).parameters)[1:]
+        found = getattr(module, function, None)
+        assert callable(found) and list(inspect.signature(found).parameters) == declared, f"{name}.{function}"
 
 def test_a_table_prints_a_p_value_to_three_decimals():
     assert runner.p_value(None) == "-" and runner.p_value(0.0004) == "< 0.001" and runner.p_value(0.25) == "0.250"
@@ -247,7 +256,7 @@ def test_a_misspelt_experiment_is_refused_at_once_naming_the_valid_ones(monkeypa
     with pytest.raises(SystemExit) as stopped:
         cli.main()
     assert stopped.value.code == 2
-    assert re.search(r"invalid choice: 'mian' \(choose from 'main', .*'ghost_stats', 'verify'\)", capsys.readouterr().err)
+    assert re.search(r"invalid choice: 'mian' \(choose from 'main', .*'scarce', 'verify'\)", capsys.readouterr().err)
 
 
 @pytest.mark.slow  # a fresh Python that imports torch
