@@ -68,10 +68,9 @@ def wilcoxon(a: list[float], b: list[float]) -> float | None:
 def sign_flip_p(differences: list[int]) -> float:
     """Exact two-sided paired permutation p: the share of the 2^n sign patterns of `differences` (integers: counts of
     correct digits) whose sum is at least as far from zero as the observed one."""
-    observed = abs(sum(differences))
-    hits = sum(abs(sum(s * d for s, d in zip(signs, differences))) >= observed
-               for signs in itertools.product((1, -1), repeat=len(differences)))
-    return hits / 2 ** len(differences)
+    signs = np.array(list(itertools.product((1, -1), repeat=len(differences))), dtype=np.int64)  # [2^n, n]
+    hits = (np.abs(signs @ np.array(differences, dtype=np.int64)) >= abs(sum(differences))).sum()
+    return int(hits) / 2 ** len(differences)
 
 
 def seeds_for_power(sd: float, effect: float = MARGIN, power: float = 0.8) -> int | None:
@@ -79,11 +78,18 @@ def seeds_for_power(sd: float, effect: float = MARGIN, power: float = 0.8) -> in
     when the paired differences have standard deviation `sd`; None where sd is 0 (any difference is then exact)."""
     if sd == 0:
         return None
-    for n in range(2, 10_000):
+
+    def reaches(n: int) -> bool:
         critical = stats.t.ppf(1 - ALPHA / 2, n - 1)
-        if 1 - stats.nct.cdf(critical, n - 1, effect / (sd / math.sqrt(n))) >= power:
-            return n
-    return None
+        return 1 - stats.nct.cdf(critical, n - 1, effect / (sd / math.sqrt(n))) >= power
+
+    low, high = 2, 9_999  # power grows with n: the first n that reaches it, by bisection
+    if not reaches(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if reaches(middle) else (middle + 1, high)
+    return low
 
 
 def compare(a: list[float], b: list[float], margin: float = MARGIN) -> dict:

@@ -90,3 +90,36 @@ def fake_experiment(monkeypatch):
 def raises(error: type[Exception], *parts: str):
     """pytest.raises that also checks that the message contains every one of `parts`, in any order."""
     return pytest.raises(error, match="(?s)" + "".join(f"(?=.*{re.escape(part)})" for part in parts))
+
+
+# ---- Protocol 2's experiments on made-up accuracies (their summarise, picks and headlines) ----
+
+def summarised(name: str, acc) -> dict:
+    """An experiment's results from made-up accuracies (`acc` of each of its runs' labels), through its summarise."""
+    import importlib
+
+    from experiments import runner
+
+    module = importlib.import_module(f"experiments.{name}")
+    settings = runner.settings_for(False, **module.OVERRIDES)
+    trained = [dict(r, record={"history": [{"test_acc": acc(r)}]}) for r in module.runs(settings, module.SEEDS)]
+    return {"summary": module.summarise(trained, settings, None)}
+
+
+def below_the_rest(variant: str):
+    """Accuracies where `variant` is 0.2 points below every other on every seed, with a little spread."""
+    return lambda r: 99.5 - (0.2 + 0.01 * (r["seed"] % 2)) * (r["variant"] == variant) + 0.01 * (r["seed"] % 3)
+
+
+def drift_results(running: float, adapted: float) -> dict:
+    """drift's summary with BN running `running` points and BN re-estimated `adapted` points from LN, every shift."""
+    from experiments import drift, primary
+
+    seeds = range(12)
+    acc = {way: [90.0 + 0.01 * s for s in seeds] for way in drift.WAYS}
+    acc[drift.RUNNING] = [a + running * (1 + 0.1 * (s % 2)) for s, a in enumerate(acc["LN"])]
+    acc[drift.PRIMARY_WAYS[drift.ADAPTED]] = [a + adapted * (1 + 0.1 * (s % 2)) for s, a in enumerate(acc["LN"])]
+    rows = [dict(shift=name, severity=1.0, acc=acc, changed={w: 0 for w in drift.WAYS}) for name in drift.SHIFTS]
+    tests = [primary.comparison(f"{label} - LN, {name}", acc[way], acc["LN"], "exact permutation")
+             for name in drift.SHIFTS for label, way in drift.PRIMARY_WAYS.items()]
+    return {"summary": dict(rows=rows, seeds=12, ways=list(drift.WAYS), primary=primary.decide("drift", tests))}

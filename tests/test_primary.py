@@ -4,6 +4,7 @@ alpha, the declared comparisons only, and the tie rule (the exact sign-flip test
 import pytest
 from scipy import stats
 
+from conftest import below_the_rest, drift_results, summarised
 from experiments import feasibility, primary
 
 
@@ -62,23 +63,6 @@ def test_blur_and_elastic_keep_a_blank_image_blank_and_move_strokes():
     assert float(pixels(shift.shifted(stroke, "blur", 1.0)).sum()) == pytest.approx(float(pixels(stroke).sum()), rel=1e-4)
 
 
-def summarised(name: str, acc) -> dict:
-    """An experiment's results from made-up accuracies (`acc` of each of its runs' labels), through its summarise."""
-    import importlib
-
-    from experiments import runner
-
-    module = importlib.import_module(f"experiments.{name}")
-    settings = runner.settings_for(False, **module.OVERRIDES)
-    trained = [dict(r, record={"history": [{"test_acc": acc(r)}]}) for r in module.runs(settings, module.SEEDS)]
-    return {"summary": module.summarise(trained, settings, None)}
-
-
-def below_the_rest(variant: str):
-    """Accuracies where `variant` is 0.2 points below every other on every seed, with a little spread."""
-    return lambda r: 99.5 - (0.2 + 0.01 * (r["seed"] % 2)) * (r["variant"] == variant) + 0.01 * (r["seed"] % 3)
-
-
 @pytest.mark.parametrize("name, variant, picked", [
     ("no_norm", "N", "BN or LN or GN: each shown above N"),
     ("scarce", "N", "LN or GN: each shown above N, BN"),
@@ -97,20 +81,6 @@ def test_a_protocol2_pick_says_what_its_verdicts_show_and_nothing_where_they_sho
     assert "shown above" not in row["pick"] and "(differs)" not in row["why"] + module.headline(results)
 
 
-def drift_results(running: float, adapted: float) -> dict:
-    """drift's summary with BN running `running` points and BN re-estimated `adapted` points from LN, every shift."""
-    from experiments import drift
-
-    seeds = range(12)
-    acc = {way: [90.0 + 0.01 * s for s in seeds] for way in drift.WAYS}
-    acc[drift.RUNNING] = [a + running * (1 + 0.1 * (s % 2)) for s, a in enumerate(acc["LN"])]
-    acc[drift.PRIMARY_WAYS[drift.ADAPTED]] = [a + adapted * (1 + 0.1 * (s % 2)) for s, a in enumerate(acc["LN"])]
-    rows = [dict(shift=name, severity=1.0, acc=acc, changed={w: 0 for w in drift.WAYS}) for name in drift.SHIFTS]
-    tests = [primary.comparison(f"{label} - LN, {name}", acc[way], acc["LN"], "exact permutation")
-             for name in drift.SHIFTS for label, way in drift.PRIMARY_WAYS.items()]
-    return {"summary": dict(rows=rows, seeds=12, ways=list(drift.WAYS), primary=primary.decide("drift", tests))}
-
-
 def test_drifts_pick_follows_its_exact_tests():
     from experiments import drift
 
@@ -119,15 +89,3 @@ def test_drifts_pick_follows_its_exact_tests():
                            "unlabelled shifted digits (shown above LN under 7 of 7)")
     assert "BN running is shown below LN under 7 of 7 shifts" in drift.headline(drift_results(-30.0, 2.0))
     assert drift.pick(drift_results(0.0, 0.0))["pick"] == "none is shown better"
-
-
-def test_the_pick_table_takes_protocol2s_rows_and_drifts_replaces_protocol1s():
-    from experiments import report
-
-    results, found = report.load(), None
-    found = report.study.rows(results)
-    results = {**results, "drift": drift_results(-30.0, 2.0), "no_norm": summarised("no_norm", below_the_rest("N"))}
-    table = report.pick(results, found)
-    assert "| Whether to normalise at all" in table and "| Test digits that drift (7 shifts, fresh models)" in table
-    assert "declared rank test" not in table  # Protocol 1's drift row, whose test could not conclude, gives way
-    assert "no normalisation 3.2 / 7.4 / 25.6" in table  # the no-normalisation row's cost names it too

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 import records
-from conftest import ROOT
+from conftest import ROOT, below_the_rest, drift_results, summarised
 from experiments import publish, report
 
 GENERATED = report.blocks()
@@ -178,3 +178,12 @@ def test_the_first_pick_row_names_exactly_the_pairs_shown_equivalent_study_wide(
     next(row for row in found if (row["family"], row["comparison"]) == ("main (pairs)", "LN - GN"))["study_verdict"] = \
         "equivalent within +-0.10"
     assert "shown equivalent within +-0.10: LN and GN at the shared rate, BN and LN at their own rates;" in line()
+
+
+def test_the_pick_table_takes_protocol2s_rows_and_drifts_replaces_protocol1s():
+    results, found = results_and_rows()
+    results.update(drift=drift_results(-30.0, 2.0), no_norm=summarised("no_norm", below_the_rest("N")))
+    table = report.pick(results, found)
+    assert "| Whether to normalise at all" in table and "| Test digits that drift (7 shifts, fresh models)" in table
+    assert "declared rank test" not in table  # Protocol 1's drift row, whose test could not conclude, gives way
+    assert "no normalisation 3.2 / 7.4 / 25.6" in table  # the no-normalisation row's cost names it too
