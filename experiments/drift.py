@@ -124,7 +124,7 @@ def headline(results: dict) -> str:
                     + f" and above it under {len(found['above'])}" + (f" ({above})" if above else ""))
     worst = min(full, key=lambda row: mean(row["acc"][RUNNING]))
     adapt = ", ".join(f"{mean(mean(row['acc'][f'{ADAPTED} on {n:,}']) for row in full):.1f}%" for n in ADAPT)
-    return (f"Under drift ({summary['seeds']} fresh models per norm, {len(full)} shifts at full severity, exact tests): "
+    return (f"**Drifting test digits.** Under drift ({summary['seeds']} fresh models per norm, {len(full)} shifts at full severity, exact tests): "
             + "; ".join(said) + f". Worst: under {worst['shift']}, BN running keeps {mean(worst['acc'][RUNNING]):.1f}% "
             f"(worst seed {min(worst['acc'][RUNNING]):.1f}%) where LN keeps {mean(worst['acc']['LN']):.1f}% (worst seed "
             f"{min(worst['acc']['LN']):.1f}%). Exploratory: averaged over the {len(full)} shifts, BN re-estimated on "

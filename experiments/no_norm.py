@@ -108,7 +108,7 @@ def headline(results: dict) -> str:
     """README's sentence: what normalising buys this network, in the family's verdicts."""
     summary = results["summary"]
     test = summary["test"]
-    return (f"Without normalisation (the same network, its peak rate {summary['rate']:g} chosen on validation) it reaches "
+    return (f"**What normalising buys.** Without normalisation (the same network, its peak rate {summary['rate']:g} chosen on validation) it reaches "
             f"{mean(test['N']):.2f}% over {len(test['N'])} seeds (worst {min(test['N']):.2f}%), against "
             + ", ".join(f"{v} {mean(test[v]):.2f}%" for v in AGAINST) + " at their own rates: "
             + "; ".join(primary.in_words(c) for c in summary["primary"]) + ".")

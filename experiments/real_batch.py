@@ -79,7 +79,7 @@ def at_batch(summary: dict, batch: int) -> list[dict]:
 def headline(results: dict) -> str:
     summary = results["summary"]
     acc = summary["acc"]
-    return ("Trained with real batches of " + " and ".join(map(str, feasibility.SMALL_BATCHES)) + " images (peak rate "
+    return ("**Real small batches.** Trained with real batches of " + " and ".join(map(str, feasibility.SMALL_BATCHES)) + " images (peak rate "
             "scaled with the batch): " + "; ".join(
                 f"at {b}, " + ", ".join(f"{v} {mean(acc[str(b)][v]):.2f}% (worst {min(acc[str(b)][v]):.2f}%)" for v in NORMS)
                 for b in feasibility.SMALL_BATCHES) + "; "

@@ -59,7 +59,7 @@ def tables(results: dict) -> list[str]:
 def headline(results: dict) -> str:
     summary = results["summary"]
     test = summary["test"]
-    return (f"With {summary['train_digits']:,} training digits, each at its own rate: "
+    return (f"**Scarce data.** With {summary['train_digits']:,} training digits, each at its own rate: "
             + ", ".join(f"{v} {mean(a):.2f}% (worst {min(a):.2f}%)" for v, a in test.items()) + "; "
             + "; ".join(primary.in_words(c) for c in summary["primary"]) + ".")
 
