@@ -57,7 +57,7 @@ def variant_dots(ax, acc: dict[str, list[float]]) -> None:
 def primary_table(family: str, comparisons: list[dict]) -> str:
     return records.markdown_table(
         ["primary comparison", "test", "seeds", "difference (points) [95% interval]", "lowest seed's difference",
-         f"p (Holm within {family}, alpha {feasibility.FAMILY_ALPHA:g})", "verdict"],
+         f"p (Holm) within {family}, alpha {feasibility.FAMILY_ALPHA:g}", "verdict"],
         [[c["comparison"], c["test"], c["n"], runner.interval(c), f"{c['worst']:+.2f}", runner.p_value(c["p_holm"]),
           c["verdict"]] for c in comparisons])
 

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -407,6 +408,17 @@ def verify_blocks(results: dict) -> dict[str, str]:
     return {"verify": verify.verdict(results["verify"]), "verify_table": verify.table(results["verify"])}
 
 
+def committed_runs() -> set[str] | None:
+    """The names of the run files git holds (committed or staged): the committed store, so that runs training into
+    it do not change the documents until they are committed; None outside a git checkout (every stored run counts)."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "--", "results/runs"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {Path(line).name for line in listed.splitlines()}
+
+
 def compute_table() -> str:
     """What every experiment needs of the run store, at its full settings: the runs it lists, how many the committed
     store holds, and its training time: the stored runs' own seconds, plus, for each missing run, the mean seconds of
@@ -421,8 +433,9 @@ def compute_table() -> str:
                                                                       module.SEEDS)}
         needed.update({k: (name, spec) for k, spec in specs.items() if k not in needed})
         rows.append([name, specs])
+    held = committed_runs()
     seconds = {k: runs_store.read(runs_store.file(spec))[0]["seconds"] for k, (_, spec) in needed.items()
-               if runs_store.file(spec).exists()}
+               if runs_store.file(spec).exists() and (held is None or runs_store.file(spec).name in held)}
     by_split = {split: [seconds[k] for k, (_, spec) in needed.items() if k in seconds and spec["split"] == split]
                 for split in ("test", "validation")}
     fallback = statistics.mean(seconds.values()) if seconds else float("nan")

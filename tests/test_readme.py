@@ -187,3 +187,14 @@ def test_the_pick_table_takes_protocol2s_rows_and_drifts_replaces_protocol1s():
     assert "| Whether to normalise at all" in table and "| Test digits that drift (7 shifts, fresh models)" in table
     assert "declared rank test" not in table  # Protocol 1's drift row, whose test could not conclude, gives way
     assert "no normalisation 3.2 / 7.4 / 25.6" in table  # the no-normalisation row's cost names it too
+
+
+def test_the_compute_table_counts_committed_runs_only(monkeypatch):
+    """Runs training into the store (untracked files) leave the documents as they are until they are committed."""
+    held = report.committed_runs()
+    assert held and all((ROOT / "results" / "runs" / name).is_file() for name in held)
+    total = lambda: int(report.compute_table().splitlines()[-1].split(" | ")[2])
+    before = total()
+    monkeypatch.setattr(report, "committed_runs", lambda: held - {next(p.name for p in sorted(
+        (ROOT / "results" / "runs").glob("N-seed1-test-*.safetensors")))})
+    assert total() == before - 1
