@@ -3,7 +3,7 @@ allowed: the norm's letter (`canonical_norm`), numbers, seeds, flags, digit limi
 dropout and devices.
 
 The bottom of the project: it imports no project module, so that settings.py checks every setting with these alone,
-and model.py, data.py, utils.py and store.py check their arguments with the same ones.
+and model.py, data.py, utils.py, training.py and store.py check their arguments with the same ones.
 """
 
 import math

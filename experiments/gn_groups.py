@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
+import training
 from experiments import runner, stats
 
 NAME = "gn_groups"
@@ -25,10 +26,10 @@ NAMES = {1: "1 (LayerNorm)", 2: "2 (the notebook's GN)", "C": "C (InstanceNorm)"
 def spec(settings: dict, groups: int | str, seed: int) -> dict:
     """One group is LayerNorm's run, one per channel InstanceNorm's; the others GroupNorm's with that many groups."""
     if groups == 1:
-        return store.run_spec(settings, "L", seed)
+        return training.run_spec(settings, "L", seed)
     if groups == "C":
-        return store.run_spec(settings, "I", seed)
-    return store.run_spec(settings, "G", seed, groups=groups)
+        return training.run_spec(settings, "I", seed)
+    return training.run_spec(settings, "G", seed, groups=groups)
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
+import training
 from experiments import runner, stats
 
 NAME = "norm_batch"
@@ -36,15 +37,15 @@ def sizes(batch: int) -> list[int]:
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     batch = settings["BATCH_SIZE"]
-    specs = [dict(norm="B", k=k, seed=s, spec=store.run_spec(settings, "B", s, norm_batch=k if k < batch else None))
+    specs = [dict(norm="B", k=k, seed=s, spec=training.run_spec(settings, "B", s, norm_batch=k if k < batch else None))
              for s in seeds for k in sizes(batch)]
-    return specs + [dict(norm=n, k=None, seed=s, spec=store.run_spec(settings, n, s)) for s in seeds for n in "LG"]
+    return specs + [dict(norm=n, k=None, seed=s, spec=training.run_spec(settings, n, s)) for s in seeds for n in "LG"]
 
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     """One row per norm and k: accuracy over seeds with running and with test-batch statistics; each k compared with
     the whole batch (paired over seeds, Holm within the table, equivalence at +-stats.MARGIN)."""
-    _, held = store.loaders(trained[0]["spec"], "cpu")
+    _, held = training.loaders(trained[0]["spec"], "cpu")
     rows = []
     for norm, k in dict.fromkeys((r["norm"], r["k"]) for r in trained):
         chosen = sorted((r for r in trained if (r["norm"], r["k"]) == (norm, k)), key=lambda r: r["seed"])

@@ -19,6 +19,7 @@ import torch
 
 import records
 import store
+import training
 from experiments import EXPERIMENTS, main, runner, stats, study, verify
 from model import Net, count_macs, count_parameters
 
@@ -405,8 +406,8 @@ def compute_table() -> str:
     needed, rows = {}, []
     for name in EXPERIMENTS:
         module = importlib.import_module(f"experiments.{name}")
-        specs = {store.key(run["spec"]): run["spec"] for run in module.runs(runner.settings_for(False, **module.OVERRIDES),
-                                                                      module.SEEDS)}
+        specs = {training.key(run["spec"]): run["spec"] for run in module.runs(runner.settings_for(False, **module.OVERRIDES),
+                                                                         module.SEEDS)}
         needed.update({k: (name, spec) for k, spec in specs.items() if k not in needed})
         rows.append([name, specs])
     seconds = {k: runs_store.read(runs_store.file(spec))[0]["seconds"] for k, (_, spec) in needed.items()

@@ -1,8 +1,8 @@
 """The layering of the project's modules, read from their source with `ast` (nothing is imported): checks.py, the
 checks of what a person gives, is the bottom and imports no project module; settings.py imports only checks; the
-top-level modules (checks, model, utils, data, figures, records, store, settings) are the lower layer and never import
-`experiments`; the experiments (and experiments/publish.py) import them. No module imports, through others, one that
-imports it."""
+top-level modules (checks, model, utils, data, figures, records, training, store, settings) are the lower layer and
+never import `experiments`; the experiments (and experiments/publish.py) import them. No module imports, through
+others, one that imports it."""
 
 import ast
 from pathlib import Path
