@@ -16,6 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from checks import norm_name
+
 
 ROOT = Path(__file__).resolve().parent  # the repository
 
@@ -253,12 +255,12 @@ def worked_example_table(x: torch.Tensor = WORKED_EXAMPLE, groups: int = 2) -> s
 
     grouped = x.reshape(n, groups, c // groups, h, w)
     rows = [
-        ("BatchNorm", f"per channel, over {n} images x {pixels}", stats(x, (0, 2, 3))),
-        ("LayerNorm", f"per image, over {c} channels x {pixels}", stats(x, (1, 2, 3))),
-        (f"GroupNorm ({groups} groups)", f"per image and group, over {c // groups} channels x {pixels}",
-         stats(grouped, (2, 3, 4))),
-        ("InstanceNorm", f"per image and channel, over {pixels}", stats(x, (2, 3))),
+        ("B", f"per channel, over {n} images x {pixels}", stats(x, (0, 2, 3))),
+        ("L", f"per image, over {c} channels x {pixels}", stats(x, (1, 2, 3))),
+        ("G", f"per image and group, over {c // groups} channels x {pixels}", stats(grouped, (2, 3, 4))),
+        ("I", f"per image and channel, over {pixels}", stats(x, (2, 3))),
     ]
     numbers = lambda t: ", ".join(f"{v:.3f}" for v in t.tolist())
     return markdown_table(["norm", "statistics", "count", "means", "standard deviations"],
-                          [[name, over, len(mean), numbers(mean), numbers(std)] for name, over, (mean, std) in rows])
+                          [[norm_name(norm, groups), over, len(mean), numbers(mean), numbers(std)]
+                           for norm, over, (mean, std) in rows])

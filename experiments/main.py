@@ -23,7 +23,6 @@ SHOWS = "BN, BN + L1, LN and GN at the shared recipe, ten seeds: paired, equival
 SEEDS = tuple(range(1, 11))
 OVERRIDES: dict = {}  # the notebook's settings
 TARGETS = (99.0, 99.4)  # test accuracy (%) for time to target
-NAMES = {"BN": "BatchNorm", "BN+L1": "BatchNorm + L1", "LN": "LayerNorm", "GN": "GroupNorm, 2 groups"}  # in words
 
 
 def variants(settings: dict) -> dict[str, dict]:

@@ -21,12 +21,12 @@ import records
 import store
 import training
 from experiments import EXPERIMENTS, main, runner, stats, study, verify
+from checks import NORM_NAMES
 from model import Net, count_macs, count_parameters
 
 ROOT = records.ROOT
 DOCUMENTS = ("README.md", "STUDY.md")
 BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- /generated -->)", re.S)
-NAMES = {"BN+L1": "BatchNorm + L1", "LN": "LayerNorm", "GN": "GroupNorm"}  # the notebook's variants
 
 
 def load(root: Path = ROOT) -> dict:
@@ -57,9 +57,10 @@ def notebook_run(results: dict) -> dict[str, str]:
     env = first["environment"]
     final = {name: run["history"][-1]["test_acc"] for name, run in runs.items()}
     minutes = sum(e["seconds"] for run in runs.values() for e in run["history"]) / 60
+    said = {name: NORM_NAMES[run["norm"]] + (" + L1" if run["l1_lambda"] else "") for name, run in runs.items()}
     return {
-        "notebook_run": f"In the committed notebook run (seed {first['settings']['SEED']}) {NAMES['BN+L1']} ends at {final['BN+L1']:.2f}% test accuracy, "
-                        f"{NAMES['LN']} at {final['LN']:.2f}% and {NAMES['GN']} at {final['GN']:.2f}%, each with "
+        "notebook_run": f"In the committed notebook run (seed {first['settings']['SEED']}) {said['BN+L1']} ends at {final['BN+L1']:.2f}% test accuracy, "
+                        f"{said['LN']} at {final['LN']:.2f}% and {said['GN']} at {final['GN']:.2f}%, each with "
                         f"{first['params']:,} parameters; its {len(runs)} x {len(first['history'])} epochs took "
                         f"{minutes:.1f} minutes on {env['device']} with {env['threads']} threads (torch {env['torch']}, "
                         f"Python {env['python']}, code at commit {env['git_commit'][:7]}).",
@@ -175,15 +176,18 @@ def rates_block(results: dict) -> dict[str, str]:
     if "main" not in results or "own_rate" not in results:
         return {"rates_table": not_yet("own_rate")}
     from experiments.own_rate import RATES
-    shared, rows = results["main"]["settings"]["MAX_LR"], []
+    settings, rows = results["main"]["settings"], []
     for variant in results["main"]["summary"]["variants"]:
-        row = [f"{variant} ({main.NAMES[variant]})"]
+        spec = main.variants(settings)[variant]
+        words = NORM_NAMES[spec["norm"]] + (" + L1" if spec.get("l1_lambda") else "") + (
+            f", {settings['GROUPS']} groups" if spec["norm"] == "G" else "")
+        row = [f"{variant} ({words})"]
         for result in (results["main"], results["own_rate"]):
             acc = accuracies(result, variant)
             row += [f"{statistics.mean(acc.values()):.2f}", f"{min(acc.values()):.2f}", goal_met(acc)]
         rows.append(row[:4] + [f"{RATES[variant]:g}"] + row[4:])
     return {"rates_table": records.markdown_table(
-        ["variant", f"shared rate {shared:g}: mean (%)", "lowest seed (%)", "goal", "own rate", "mean (%)",
+        ["variant", f"shared rate {settings['MAX_LR']:g}: mean (%)", "lowest seed (%)", "goal", "own rate", "mean (%)",
          "lowest seed (%)", "goal"], rows)}
 
 
@@ -254,7 +258,7 @@ def pick(results: dict, found: list[dict]) -> str:
                      f"and GroupNorm in {adapted_ahead} of the {len(strongest)} shifts at full severity", link("shift")])
     if "gn_groups" in results:
         gn = [row for row in found if row["family"] == "gn_groups"]
-        instance = next(row for row in gn if "InstanceNorm" in row["comparison"])
+        instance = next(row for row in gn if NORM_NAMES["I"] in row["comparison"])
         others = [row for row in gn if row is not instance]
         rows.append(["How many groups for GroupNorm", "GroupNorm, not with one group per channel; among 1 "
                      "(LayerNorm) to 8 groups none is shown better",
@@ -300,7 +304,7 @@ def cost(results: dict, pick: str) -> str:
     if "cost" not in results:
         return "not measured yet"
     ms = {(r["norm"], r["batch"]): r["ms"] for r in results["cost"]["rows"]}
-    norms = (("BatchNorm", "B"), ("LayerNorm", "L"), ("GroupNorm", "G"))
+    norms = [(NORM_NAMES[norm], norm) for norm in "BLG"]
     named = [(word, norm) for word, norm in norms if word in pick and f"not {word}" not in pick]
     named = named or (norms if pick.startswith("no norm is shown better") else [])
     return "-" if not named else "; ".join(f"{word} {' / '.join(f'{ms[(norm, b)]:.1f}' for b in (8, 32, 128))}" for word, norm in named)

@@ -34,7 +34,6 @@ from settings import check_study, defaults
 
 ROOT = records.ROOT
 RUNS = ROOT / "runs"  # not committed: quick runs, and anything made from uncommitted code
-LABELS = {"B": "BatchNorm", "L": "LayerNorm", "G": "GroupNorm (2 groups)", "I": "InstanceNorm"}
 # --quick: a smoke run, one epoch on 2,048 digits in batches of 32 (64 steps: enough to leave chance level)
 QUICK = dict(EPOCHS=1, TRAIN_LIMIT=2048, TEST_LIMIT=500, BATCH_SIZE=32)
 

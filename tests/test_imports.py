@@ -2,11 +2,12 @@
 checks of what a person gives, is the bottom and imports no project module; settings.py imports only checks; the
 top-level modules (checks, model, utils, data, figures, records, training, store, settings) are the lower layer and
 never import `experiments`; the experiments (and experiments/publish.py) import them. No module imports, through
-others, one that imports it."""
+others, one that imports it. The norms' names in words are one map, checks.NORM_NAMES, that every module reads."""
 
 import ast
 from pathlib import Path
 
+from checks import NORM_NAMES
 from conftest import ROOT
 
 
@@ -93,3 +94,11 @@ def test_checks_is_the_bottom_and_settings_stands_on_it_alone():
 def test_a_cycle_is_found():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_no_module_but_checks_spells_a_norms_name_of_its_own():
+    # a second map of names (as runner.LABELS, main.NAMES and report.NAMES once were) would spell them again
+    spelled = [f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}" for name, path in modules(ROOT).items()
+               if name != "checks" for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Constant) and node.value in NORM_NAMES.values()]
+    assert not spelled, f"norms named apart from checks.NORM_NAMES: {spelled}"
