@@ -16,10 +16,10 @@ import nbformat
 import papermill
 import pytest
 
+import publish
 import records
 import settings
 from conftest import MNIST_ROOT, ROOT, needs_mnist
-from experiments import publish
 
 NOTEBOOK = ROOT / "S6_Normalization.ipynb"
 FIGURES = ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in ("BN+L1", "LN", "GN")]
