@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from checks import NORM_NAMES
-from conftest import ROOT
+from conftest import ROAD, ROOT
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -103,10 +103,6 @@ def test_checks_is_the_bottom_and_settings_stands_on_it_alone():
     graph = import_graph(ROOT)
     assert graph["checks"] == set(), f"checks.py imports project modules: {sorted(graph['checks'])}"
     assert graph["settings"] == {"checks"}, f"settings.py imports {sorted(graph['settings'])}, not checks alone"
-
-
-# The notebook's road: the modules S6_Normalization.ipynb imports, and all that they import
-ROAD = {"checks", "settings", "model", "utils", "data", "figures", "records", "training", "publish"}
 
 
 def test_the_notebook_stands_on_its_road_alone():
