@@ -10,7 +10,7 @@ import pytest
 
 import publish
 import records
-from conftest import ROOT
+from conftest import ROAD, ROOT
 from experiments import report
 
 GENERATED = report.blocks()
@@ -54,6 +54,11 @@ def test_generated_sentences_state_the_settings_their_results_record():
 def test_worked_example_prose_matches_the_code():
     assert records.worked_example_table() in DOCUMENTS["STUDY.md"]
     assert "0.957" in DOCUMENTS["STUDY.md"]  # population std of 2, 3, 0, 1, 1, 2: BN's first channel
+
+
+def test_the_file_tables_notebook_road_is_the_notebooks_imports():
+    road = DOCUMENTS["README.md"].split("**The notebook's road**", 1)[1].split("**The research road**", 1)[0]
+    assert set(re.findall(r"^\| `(\w+)\.py` \|", road, re.M)) == ROAD
 
 
 def test_every_figure_the_documents_show_is_committed_and_shown():
