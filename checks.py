@@ -1,9 +1,10 @@
 """The checks of what a person gives, each a ValueError that names the setting or argument, its value and what is
 allowed: the norm's letter (`canonical_norm`), numbers, seeds, flags, digit limits, augmentation, GroupNorm's groups,
-dropout and devices.
+dropout and devices; and each norm's name in words (`NORM_NAMES`, `norm_name`), the one map tables, figures and
+documents name the norms by.
 
 The bottom of the project: it imports no project module, so that settings.py checks every setting with these alone,
-and model.py, data.py, utils.py and store.py check their arguments with the same ones.
+and model.py, data.py, utils.py, training.py and store.py check their arguments with the same ones.
 """
 
 import math
@@ -12,6 +13,7 @@ import torch
 
 NORMS = {"b": "B", "batch": "B", "l": "L", "layer": "L", "g": "G", "group": "G", "i": "I", "instance": "I",
          "n": "N", "none": "N"}
+NORM_NAMES = {"B": "BatchNorm", "L": "LayerNorm", "G": "GroupNorm", "I": "InstanceNorm", "N": "no normalisation"}  # each norm in words
 # Output channels of model.Net's five convolutions: two full 3x3 ones at 26x26 and 24x24, a max-pool, then three
 # depthwise-separable ones at 10x10, 8x8 and 6x6, which buy width (48 channels) for few parameters. Here because
 # GroupNorm's groups must divide each (`check_groups`).
@@ -30,6 +32,11 @@ def canonical_norm(norm: str) -> str:
     if key not in NORMS:
         raise ValueError(f"norm must be one of {sorted(set(NORMS.values()))} or {sorted(k for k in NORMS if len(k) > 1)}, got {norm!r}")
     return NORMS[key]
+
+
+def norm_name(norm: str, groups: int | None = None) -> str:
+    """A norm in words (NORM_NAMES), GroupNorm's with its groups where they are given: "GroupNorm (2 groups)"."""
+    return NORM_NAMES[norm] + (f" ({groups} groups)" if norm == "G" and groups else "")
 
 
 def whole_number(name: str, value, allowed: str) -> int:

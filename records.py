@@ -1,11 +1,14 @@
 """The records: how a result was made (`environment`), the history file, files replaced in one step (`replace_file`,
-`replace_files`, `write_json`, `json_bytes`), Markdown tables and the README's worked example.
+`replace_files`, `write_json`, `json_bytes`), Markdown tables, the README's worked example, and the documents'
+generated blocks: README.md and STUDY.md's `<!-- generated: NAME -->` blocks put in place (`render`), and those made
+from the notebook's history alone (`notebook_blocks`; experiments/report.py makes the others).
 """
 
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -15,6 +18,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from checks import NORM_NAMES, norm_name
 
 
 ROOT = Path(__file__).resolve().parent  # the repository
@@ -229,6 +234,46 @@ def results_table(runs: dict) -> str:
                            f"lowest test acc, epochs {half[0]['epoch']}-{history[-1]['epoch']} (%)", "seconds / epoch", "device"], rows)
 
 
+# ---- The documents' generated blocks ----------------------------------------------------------------------
+
+DOCUMENTS = ("README.md", "STUDY.md")
+BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- /generated -->)", re.S)  # a generated block, by its name
+
+
+def render(text: str, generated: dict[str, str], partial: bool = False) -> str:
+    """`text` with every generated block's body replaced by its text in `generated`; a block it has no text for is a
+    ValueError, or, with `partial`, left as it is (a published notebook run rewrites its own blocks alone)."""
+    def replace(match: re.Match) -> str:
+        if match.group(2) in generated:
+            return match.group(1) + generated[match.group(2)] + "\n" + match.group(4)
+        if partial:
+            return match.group(0)
+        raise ValueError(f"no generator for the block {match.group(2)!r}; known: {sorted(generated)}")
+    return BLOCK.sub(replace, text)
+
+
+def notebook_blocks(runs: dict) -> dict[str, str]:
+    """The documents' blocks made from the notebook's history file alone (`runs`, results/history.json, which a full run
+    publishes with them): the run in words, its minutes and its results table."""
+    first = next(iter(runs.values()))
+    env = first["environment"]
+    final = {name: run["history"][-1]["test_acc"] for name, run in runs.items()}
+    minutes = sum(e["seconds"] for run in runs.values() for e in run["history"]) / 60
+    said = {name: NORM_NAMES[run["norm"]] + (" + L1" if run["l1_lambda"] else "") for name, run in runs.items()}
+    return {
+        "notebook_run": f"In the committed notebook run (seed {first['settings']['SEED']}) {said['BN+L1']} ends at {final['BN+L1']:.2f}% test accuracy, "
+                        f"{said['LN']} at {final['LN']:.2f}% and {said['GN']} at {final['GN']:.2f}%, each with "
+                        f"{first['params']:,} parameters; its {len(runs)} x {len(first['history'])} epochs took "
+                        f"{minutes:.1f} minutes on {env['device']} with {env['threads']} threads (torch {env['torch']}, "
+                        f"Python {env['python']}, code at commit {env['git_commit'][:7]}).",
+        "study_minutes": f"The first command runs the study headless: the committed run's {len(runs)} x "
+                         f"{len(first['history'])} epochs took {minutes:.0f} minutes on {env['device']} ({env['cpu']}) "
+                         f"with {env['threads']} threads (what else the machine ran then was not recorded; beside "
+                         "busy processes, see the thread setting below).",
+        "results_table": results_table(runs),
+    }
+
+
 # The README's worked example: 3 images of 4 channels of 1x2 pixels, [N=3, C=4, H=1, W=2].
 WORKED_EXAMPLE = torch.tensor(
     [
@@ -253,12 +298,12 @@ def worked_example_table(x: torch.Tensor = WORKED_EXAMPLE, groups: int = 2) -> s
 
     grouped = x.reshape(n, groups, c // groups, h, w)
     rows = [
-        ("BatchNorm", f"per channel, over {n} images x {pixels}", stats(x, (0, 2, 3))),
-        ("LayerNorm", f"per image, over {c} channels x {pixels}", stats(x, (1, 2, 3))),
-        (f"GroupNorm ({groups} groups)", f"per image and group, over {c // groups} channels x {pixels}",
-         stats(grouped, (2, 3, 4))),
-        ("InstanceNorm", f"per image and channel, over {pixels}", stats(x, (2, 3))),
+        ("B", f"per channel, over {n} images x {pixels}", stats(x, (0, 2, 3))),
+        ("L", f"per image, over {c} channels x {pixels}", stats(x, (1, 2, 3))),
+        ("G", f"per image and group, over {c // groups} channels x {pixels}", stats(grouped, (2, 3, 4))),
+        ("I", f"per image and channel, over {pixels}", stats(x, (2, 3))),
     ]
     numbers = lambda t: ", ".join(f"{v:.3f}" for v in t.tolist())
     return markdown_table(["norm", "statistics", "count", "means", "standard deviations"],
-                          [[name, over, len(mean), numbers(mean), numbers(std)] for name, over, (mean, std) in rows])
+                          [[norm_name(norm, groups), over, len(mean), numbers(mean), numbers(std)]
+                           for norm, over, (mean, std) in rows])

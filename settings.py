@@ -3,7 +3,7 @@ one check of what a person types (`check`), run before any work by the notebook 
 and, through `check_study`, by every experiment.
 
 The notebook's `parameters` cell sets the same names to the same defaults, in this order (papermill needs them there;
-tests/test_settings.py holds the two equal). The experiments, `store.run_spec` and `store.load` start from
+tests/test_settings.py holds the two equal). The experiments, `training.run_spec` and `store.load` start from
 `defaults()` and `RECIPE`.
 """
 

@@ -1,11 +1,9 @@
-"""Every trained model once: the one training path (`train`) and the run store (`Store`) that keeps its results.
+"""Every trained model once: the run store (`Store`), which keeps the records training.py's `train` makes.
 
-A run is described by its spec (`run_spec`): the norm and its settings, the L1 lambda, the seed, the data split, the
-digits (`data`, a digest of the MNIST files) and the recipe. Its key is the spec and TRAINING_VERSION, the version of
-the code that trains and tests it: what a run computes, not where it ran. Where it ran (torch and its build, NumPy,
-Python, CPU, device, threads, git commit) is recorded in the record, not keyed, so a record made with another torch or
-on another machine is read, and said to be (`elsewhere`); `python -m experiments verify` retrains a few here to show
-whether they still agree bit for bit.
+A run's key is its spec and the training version (training.py: `run_spec`, `key`, TRAINING_VERSION): what a run
+computes, not where it ran. Where it ran (torch and its build, NumPy, Python, CPU, device, threads, git commit) is
+recorded in the record, not keyed, so a record made with another torch or on another machine is read, and said to be
+(`elsewhere`); `python -m experiments verify` retrains a few here to show whether they still agree bit for bit.
 
 A record is one safetensors file, results/runs/<label>-<key>.safetensors: the model's weights and buffers, its
 predictions for every held-out digit, and in the metadata the spec, the environment and commit it was made in, its
@@ -16,9 +14,9 @@ digits its spec holds out (where those digits are here).
 
     net = store.load("G", seed=3)                     # a stored model of the study's recipe, in eval mode
     accuracy = store.score("G", seed=3)               # its test accuracy in %, scored again on the test digits
-    spec = store.run_spec(settings.RECIPE, "G", seed=3)
+    spec = training.run_spec(settings.RECIPE, "G", seed=3)
     found = store.Store().get(spec)                    # (record, state dict), or None until it has been trained
-    model, record = store.train(spec)                  # train it; store.Store().put(record, model.state_dict()) keeps it
+    model, record = training.train(spec)               # store.Store().put(record, model.state_dict()) keeps it
 """
 
 import hashlib
@@ -28,7 +26,6 @@ import os
 import re
 import stat
 import tempfile
-import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,151 +42,14 @@ from safetensors.torch import load as load_tensors, save
 import data
 import records
 import settings
+import training
 import utils
-from checks import (canonical_norm, check_augmentation, check_ema_decay, check_limit, check_seed, finite_number,
-                    whole_number)
+from checks import check_limit
 from model import Net
 
 ROOT = records.ROOT
 STORE = ROOT / "results" / "runs"  # the committed store
 PREDICTIONS = "predictions"  # the tensor of held-out predictions in a record; the model's tensors are "model.<name>"
-# The version of the training path: model.py's network (its widths: checks.py's WIDTHS), data.py's digits and
-# augmentation, utils.py's optimiser, schedule, EMA, L1, train/test/fit and predict, and fit_model below. Bump it with any change that moves a number a run records:
-# tests/test_golden.py trains a few steps of every norm and fails until it is bumped and its values pinned again
-# (`PYTHONPATH=. python tests/test_golden.py`). Moving code between files, comments, messages and figures leave it as it is.
-TRAINING_VERSION = 1
-
-
-# ---- The key: spec and training version ---------------------------------------------------------------------------
-
-def run_spec(recipe: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups: int | None = None,
-             norm_batch: int | None = None, split: str = "test", **overrides) -> dict:
-    """Everything a run's numbers depend on that a person chooses: the recipe from `recipe` (upper-case names as in
-    settings.RECIPE; its DATA, the digest of the MNIST files, defaults to MNIST's original files), with `overrides`
-    replacing any of them by its lower-case name (max_lr=0.04), and the run's own norm, seed, L1 lambda, GroupNorm
-    groups, ghost-batch size and data split ("test" or "validation"). Each is checked: a ValueError names it."""
-    norm = canonical_norm(norm)
-    needed = settings.RECIPE_KEYS + (("GROUPS",) if groups is None and norm == "G" else ())
-    missing = [name for name in needed if name not in recipe]
-    if missing:
-        raise ValueError(f"run_spec: the recipe lacks {missing}; it needs every setting of settings.RECIPE "
-                         f"({', '.join(settings.RECIPE)}): start from {{**settings.RECIPE, ...}}")
-    spec = {name.lower(): recipe[name] for name in settings.RECIPE_KEYS}
-    unknown = set(overrides) - set(spec)
-    if unknown:
-        raise ValueError(f"unknown recipe setting(s) {sorted(unknown)}; allowed: {sorted(spec)}")
-    spec.update(overrides)
-    spec["data"] = recipe.get("DATA", data.MNIST_DIGEST)
-    for name in ("epochs", "batch_size", "test_batch_size"):
-        whole_number(name, spec[name], "a whole number >= 1")
-    finite_number("max_lr", spec["max_lr"], zero_ok=False)
-    finite_number("weight_decay", spec["weight_decay"])
-    check_ema_decay("ema_decay", spec["ema_decay"])
-    check_limit("train_limit", spec["train_limit"])
-    check_limit("test_limit", spec["test_limit"])
-    check_augmentation("augmentation", spec["augmentation"])
-    check_seed("seed", seed)
-    finite_number("l1_lambda", l1_lambda)
-    if split not in data.SPLITS:
-        raise ValueError(f"split must be one of {data.SPLITS}, got {split!r}")
-    if not isinstance(spec["data"], str) or not re.fullmatch(r"[0-9a-f]{64}", spec["data"]):
-        raise ValueError(f"data must be the SHA-256 digest of the MNIST files (data.mnist_digest), got {spec['data']!r}")
-    if norm_batch is not None:
-        whole_number("norm_batch", norm_batch, "None (the whole batch) or a whole number of images >= 1")
-        if norm_batch >= spec["batch_size"]:
-            raise ValueError(f"norm_batch={norm_batch} is not below the batch of {spec['batch_size']}: that is plain "
-                             "BatchNorm over the whole batch, norm_batch=None; a ghost batch must be smaller")
-    groups = recipe["GROUPS"] if norm == "G" and groups is None else groups  # one spec for the notebook's GN
-    spec["augmentation"] = spec["augmentation"] or None  # None and {} are the same run: no augmentation
-    spec.update(norm=norm, seed=seed, l1_lambda=float(l1_lambda), groups=groups, norm_batch=norm_batch, split=split)
-    net(spec)  # the network checks groups, dropout and the ghost batch against the norm
-    return spec
-
-
-def net(spec: dict) -> Net:
-    """The network of the run `spec` describes (its norm, groups, dropout and ghost batch), freshly initialised from
-    torch's random state: the one place a spec becomes a Net."""
-    return Net(spec["norm"], groups=spec["groups"], dropout=spec["dropout"], norm_batch=spec["norm_batch"])
-
-
-# A spec's fields besides the recipe's (settings.RECIPE_KEYS, by their lower-case names): what run_spec adds
-RUN_FIELDS = ("norm", "seed", "l1_lambda", "groups", "norm_batch", "split", "data")
-
-
-def identity(spec: dict) -> dict:
-    """What a run computes: its spec and the version of the code that trains it."""
-    return {"spec": spec, "training": TRAINING_VERSION}
-
-
-def label(spec: dict) -> str:
-    """The readable start of a run's file name: norm, groups, ghost batch, L1 lambda, seed and split."""
-    return (spec["norm"] + (f"-g{spec['groups']}" if spec["groups"] else "")
-            + (f"-k{spec['norm_batch']}" if spec["norm_batch"] else "")
-            + (f"-l1-{spec['l1_lambda']:g}" if spec["l1_lambda"] else "") + f"-seed{spec['seed']}-{spec['split']}")
-
-
-def key(spec: dict) -> str:
-    """The run's file name in the store: its label, then the first 16 hex digits of its identity's SHA-256. A dict
-    that is not a run spec (run_spec's fields, no more, no fewer) is a ValueError."""
-    fields = {name.lower() for name in settings.RECIPE_KEYS} | set(RUN_FIELDS)
-    if not isinstance(spec, dict) or spec.keys() != fields:
-        given = set(spec) if isinstance(spec, dict) else set()
-        raise ValueError(f"not a run spec: {str(spec)[:80]} (missing {sorted(fields - given)}, unknown "
-                         f"{sorted(given - fields)}); build one with store.run_spec(settings.RECIPE, norm, seed, ...)")
-    digest = hashlib.sha256(json.dumps(identity(spec), sort_keys=True).encode()).hexdigest()[:16]
-    return f"{label(spec)}-{digest}"
-
-
-# ---- The one training path -------------------------------------------------------------------------------------
-
-_cache: dict = {}  # per process: the loaders of each data setting, built once
-
-
-def loaders(spec: dict, device: torch.device | str, root: str | os.PathLike | None = None) -> tuple:
-    """The spec's training and held-out loaders on `device`, built once per process and data setting. The MNIST files
-    under `root` (else MNIST_ROOT, else ./data) must be the digits the spec names: else a ValueError."""
-    found = data.mnist_digest(root)
-    if found != spec["data"]:
-        raise ValueError(f"the MNIST files under {data.mnist_root(root)} (digest {found[:12]}...) are not the digits this "
-                         f"run was specified on (data {spec['data'][:12]}...); for these files, give their digest in the "
-                         "recipe: run_spec({**recipe, 'DATA': data.mnist_digest(root)}, ...)")
-    setting = tuple(json.dumps(spec[k]) for k in ("batch_size", "test_batch_size", "augmentation", "train_limit",
-                                                   "test_limit", "split", "data")) + (str(device), str(root))
-    if setting not in _cache:
-        _cache[setting] = data.mnist_loaders(root, torch.device(device), spec["batch_size"], spec["test_batch_size"],
-                                              spec["seed"], spec["augmentation"], spec["train_limit"], spec["test_limit"],
-                                              spec["split"])
-    return _cache[setting]
-
-
-def fit_model(spec: dict, device: torch.device, root: str | os.PathLike | None = None,
-              on_epoch=None, bars: bool = True) -> tuple[Net, list[dict], torch.Tensor]:
-    """The computation a run is: from the spec's seed (weights, batches and augmentation), `utils.fit`, then the
-    predictions for every held-out digit. Returns the trained model, its history and those predictions."""
-    train_loader, held_loader = loaders(spec, device, root)
-    utils.reseed(spec["seed"], train_loader)
-    model = net(spec).to(device)
-    history = utils.fit(model, train_loader, held_loader, device, spec["epochs"], spec["max_lr"], spec["weight_decay"],
-                        spec["l1_lambda"], spec["ema_decay"], on_epoch, bars)
-    return model, history, utils.predict(model, held_loader, device)
-
-
-def train(spec: dict, device: torch.device | str = "cpu", root: str | os.PathLike | None = None,
-          on_epoch=None, bars: bool = True) -> tuple[Net, dict]:
-    """Train and test the run `spec` describes: the notebook's training cell and every experiment come through here.
-
-    Returns the trained model and its record: key, identity, environment, seconds, the per-epoch history (its
-    "test_*" numbers are on the held-out digits: the test set, or the validation digits with split "validation")
-    and the predicted class of every held-out digit, as a string of digits. `on_epoch` and `bars` go to utils.fit.
-    """
-    device = torch.device(device)
-    made_in = records.environment(device)  # at the start: the commit that trains, not one made while it trained
-    start = time.perf_counter()
-    model, history, predictions = fit_model(spec, device, root, on_epoch, bars)
-    record = {"key": key(spec), "identity": identity(spec), "environment": made_in,
-              "seconds": time.perf_counter() - start, "history": history,
-              "predictions": "".join(map(str, predictions.tolist()))}
-    return model, record
 
 
 def train_for_store(spec: dict) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -197,7 +57,7 @@ def train_for_store(spec: dict) -> tuple[dict, dict[str, torch.Tensor]]:
     MNIST_ROOT), without progress bars whatever the worker's environment (a Dask worker's log would fill with them);
     the record and the model's tensors, which the caller stores."""
     torch.set_num_threads(1)
-    model, record = train(spec, "cpu", bars=False)
+    model, record = training.train(spec, "cpu", bars=False)
     return record, {name: t.detach().cpu() for name, t in model.state_dict().items()}
 
 
@@ -320,7 +180,7 @@ class Store:
     def file(self, spec_or_key: dict | str) -> Path:
         """The record file of a spec, or of a key; a key that is not a plain file name, or one too long for the store's
         file names (MAX_KEY), is a ValueError."""
-        name = key(spec_or_key) if isinstance(spec_or_key, dict) else spec_or_key
+        name = training.key(spec_or_key) if isinstance(spec_or_key, dict) else spec_or_key
         if not isinstance(name, str) or not KEY.fullmatch(name):
             raise ValueError(f"a run's key must be letters, digits, '.', '+' and '-' (a file name in the store, no path); "
                              f"got {name!r}")
@@ -407,9 +267,9 @@ class Store:
         """`read`, and CorruptRecord unless the record is the run of `spec`: its key and identity (spec and training
         version) are those asked for."""
         record, tensors = self.read(path)
-        if record["key"] != key(spec) or record["identity"] != identity(spec):
-            raise CorruptRecord(f"{path} holds another run ({record['key']}), not {key(spec)}: it was copied or renamed "
-                                "by hand")
+        if record["key"] != training.key(spec) or record["identity"] != training.identity(spec):
+            raise CorruptRecord(f"{path} holds another run ({record['key']}), not {training.key(spec)}: it was copied or "
+                                "renamed by hand")
         return record, tensors
 
     def get(self, spec: dict) -> tuple[dict, dict[str, torch.Tensor]] | None:
@@ -446,12 +306,12 @@ class Store:
         """The stored model of `spec`, on the CPU in eval mode; NotStored where there is none."""
         found = self.get(spec)
         if found is None:
-            raise NotStored(f"no stored run {key(spec)} in {self.path}. Train and keep it with "
-                            "`model, record = store.train(spec); store.Store().put(record, model.state_dict())`, spec "
-                            f"being store.run_spec(settings.RECIPE, {spec['norm']!r}, seed={spec['seed']}, ...) with "
-                            "this run's settings (about 8 minutes on one CPU core for 20 epochs), or run the experiment "
+            raise NotStored(f"no stored run {training.key(spec)} in {self.path}. Train and keep it with "
+                            "`model, record = training.train(spec); store.Store().put(record, model.state_dict())`, "
+                            f"spec being training.run_spec(settings.RECIPE, {spec['norm']!r}, seed={spec['seed']}, ...) "
+                            "with this run's settings (about 8 minutes on one CPU core for 20 epochs), or run the experiment "
                             "that lists it (`python -m experiments --help`)")
-        model = net(spec)
+        model = training.net(spec)
         try:
             model.load_state_dict(found[1])
         except RuntimeError as error:
@@ -463,7 +323,8 @@ def load(norm: str, seed: int = 1, *, l1_lambda: float = 0.0, groups: int | None
          split: str = "test", path: str | os.PathLike = STORE, **recipe) -> Net:
     """A stored model of the study's recipe (settings.RECIPE, with `recipe` overriding any setting by its lower-case
     name), in eval mode on the CPU: `store.load("G", seed=3)`. NotStored, saying how to train it, where there is none."""
-    return Store(path).model(run_spec(settings.RECIPE, norm, seed, l1_lambda, groups, norm_batch, split, **recipe))
+    spec = training.run_spec(settings.RECIPE, norm, seed, l1_lambda, groups, norm_batch, split, **recipe)
+    return Store(path).model(spec)
 
 
 def score(norm: str, seed: int = 1, *, path: str | os.PathLike = STORE, **options) -> float:
@@ -471,5 +332,5 @@ def score(norm: str, seed: int = 1, *, path: str | os.PathLike = STORE, **option
     keywords), scored again with `utils.test` on the digits its run holds out (`loaders`: the test digits, or the
     validation digits with split="validation"), on the CPU: `store.score("G", seed=3)`. The MNIST files under
     MNIST_ROOT (else ./data) must be the run's digits."""
-    spec = run_spec(settings.RECIPE, norm, seed, **options)
-    return utils.test(Store(path).model(spec), loaders(spec, "cpu")[1], torch.device("cpu"))[1]
+    spec = training.run_spec(settings.RECIPE, norm, seed, **options)
+    return utils.test(Store(path).model(spec), training.loaders(spec, "cpu")[1], torch.device("cpu"))[1]

@@ -3,7 +3,7 @@ average, `train`, `test`, `fit`, `predict` and `misclassified`.
 
 The checks of settings and arguments are in checks.py, the data (MNIST in memory, augmentation, loaders) in data.py,
 the figures in figures.py, the records (the history file, atomic writes, tables, how a result was made) in records.py,
-and publishing a finished run in experiments/publish.py. Of the project's modules this one imports only checks.py
+and publishing a finished run in publish.py. Of the project's modules this one imports only checks.py
 (data.py imports its checks of tensors).
 """
 

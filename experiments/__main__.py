@@ -14,6 +14,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: one plain
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import store
+import training
 from experiments import EXPERIMENTS, runner, verify
 
 QUICK_DIR = runner.RUNS / "quick"
@@ -21,8 +22,8 @@ QUICK_DIR = runner.RUNS / "quick"
 
 def summary(module) -> str:
     """An experiment's line for --help: what it shows, its runs and how many of them the committed store holds."""
-    specs = {store.key(r["spec"]): r["spec"] for r in module.runs(runner.settings_for(False, **module.OVERRIDES),
-                                                                  module.SEEDS)}
+    specs = {training.key(r["spec"]): r["spec"] for r in module.runs(runner.settings_for(False, **module.OVERRIDES),
+                                                                     module.SEEDS)}
     stored = sum(store.Store().file(key).exists() for key in specs)
     return f"{module.SHOWS}; uses {len(specs)} runs of 20 epochs, {stored} of them stored"
 

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
+import training
 from experiments import main, runner, stats
 
 NAME = "bn_test"
@@ -28,7 +29,7 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
 
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
-    train, held = store.loaders(trained[0]["spec"], "cpu")
+    train, held = training.loaders(trained[0]["spec"], "cpu")
     labels = "".join(map(str, held.labels.tolist()))
     bn = {}
     for variant in dict.fromkeys(row["variant"] for row in trained if row["spec"]["norm"] == "B"):

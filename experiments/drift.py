@@ -13,6 +13,7 @@ from statistics import mean
 
 import records
 import store
+import training
 from experiments import main, primary, runner, shift
 
 NAME = "drift"
@@ -44,8 +45,8 @@ def evaluate(models: dict[str, list], images, labels, validation, batch: int) ->
 
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
-    _, held = store.loaders(trained[0]["spec"], "cpu")
-    _, validation = store.loaders(dict(trained[0]["spec"], split="validation"), "cpu")
+    _, held = training.loaders(trained[0]["spec"], "cpu")
+    _, validation = training.loaders(dict(trained[0]["spec"], split="validation"), "cpu")
     models = {v: [runs_store.model(r["spec"]) for r in sorted((r for r in trained if r["variant"] == v),
                                                                 key=lambda r: r["seed"])] for v in ("BN", "LN", "GN")}
     conditions = [("none", 0.0)] + [(s, v) for s in SHIFTS for v in SEVERITIES]

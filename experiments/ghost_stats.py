@@ -14,6 +14,7 @@ group means, not the running average; the table compares each way with the runni
 import matplotlib.pyplot as plt
 
 import store
+import training
 from experiments import runner, stats
 
 NAME = "ghost_stats"
@@ -25,11 +26,11 @@ WAYS = ("running statistics", "recomputed in groups of k", "recomputed over whol
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
-    return [dict(k=k, seed=s, spec=store.run_spec(settings, "B", s, norm_batch=k)) for s in seeds for k in SIZES]
+    return [dict(k=k, seed=s, spec=training.run_spec(settings, "B", s, norm_batch=k)) for s in seeds for k in SIZES]
 
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
-    train, held = store.loaders(trained[0]["spec"], "cpu")
+    train, held = training.loaders(trained[0]["spec"], "cpu")
     rows = []
     for k in runner.progress(SIZES, "ghost-batch sizes evaluated four ways"):
         models = [runs_store.model(r["spec"]) for r in sorted((r for r in trained if r["k"] == k), key=lambda r: r["seed"])]

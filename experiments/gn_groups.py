@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 
 import records
 import store
+import training
+from checks import NORM_NAMES
 from experiments import runner, stats
 
 NAME = "gn_groups"
@@ -19,16 +21,21 @@ GROUPS = (1, 2, 4, 8, "C")  # 1 is LayerNorm, "C" InstanceNorm
 SEEDS = tuple(range(1, 11))  # PROTOCOL.md D; 1 and 2 groups are the main comparison's LN and GN runs, read from the store
 OVERRIDES: dict = {}  # the notebook's settings and 20 epochs
 REFERENCE = 2  # the notebook's GroupNorm
-NAMES = {1: "1 (LayerNorm)", 2: "2 (the notebook's GN)", "C": "C (InstanceNorm)"}
+AS_NORM = {1: "L", "C": "I"}  # the groups that are another norm: one group is LayerNorm, one per channel InstanceNorm
 
 
 def spec(settings: dict, groups: int | str, seed: int) -> dict:
     """One group is LayerNorm's run, one per channel InstanceNorm's; the others GroupNorm's with that many groups."""
-    if groups == 1:
-        return store.run_spec(settings, "L", seed)
-    if groups == "C":
-        return store.run_spec(settings, "I", seed)
-    return store.run_spec(settings, "G", seed, groups=groups)
+    if groups in AS_NORM:
+        return training.run_spec(settings, AS_NORM[groups], seed)
+    return training.run_spec(settings, "G", seed, groups=groups)
+
+
+def named(groups: int | str) -> str:
+    """A row's groups in the table: "1 (LayerNorm)", "2 (the notebook's GN)", "4", ..., "C (InstanceNorm)"."""
+    if groups in AS_NORM:
+        return f"{groups} ({NORM_NAMES[AS_NORM[groups]]})"
+    return f"{groups} (the notebook's GN)" if groups == REFERENCE else str(groups)
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
@@ -71,7 +78,7 @@ def tables(results: dict) -> list[str]:
     margin = results["summary"]["margin"]
     body = []
     for row in results["summary"]["rows"]:
-        body.append([NAMES.get(row["groups"], row["groups"]), ", ".join(f"{a:.2f}" for a in row["test_acc"]),
+        body.append([named(row["groups"]), ", ".join(f"{a:.2f}" for a in row["test_acc"]),
                      f"{row['mean']:.2f} +- {row['std']:.2f}", f"{row['test_loss']:.4f}"]
                     + runner.comparison_cells(row.get("against_2_groups")))
     groups = ", ".join(f"{2 ** x:g}" for x in results["summary"]["trend"]["x"])

@@ -9,6 +9,7 @@ from typing import Protocol
 from matplotlib.figure import Figure
 
 import store
+import training
 
 
 class Experiment(Protocol):
@@ -35,7 +36,7 @@ class Experiment(Protocol):
 
     def runs(self, settings: dict, seeds: tuple[int, ...]) -> list[dict]:
         """The runs it needs at `settings` and `seeds`, in the order they should train: each a dict of labels (JSON
-        values its tables go by: variant, seed, ...) and its "spec" (store.run_spec). No two may be the same run."""
+        values its tables go by: variant, seed, ...) and its "spec" (training.run_spec). No two may be the same run."""
 
     def summarise(self, trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
         """Its numbers (the JSON's "summary"), from `trained`, the rows of `runs` each with its "record" (the stored

@@ -14,6 +14,7 @@ import torch
 
 import records
 import store
+import training
 from experiments import runner, stats
 
 NAME = "l1"
@@ -25,7 +26,7 @@ ZERO = 1e-3  # |w| below this counts as about zero (the layers' typical |w| is 0
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
-    return [dict(l1_lambda=lam, seed=s, spec=store.run_spec(settings, "B", s, l1_lambda=lam, split="validation"))
+    return [dict(l1_lambda=lam, seed=s, spec=training.run_spec(settings, "B", s, l1_lambda=lam, split="validation"))
             for s in seeds for lam in LAMBDAS]
 
 

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
+import training
 from experiments import main, runner, stats
 
 NAME = "lr"
@@ -29,8 +30,8 @@ def rates(variant: str) -> list[float]:
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     variants = main.variants(settings)
-    return [dict(variant=v, max_lr=rate, seed=s, spec=store.run_spec(settings, seed=s, split="validation", max_lr=rate,
-                                                                     **variants[v]))
+    return [dict(variant=v, max_lr=rate, seed=s, spec=training.run_spec(settings, seed=s, split="validation", max_lr=rate,
+                                                                        **variants[v]))
             for s in seeds for v in variants for rate in rates(v)]
 
 

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
+import training
 from experiments import runner, stats
 
 NAME = "main"
@@ -22,7 +23,6 @@ SHOWS = "BN, BN + L1, LN and GN at the shared recipe, ten seeds: paired, equival
 SEEDS = tuple(range(1, 11))
 OVERRIDES: dict = {}  # the notebook's settings
 TARGETS = (99.0, 99.4)  # test accuracy (%) for time to target
-NAMES = {"BN": "BatchNorm", "BN+L1": "BatchNorm + L1", "LN": "LayerNorm", "GN": "GroupNorm, 2 groups"}  # in words
 
 
 def variants(settings: dict) -> dict[str, dict]:
@@ -35,7 +35,7 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     """Seed by seed, so that a stopped run leaves whole seeds; BN + L1 last (its lambda comes from validation)."""
     chosen = variants(settings)
     order = [(v, s) for s in seeds for v in ("BN", "LN", "GN")] + [("BN+L1", s) for s in seeds]
-    return [dict(variant=v, seed=s, spec=store.run_spec(settings, seed=s, **chosen[v])) for v, s in order]
+    return [dict(variant=v, seed=s, spec=training.run_spec(settings, seed=s, **chosen[v])) for v, s in order]
 
 
 def time_to(history: list[dict], target: float) -> int | None:

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 
 import records
 import store
+import training
 import utils
 from experiments import own_rate, primary, runner
 
@@ -34,11 +35,11 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     """The validation sweep (seeds 1-5 among `seeds`), then, once RATE is chosen, N's test runs at it and own_rate's
     runs it is compared with."""
     sweep = [dict(variant="N", split="validation", max_lr=rate, seed=s,
-                  spec=store.run_spec(settings, "N", s, split="validation", max_lr=rate))
+                  spec=training.run_spec(settings, "N", s, split="validation", max_lr=rate))
              for s in seeds if s in VALIDATION_SEEDS for rate in rates()]
     if RATE is None:
         return sweep
-    test = [dict(variant="N", split="test", max_lr=RATE, seed=s, spec=store.run_spec(settings, "N", s, max_lr=RATE))
+    test = [dict(variant="N", split="test", max_lr=RATE, seed=s, spec=training.run_spec(settings, "N", s, max_lr=RATE))
             for s in seeds]
     return sweep + test + [dict(r, split="test") for r in own_rate.runs(settings, seeds)]
 

@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt
 
 import records
 import store
+import training
+from checks import norm_name
 from experiments import runner, stats
 
 NAME = "norm_batch"
@@ -36,15 +38,15 @@ def sizes(batch: int) -> list[int]:
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     batch = settings["BATCH_SIZE"]
-    specs = [dict(norm="B", k=k, seed=s, spec=store.run_spec(settings, "B", s, norm_batch=k if k < batch else None))
+    specs = [dict(norm="B", k=k, seed=s, spec=training.run_spec(settings, "B", s, norm_batch=k if k < batch else None))
              for s in seeds for k in sizes(batch)]
-    return specs + [dict(norm=n, k=None, seed=s, spec=store.run_spec(settings, n, s)) for s in seeds for n in "LG"]
+    return specs + [dict(norm=n, k=None, seed=s, spec=training.run_spec(settings, n, s)) for s in seeds for n in "LG"]
 
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
     """One row per norm and k: accuracy over seeds with running and with test-batch statistics; each k compared with
     the whole batch (paired over seeds, Holm within the table, equivalence at +-stats.MARGIN)."""
-    _, held = store.loaders(trained[0]["spec"], "cpu")
+    _, held = training.loaders(trained[0]["spec"], "cpu")
     rows = []
     for norm, k in dict.fromkeys((r["norm"], r["k"]) for r in trained):
         chosen = sorted((r for r in trained if (r["norm"], r["k"]) == (norm, k)), key=lambda r: r["seed"])
@@ -76,7 +78,7 @@ def figure(results: dict) -> plt.Figure:
                 capsize=3, linestyle="--", label="BatchNorm, statistics of k test digits")
     for row, color in zip([row for row in rows if row["norm"] != "B"], ("tab:green", "tab:red")):
         error = 100 - row["mean"]
-        ax.axhline(error, color=color, label=f"{runner.LABELS[row['norm']]} (independent of k)")
+        ax.axhline(error, color=color, label=f"{norm_name(row['norm'], results['settings']['GROUPS'])} (independent of k)")
         ax.axhspan(error - row["std"], error + row["std"], color=color, alpha=0.15)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")  # from chance level (90% error) down to under 1%
@@ -94,7 +96,7 @@ def tables(results: dict) -> list[str]:
     cell = lambda mean, std: f"{mean:.2f} +- {std:.2f}"
     body = []
     for row in results["summary"]["rows"]:
-        body.append([runner.LABELS[row["norm"]], "-" if row["k"] is None else row["k"], cell(row["mean"], row["std"]),
+        body.append([norm_name(row["norm"], results["settings"]["GROUPS"]), "-" if row["k"] is None else row["k"], cell(row["mean"], row["std"]),
                      cell(row["batch_stat_mean"], row["batch_stat_std"]) if row["norm"] == "B" else "-"]
                     + runner.comparison_cells(row.get("against_whole_batch")))
     margin = results["summary"]["margin"]

@@ -3,7 +3,7 @@ notebook's recipe except the OneCycle peak rate, which is each variant's best on
 test digits. The same tables, tests and figure as the main comparison at the shared rate, which stays beside it.
 """
 
-import store
+import training
 from experiments import main
 
 NAME = "own_rate"
@@ -17,8 +17,8 @@ RATES = {"BN": 0.04, "BN+L1": 0.01, "LN": 0.08, "GN": 0.04}
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     """main.runs's order (seed by seed, BN + L1 last), each variant at its own rate."""
     chosen = main.variants(settings)
-    return [dict(r, max_lr=RATES[r["variant"]], spec=store.run_spec(settings, seed=r["seed"], max_lr=RATES[r["variant"]],
-                                                                   **chosen[r["variant"]]))
+    return [dict(r, max_lr=RATES[r["variant"]], spec=training.run_spec(settings, seed=r["seed"],
+                                                                      max_lr=RATES[r["variant"]], **chosen[r["variant"]]))
             for r in main.runs(settings, seeds)]
 
 

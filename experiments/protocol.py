@@ -16,6 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads: as python -
 
 import records
 import store
+import training
 from experiments import runner
 
 # The seeds of each experiment whose runs a protocol adds. PROTOCOL.md (all stored): A, lr; D, norm_batch and
@@ -34,7 +35,7 @@ def specs() -> list[dict]:
     for name, seeds in DECLARED.items():
         module = importlib.import_module(f"experiments.{name}")
         for run in module.runs(runner.settings_for(False, **module.OVERRIDES), seeds):
-            found.setdefault(store.key(run["spec"]), run["spec"])
+            found.setdefault(training.key(run["spec"]), run["spec"])
     return list(found.values())
 
 
@@ -45,7 +46,7 @@ def main(jobs: int, store_dir: Path, listing: bool) -> None:
     print(f"{len(declared)} declared runs, {len(declared) - len(missing)} stored in {runs_store.path}, "
           f"{len(missing)} to train (about {len(missing) * 5.5 / jobs / 60:.1f} hours at {jobs} at a time)", flush=True)
     if listing:
-        print("\n".join(store.key(s) for s in missing))
+        print("\n".join(training.key(s) for s in missing))
         return
     commit = records.git_commit()
     if runs_store.path.resolve() == store.STORE and (commit is None or commit.endswith("+changes")):

@@ -10,6 +10,7 @@ from statistics import mean
 import matplotlib.pyplot as plt
 
 import store
+import training
 from experiments import feasibility, primary
 
 NAME = "real_batch"
@@ -28,7 +29,7 @@ def scaled(settings: dict, batch: int) -> dict:
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     """Batch by batch (the larger, cheaper ones first), seed by seed."""
-    return [dict(variant=v, batch=b, seed=s, spec=store.run_spec(settings, norm, s, **scaled(settings, b)))
+    return [dict(variant=v, batch=b, seed=s, spec=training.run_spec(settings, norm, s, **scaled(settings, b)))
             for b in sorted(BATCHES, reverse=True) for s in seeds for v, norm in NORMS.items()]
 
 

@@ -1,5 +1,5 @@
 """Re-key a run store from the first key (spec, device, threads, torch version and a fingerprint of the code's syntax
-tree) to the present one (spec with its digits, and store.TRAINING_VERSION), without retraining anything:
+tree) to the present one (spec with its digits, and training.TRAINING_VERSION), without retraining anything:
 `python -m experiments.rekey [--store DIR]`.
 
 Each record is read and checked (its SHA-256, and that its key is the hash of the identity it holds), then written
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import data
 import store
+import training
 
 OLD_IDENTITY = {"spec", "device", "threads", "torch", "code"}
 
@@ -25,10 +26,10 @@ def rekey(record: dict) -> dict:
     """The record under the present key; a ValueError where its key is not the hash of its old identity."""
     old = record["identity"]
     digest = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
-    if set(old) != OLD_IDENTITY or record["key"] != f"{store.label(old['spec'])}-{digest}":
+    if set(old) != OLD_IDENTITY or record["key"] != f"{training.label(old['spec'])}-{digest}":
         raise ValueError(f"{record['key']}: its key is not the hash of the first key's identity it holds")
     spec = {**old["spec"], "data": data.MNIST_DIGEST}
-    return {**record, "key": store.key(spec), "identity": store.identity(spec),
+    return {**record, "key": training.key(spec), "identity": training.identity(spec),
             "environment": {**record["environment"], "code_fingerprint": old["code"]}}
 
 

@@ -2,15 +2,15 @@
 rewrites the generated blocks of both files, and tests/test_readme.py checks that they are as generated.
 
 A generated block in those files is the text between `<!-- generated: NAME -->` and `<!-- /generated -->`; `blocks()`
-makes each NAME's text from the committed JSON (results/) and the code. Everything outside
-the blocks is written by hand and carries no number that a result could change. Publishing a full notebook run
-calls `write()`, so that the README follows the results it publishes.
+makes each NAME's text from the committed JSON (results/) and the code, and records.render puts it in place. Everything
+outside the blocks is written by hand and carries no number that a result could change. Publishing a full notebook
+run (publish.py) rewrites the blocks made from its history alone (records.notebook_blocks), so that the README follows
+the results it publishes; no other block reads the history.
 """
 
 import importlib
 import json
 import math
-import re
 import statistics
 import subprocess
 import sys
@@ -20,13 +20,12 @@ import torch
 
 import records
 import store
+import training
+from checks import NORM_NAMES
 from experiments import EXPERIMENTS, PROTOCOL2, main, runner, stats, study, verify
 from model import Net, count_macs, count_parameters
 
 ROOT = records.ROOT
-DOCUMENTS = ("README.md", "STUDY.md")
-BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- /generated -->)", re.S)
-NAMES = {"BN+L1": "BatchNorm + L1", "LN": "LayerNorm", "GN": "GroupNorm"}  # the notebook's variants
 
 
 def load(root: Path = ROOT) -> dict:
@@ -51,27 +50,6 @@ def experiment_tables(results: dict, name: str) -> str:
     module = importlib.import_module(f"experiments.{name}")
     figure = [f"![{module.SHOWS}](Images/{name}.png)"] if name in PROTOCOL2 else []
     return "\n\n".join(module.tables(results[name]) + figure)
-
-
-def notebook_run(results: dict) -> dict[str, str]:
-    """The committed notebook run, from results/history.json alone (what a full run publishes together)."""
-    runs = results["history"]
-    first = next(iter(runs.values()))
-    env = first["environment"]
-    final = {name: run["history"][-1]["test_acc"] for name, run in runs.items()}
-    minutes = sum(e["seconds"] for run in runs.values() for e in run["history"]) / 60
-    return {
-        "notebook_run": f"In the committed notebook run (seed {first['settings']['SEED']}) {NAMES['BN+L1']} ends at {final['BN+L1']:.2f}% test accuracy, "
-                        f"{NAMES['LN']} at {final['LN']:.2f}% and {NAMES['GN']} at {final['GN']:.2f}%, each with "
-                        f"{first['params']:,} parameters; its {len(runs)} x {len(first['history'])} epochs took "
-                        f"{minutes:.1f} minutes on {env['device']} with {env['threads']} threads (torch {env['torch']}, "
-                        f"Python {env['python']}, code at commit {env['git_commit'][:7]}).",
-        "study_minutes": f"The first command runs the study headless: the committed run's {len(runs)} x "
-                         f"{len(first['history'])} epochs took {minutes:.0f} minutes on {env['device']} ({env['cpu']}) "
-                         f"with {env['threads']} threads (what else the machine ran then was not recorded; beside "
-                         "busy processes, see the thread setting below).",
-        "results_table": records.results_table(runs),
-    }
 
 
 def model_blocks() -> dict[str, str]:
@@ -125,12 +103,13 @@ def main_blocks(results: dict, found: list[dict]) -> dict[str, str]:
     which pairs the study-wide correction shows equivalent or different, with what "equivalent" means; the intervals
     and p-values are in STUDY.md."""
     if "main" not in results:
-        return {"headline": notebook_run(results)["notebook_run"] + " The ten-seed comparison is not committed yet."}
+        return {"headline": records.notebook_blocks(results["history"])["notebook_run"]
+                + " The ten-seed comparison is not committed yet."}
     summary = results["main"]["summary"]
     means = [x["mean"] for x in summary["variants"].values()]
     margin = f"{summary['margin']:.2f}"
     text = (f"With batches of {results['main']['settings']['BATCH_SIZE']} images, BatchNorm, LayerNorm and GroupNorm (and BatchNorm with L1) give this "
-            f"{next(iter(results['history'].values()))['params']:,}-parameter network mean test accuracies between {min(means):.2f}% and "
+            f"{count_parameters(Net('B')):,}-parameter network mean test accuracies between {min(means):.2f}% and "
             f"{max(means):.2f}% over {len(summary['seeds'])} seeds at one shared learning rate")
     if "own_rate" in results:
         own = [x["mean"] for x in results["own_rate"]["summary"]["variants"].values()]
@@ -178,15 +157,18 @@ def rates_block(results: dict) -> dict[str, str]:
     if "main" not in results or "own_rate" not in results:
         return {"rates_table": not_yet("own_rate")}
     from experiments.own_rate import RATES
-    shared, rows = results["main"]["settings"]["MAX_LR"], []
+    settings, rows = results["main"]["settings"], []
     for variant in results["main"]["summary"]["variants"]:
-        row = [f"{variant} ({main.NAMES[variant]})"]
+        spec = main.variants(settings)[variant]
+        words = NORM_NAMES[spec["norm"]] + (" + L1" if spec.get("l1_lambda") else "") + (
+            f", {settings['GROUPS']} groups" if spec["norm"] == "G" else "")
+        row = [f"{variant} ({words})"]
         for result in (results["main"], results["own_rate"]):
             acc = accuracies(result, variant)
             row += [f"{statistics.mean(acc.values()):.2f}", f"{min(acc.values()):.2f}", goal_met(acc)]
         rows.append(row[:4] + [f"{RATES[variant]:g}"] + row[4:])
     return {"rates_table": records.markdown_table(
-        ["variant", f"shared rate {shared:g}: mean (%)", "lowest seed (%)", "goal", "own rate", "mean (%)",
+        ["variant", f"shared rate {settings['MAX_LR']:g}: mean (%)", "lowest seed (%)", "goal", "own rate", "mean (%)",
          "lowest seed (%)", "goal"], rows)}
 
 
@@ -264,7 +246,7 @@ def pick(results: dict, found: list[dict]) -> str:
                      "BLG"])
     if "gn_groups" in results:
         gn = [row for row in found if row["family"] == "gn_groups"]
-        instance = next(row for row in gn if "InstanceNorm" in row["comparison"])
+        instance = next(row for row in gn if NORM_NAMES["I"] in row["comparison"])
         others = [row for row in gn if row is not instance]
         rows.append(["How many groups for GroupNorm", "GroupNorm, not with one group per channel; among 1 "
                      "(LayerNorm) to 8 groups none is shown better",
@@ -305,16 +287,13 @@ def pick(results: dict, found: list[dict]) -> str:
                                   [row[:4] + [cost(results, row[4])] for row in rows])
 
 
-NORM_WORDS = {"N": "no normalisation", "B": "BatchNorm", "L": "LayerNorm", "G": "GroupNorm"}
-
-
 def cost(results: dict, norms: str) -> str:
     """What each of `norms` (the letters a row's pick is between) costs per training step (benchmarks/cost.py); "-"
     where the pick is no norm."""
     if "cost" not in results:
         return "not measured yet"
     ms = {(r["norm"], r["batch"]): r["ms"] for r in results["cost"]["rows"]}
-    return "; ".join(f"{NORM_WORDS[norm]} {' / '.join(f'{ms[(norm, b)]:.1f}' for b in (8, 32, 128))}"
+    return "; ".join(f"{NORM_NAMES[norm]} {' / '.join(f'{ms[(norm, b)]:.1f}' for b in (8, 32, 128))}"
                      for norm in norms) or "-"
 
 
@@ -429,8 +408,8 @@ def compute_table() -> str:
     needed, rows = {}, []
     for name in EXPERIMENTS:
         module = importlib.import_module(f"experiments.{name}")
-        specs = {store.key(run["spec"]): run["spec"] for run in module.runs(runner.settings_for(False, **module.OVERRIDES),
-                                                                      module.SEEDS)}
+        specs = {training.key(run["spec"]): run["spec"] for run in module.runs(runner.settings_for(False, **module.OVERRIDES),
+                                                                         module.SEEDS)}
         needed.update({k: (name, spec) for k, spec in specs.items() if k not in needed})
         rows.append([name, specs])
     held = committed_runs()
@@ -502,7 +481,7 @@ def blocks(results: dict | None = None) -> dict[str, str]:
 
     results = results or load()
     found = study.rows(results)
-    out = {**notebook_run(results), **model_blocks(), **main_blocks(results, found), **replication_block(results), **rates_block(results),
+    out = {**records.notebook_blocks(results["history"]), **model_blocks(), **main_blocks(results, found), **replication_block(results), **rates_block(results),
            **l1_blocks(results), **verify_blocks(results), **threads_blocks(results), **protocol2_blocks(), **protocol2_headline(results), **ghost_blocks(results), **study_blocks(found), **shift_blocks(results, found), "pick": pick(results, found),
            "durations": compute_table(),
            "speed": speed.table(results["speed"]), "step": step.table(results["step"])}
@@ -510,23 +489,14 @@ def blocks(results: dict | None = None) -> dict[str, str]:
     return out
 
 
-def render(text: str, generated: dict[str, str]) -> str:
-    """`text` with every generated block's body replaced by its text; an unknown block name is a ValueError."""
-    def replace(match: re.Match) -> str:
-        if match.group(2) not in generated:
-            raise ValueError(f"no generator for the block {match.group(2)!r}; known: {sorted(generated)}")
-        return match.group(1) + generated[match.group(2)] + "\n" + match.group(4)
-    return BLOCK.sub(replace, text)
-
-
 def write(root: Path = ROOT) -> list[Path]:
     """Rewrite the generated blocks of README.md and STUDY.md under `root` from its results; the changed files."""
     generated = blocks(load(root))
     changed = []
-    for name in DOCUMENTS:
+    for name in records.DOCUMENTS:
         path = root / name
         text = path.read_text()
-        new = render(text, generated)
+        new = records.render(text, generated)
         if new != text:
             records.replace_file(path, lambda tmp: tmp.write_text(new))
             changed.append(path)

@@ -27,13 +27,13 @@ import torch
 import data
 import records
 import store
+import training
 from experiments.interface import Experiment
 from model import Net
 from settings import check_study, defaults
 
 ROOT = records.ROOT
 RUNS = ROOT / "runs"  # not committed: quick runs, and anything made from uncommitted code
-LABELS = {"B": "BatchNorm", "L": "LayerNorm", "G": "GroupNorm (2 groups)", "I": "InstanceNorm"}
 # --quick: a smoke run, one epoch on 2,048 digits in batches of 32 (64 steps: enough to leave chance level)
 QUICK = dict(EPOCHS=1, TRAIN_LIMIT=2048, TEST_LIMIT=500, BATCH_SIZE=32)
 
@@ -70,21 +70,21 @@ def _stop(signum: int, frame) -> None:
 
 def check_cluster(client, scheduler: str) -> None:
     """A ValueError naming each process of the cluster (the scheduler, a worker's address) that cannot import this
-    repository or trains another version of it than here (store.TRAINING_VERSION), before any run is sent."""
+    repository or trains another version of it than here (training.TRAINING_VERSION), before any run is sent."""
     def training_version() -> int | str:  # nested, so cloudpickle sends its code: the far side need not import this
         try:
-            import store
-            return store.TRAINING_VERSION
+            import training
+            return training.TRAINING_VERSION
         except (ImportError, AttributeError) as error:
             return f"{type(error).__name__}: {error}"
 
     found = {"the scheduler": client.run_on_scheduler(training_version)}
     found.update({f"worker {address}": version for address, version in client.run(training_version).items()})
     wrong = [f"{where}: {version if isinstance(version, str) else f'training version {version}'}"
-             for where, version in found.items() if version != store.TRAINING_VERSION]
+             for where, version in found.items() if version != training.TRAINING_VERSION]
     if wrong:
         raise ValueError(f"--scheduler {scheduler!r}: the cluster cannot train this repository's runs (training version "
-                         f"{store.TRAINING_VERSION}): " + "; ".join(wrong) + ". On every machine, `pip install -r "
+                         f"{training.TRAINING_VERSION}): " + "; ".join(wrong) + ". On every machine, `pip install -r "
                          "requirements.txt` from this repository's root, then start the scheduler and workers again "
                          "(STUDY.md: on a cluster)")
 
@@ -143,9 +143,9 @@ def ensure(specs: list[dict], runs_store: store.Store, jobs: int = 2, scheduler:
     for spec in specs:
         found = runs_store.get(spec)
         if found is not None:
-            records[store.key(spec)] = found[0]
+            records[training.key(spec)] = found[0]
         else:
-            missing[store.key(spec)] = spec
+            missing[training.key(spec)] = spec
     print(f"{len(records)} of {len(records) + len(missing)} runs read from {runs_store.path}, {len(missing)} to train",
           flush=True)
     report_elsewhere(list(records.values()))
@@ -401,7 +401,7 @@ def execute(experiment: Experiment, quick: bool, jobs: int, out_dir: Path, store
                          "results/ (under runs/, say) to keep this run apart")
     settings["DATA"] = data.mnist_digest()  # which digits: MNIST_ROOT's files, by content, not by where they are
     runs = experiment.runs(settings, experiment.SEEDS[:1] if quick else experiment.SEEDS)
-    keys = [store.key(row["spec"]) for row in runs]
+    keys = [training.key(row["spec"]) for row in runs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{experiment.NAME}: two of its rows are the same run; with these settings they would be "
                          "labelled apart but identical")

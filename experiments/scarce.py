@@ -7,6 +7,7 @@ from statistics import mean
 import matplotlib.pyplot as plt
 
 import store
+import training
 from experiments import main, no_norm, own_rate, primary
 
 NAME = "scarce"
@@ -22,8 +23,8 @@ def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     """Seed by seed; N once its rate is chosen (no_norm.RATE)."""
     chosen = {**main.variants(settings), "N": dict(norm="N")}
     rates = {**own_rate.RATES, "N": no_norm.RATE}
-    return [dict(variant=v, seed=s, spec=store.run_spec(settings, seed=s, train_limit=TRAIN_DIGITS, max_lr=rates[v],
-                                                        **chosen[v]))
+    return [dict(variant=v, seed=s, spec=training.run_spec(settings, seed=s, train_limit=TRAIN_DIGITS, max_lr=rates[v],
+                                                           **chosen[v]))
             for s in seeds for v in chosen if rates[v] is not None]
 
 

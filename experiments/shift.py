@@ -25,6 +25,7 @@ import torch.nn.functional as F
 import data
 import records
 import store
+import training
 from experiments import main, runner, stats
 
 NAME = "shift"
@@ -122,8 +123,8 @@ def verdicts(comparisons: list[dict]) -> None:
 
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
-    _, held = store.loaders(trained[0]["spec"], "cpu")
-    _, validation = store.loaders(dict(trained[0]["spec"], split="validation"), "cpu")
+    _, held = training.loaders(trained[0]["spec"], "cpu")
+    _, validation = training.loaders(dict(trained[0]["spec"], split="validation"), "cpu")
     models = {v: [runs_store.model(r["spec"]) for r in sorted((r for r in trained if r["variant"] == v),
                                                                 key=lambda r: r["seed"])] for v in ("BN", "LN", "GN")}
     batch = settings["BATCH_SIZE"]

@@ -22,7 +22,8 @@ import numpy as np
 
 import records
 import store
-from experiments import runner, stats
+from checks import NORM_NAMES, norm_name
+from experiments import gn_groups, runner, stats
 
 def walk(node, path: tuple = ()):
     """Every comparison (a dict with a "verdict" and a "p") under `node`, with its path."""
@@ -37,24 +38,27 @@ def walk(node, path: tuple = ()):
             yield from walk(value, path + (index,))
 
 
-def label(name: str, summary: dict, path: tuple, comparison: dict) -> str:
-    """A comparison's name in the table, from the row it sits in."""
+def label(name: str, result: dict, path: tuple, comparison: dict) -> str:
+    """A comparison's name in the table, from the row of the experiment's `result` it sits in."""
     if path[0] in ("pairs", "targets"):
         return f"{comparison['a']} - {comparison['b']}" + (f", first epoch at {comparison['target']}%" if path[0] == "targets" else "")
     if name == "lr":
         return f"{path[1]}: best rate - shared"
     if name == "bn_test":
         return f"{path[1]}: recomputed - running statistics"
-    row = summary[path[0]][path[1]]
+    row = result["summary"][path[0]][path[1]]
     if name == "shift":
         return f"{row['shift']}, severity {row['severity']:.2g}: {path[-1]}"
     if name == "ghost_stats":
         return f"k = {row['k']}: {path[-1]} - running"
+    if name == "norm_batch" and row["norm"] == "B":
+        return f"k = {row['k']} - whole batch"
     if name == "norm_batch":
-        return f"k = {row['k']} - whole batch" if row["norm"] == "B" else f"{runner.LABELS[row['norm']]} - BN, whole batch"
+        return f"{norm_name(row['norm'], result['settings']['GROUPS'])} - BN, whole batch"
     if name == "gn_groups":
-        groups = {1: "1 group (LayerNorm)", "C": "1 per channel (InstanceNorm)"}.get(row["groups"], f"{row['groups']} groups")
-        return f"{groups} - 2 groups"
+        same = gn_groups.AS_NORM.get(row["groups"])  # the norm that these groups are
+        groups = {1: "1 group", "C": "1 per channel"}.get(row["groups"], f"{row['groups']} groups")
+        return f"{groups} ({NORM_NAMES[same]}) - 2 groups" if same else f"{groups} - 2 groups"
     if name == "l1":
         return f"lambda {row['l1_lambda']:g} - 0"
     return " ".join(map(str, path))
@@ -115,7 +119,7 @@ def rows(results: dict) -> list[dict]:
                 tests["Wilcoxon"] = (comparison["p_wilcoxon"], comparison["p_wilcoxon_holm"])
             if tests and name not in ("lr", "shift") and comparison.get("p_equivalence") is not None:
                 tests["equivalence"] = (comparison["p_equivalence"], comparison["p_equivalence_holm"])
-            row = dict(family=family, comparison=label(name, summary, path, comparison), difference=comparison["difference"],
+            row = dict(family=family, comparison=label(name, results[name], path, comparison), difference=comparison["difference"],
                        ci=comparison["ci"], margin=1.0 if path[0] == "targets" else stats.MARGIN, tests=tests,
                        family_verdict=comparison["verdict"], bootstrap=None)
             if comparison["verdict"].startswith("equivalent"):

@@ -17,6 +17,9 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 MNIST_ROOT = os.environ.get("MNIST_ROOT", "data")  # as data.load_mnist: the folder that holds MNIST/raw
+# The notebook's road: the modules S6_Normalization.ipynb imports, and all that they import (tests/test_imports.py);
+# what a Colab session needs of the repository
+ROAD = {"checks", "settings", "model", "utils", "data", "figures", "records", "training", "publish"}
 BAD_COUNTS = [0, -1, True, 2.5, "10"]  # each refused where a whole number >= 1 is needed
 # The digest of digits no machine has (data.mnist_digest): the store reads a fake record of them without scoring its
 # predictions against their labels, wherever MNIST is

@@ -17,6 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import ROAD
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "S6_Normalization.ipynb"
 PLACEHOLDER = "OWNER/REPO"
@@ -90,6 +92,15 @@ def test_badges_are_built_from_the_setup_cell_constants():
 )
 def test_github_name(url, name):
     assert github_name(url) == name
+
+
+def test_the_cell_and_the_readme_ask_for_the_notebooks_road_alone():
+    """The modules the cell asks a Colab session to upload, as README.md's "In Colab" does: what the notebook imports
+    and all that imports (ROAD), no more (not store.py, nor experiments/) and no fewer."""
+    cell = re.search(r'modules = "([^"]*)"', setup_source()).group(1)
+    readme = next(part for part in (ROOT / "README.md").read_text().split("\n\n") if "Files pane" in part)
+    for text in (cell, readme):
+        assert set(re.findall(r"(\w+)\.py\b", text)) == ROAD and "experiments" not in text
 
 
 def test_github_repo_names_the_origin_remote():
@@ -179,7 +190,7 @@ def clones(result) -> list[list[str]]:
 def test_placeholder_in_colab_raises_with_instructions(session):
     result = session(setup_source())
     assert result["error"] == "RuntimeError"
-    for words in ("upload checks.py, model.py, utils.py, data.py, figures.py, records.py, store.py, settings.py and experiments/", str(session.content), "Files pane", "set GITHUB_REPO", "OWNER/REPO"):
+    for words in ("upload checks.py, model.py, utils.py, data.py, figures.py, records.py, training.py, settings.py and publish.py", str(session.content), "Files pane", "set GITHUB_REPO", "OWNER/REPO"):
         assert words in result["message"]
     assert result["calls"] == [] and not session.clone_dir.exists()
 
@@ -197,7 +208,7 @@ def test_published_name_clones_once_and_makes_model_importable(session, branch):
     assert result["error"] is None, result
     assert clones(result) == [["git", "clone", "-q", "--branch", branch, "--depth", "1", ROOT.as_uri(), str(session.clone_dir)]]
     assert all(call["check"] is True for call in result["calls"])
-    assert result["calls"] == [result["calls"][0]]  # torchsummary and safetensors are installed here: no pip
+    assert result["calls"] == [result["calls"][0]]  # torchsummary is installed here: no pip
     assert result["cwd"] == str(session.clone_dir)
     assert result["model_spec"] == str(session.clone_dir / "model.py")
     shallow = subprocess.run(["git", "-C", str(session.clone_dir), "rev-parse", "--is-shallow-repository"], capture_output=True, text=True)
@@ -232,9 +243,10 @@ def test_failed_clone_raises(session, branch):
 
 
 @pytest.mark.parametrize("route", ["upload", pytest.param("clone", marks=pytest.mark.slow)])  # a clone: about 1.2 s each
-@pytest.mark.parametrize("missing", [["torchsummary"], ["safetensors"], ["torchsummary", "safetensors"]])
+@pytest.mark.parametrize("missing", [["torchsummary"], ["torchsummary", "safetensors", "scipy", "dask"]])
 def test_missing_packages_are_installed_with_pip_on_either_route(session, branch, route, missing):
-    """Uploaded files or a clone: either way the cell pip-installs, once, exactly what the runtime lacks."""
+    """Uploaded files or a clone: either way the cell pip-installs, once, what the notebook's road lacks
+    (torchsummary), never what only the research road needs (the run store's safetensors, scipy, dask)."""
     if route == "upload":
         (session.content / "model.py").write_text("")  # as uploaded with the Files pane
         source = setup_source()
@@ -244,7 +256,7 @@ def test_missing_packages_are_installed_with_pip_on_either_route(session, branch
     assert result["error"] is None, result
     assert len(clones(result)) == (route == "clone")
     pip = [call for call in result["calls"] if "pip" in call["cmd"]]
-    assert [call["cmd"] for call in pip] == [[sys.executable, "-m", "pip", "install", "-q", *missing]]
+    assert [call["cmd"] for call in pip] == [[sys.executable, "-m", "pip", "install", "-q", "torchsummary"]]
     assert pip[0]["check"] is True
     assert result["calls"][-1] == pip[0]  # after the clone, so a failed clone installs nothing
 

@@ -21,6 +21,7 @@ import pytest
 from conftest import MNIST_ROOT, ROOT, needs_mnist
 import settings
 import store
+import training
 from experiments import EXPERIMENTS, PROTOCOL2, main, runner, shift
 from experiments.interface import Answer, Experiment
 
@@ -326,7 +327,7 @@ def test_malformed_scheduler_is_named(address):
 
 
 REMOTE = """import sys, cloudpickle
-for name in ("experiments", "store", "model", "utils", "data", "figures", "records", "settings"):
+for name in ("experiments", "store", "training", "model", "utils", "data", "figures", "records", "settings"):
     sys.modules[name] = None  # a machine where this repository cannot be imported
 print(repr(cloudpickle.loads(sys.stdin.buffer.read())()))"""
 
@@ -348,9 +349,9 @@ class Cluster:
 
 
 def test_a_cluster_that_cannot_train_this_repository_is_named_once():
-    workers = {"tcp://10.0.0.2:40000": store.TRAINING_VERSION, "tcp://10.0.0.3:40000": store.TRAINING_VERSION + 1}
+    workers = {"tcp://10.0.0.2:40000": training.TRAINING_VERSION, "tcp://10.0.0.3:40000": training.TRAINING_VERSION + 1}
     with pytest.raises(ValueError, match=r"^--scheduler 'tcp://10\.0\.0\.1:8786': the cluster cannot train this "
-                       r"repository's runs \(training version \d+\): the scheduler: ModuleNotFoundError: import of store "
+                       r"repository's runs \(training version \d+\): the scheduler: ModuleNotFoundError: import of training "
                        r"halted; None in sys\.modules; worker tcp://10\.0\.0\.3:40000: training version \d+\. On every"):
         runner.check_cluster(Cluster(workers), "tcp://10.0.0.1:8786")
 
@@ -406,7 +407,7 @@ def test_committed_experiment_reads_every_run_from_the_committed_store(name):
     results = json.loads((ROOT / "results" / f"{name}.json").read_text())
     module = importlib.import_module(f"experiments.{name}")
     runs = module.runs(runner.settings_for(False, **module.OVERRIDES), module.SEEDS)
-    assert [store.key(r["spec"]) for r in runs] == [r["key"] for r in results["runs"]]
+    assert [training.key(r["spec"]) for r in runs] == [r["key"] for r in results["runs"]]
     assert all(store.Store().file(r["spec"]).is_file() for r in runs)
     assert all(r["git_commit"] and "+" not in r["git_commit"] for r in results["runs"])
     assert "+" not in results["environment"]["git_commit"]
@@ -428,7 +429,7 @@ def test_the_protocol_lists_every_declared_run_once_and_keeps_the_published_ones
     and 32 (BN, LN, GN, 10 seeds; 128 is main's), drift's fresh models (seeds 11-22), cheapest arm first."""
     from experiments import drift, gn_groups, lr, no_norm, norm_batch, own_rate, protocol, real_batch, scarce
 
-    declared = {store.key(s): s for s in protocol.specs()}
+    declared = {training.key(s): s for s in protocol.specs()}
     assert len(declared) == len(protocol.specs())
     first = [s for s in declared.values() if s["norm"] != "N" and s["train_limit"] is None and s["batch_size"] == 128
              and s["seed"] <= 10]
@@ -439,7 +440,7 @@ def test_the_protocol_lists_every_declared_run_once_and_keeps_the_published_ones
         ("B", False, 0.04), ("B", True, 0.01), ("L", False, 0.08), ("G", False, 0.04)}
     for module in (lr, norm_batch, gn_groups, own_rate, no_norm, scarce, real_batch, drift):
         published = module.runs(runner.settings_for(False, **module.OVERRIDES), module.SEEDS)
-        assert {store.key(r["spec"]) for r in published} <= set(declared)
+        assert {training.key(r["spec"]) for r in published} <= set(declared)
     second = [s for s in declared.values() if s not in first]
     assert [len([s for s in second if test(s)]) for test in (
         lambda s: s["norm"] == "N" and s["split"] == "validation",

@@ -1,6 +1,6 @@
 """The training version's golden numbers: a few steps of every norm on a tiny fixed data set, through the one
-training path (store.fit_model), with augmentation, the weights' moving average, L1, dropout and the OneCycle schedule
-all on, compared with the values pinned for store.TRAINING_VERSION in tests/golden.json.
+training path (training.fit_model), with augmentation, the weights' moving average, L1, dropout and the OneCycle schedule
+all on, compared with the values pinned for training.TRAINING_VERSION in tests/golden.json.
 
 Under the torch build, CPU kernels and thread count that pinned them (torch.__version__,
 torch.backends.cpu.get_cpu_capability() and torch.get_num_threads(), all in golden.json) the numbers must be equal to
@@ -28,7 +28,7 @@ import torch
 import data
 import model
 import settings
-import store
+import training
 import utils
 from conftest import write_idx, write_sums
 
@@ -61,8 +61,8 @@ def numbers(root: Path) -> dict:
     recipe = {**RECIPE, "DATA": data.mnist_digest(root)}
     out = {}
     for name, run in RUNS.items():
-        spec = store.run_spec(recipe, seed=1, **run)
-        net, history, predictions = store.fit_model(spec, torch.device("cpu"), root)
+        spec = training.run_spec(recipe, seed=1, **run)
+        net, history, predictions = training.fit_model(spec, torch.device("cpu"), root)
         state = net.state_dict()
         out[name] = {"history": [{k: v for k, v in e.items() if k != "seconds"} for e in history],
                      "predictions": predictions.tolist(),
@@ -124,12 +124,12 @@ def pinned() -> dict:
 
 def test_golden_values_are_those_of_this_training_version(golden_root):
     golden = pinned()
-    assert golden["training_version"] == store.TRAINING_VERSION, (
+    assert golden["training_version"] == training.TRAINING_VERSION, (
         "TRAINING_VERSION changed: pin its golden values with `python tests/test_golden.py`")
     comparable_here(golden)
     exact = exact_here(golden)
     wrong = differences(numbers(golden_root), golden["runs"], exact)
-    assert not wrong, (f"the training path computes other numbers than TRAINING_VERSION {store.TRAINING_VERSION} "
+    assert not wrong, (f"the training path computes other numbers than TRAINING_VERSION {training.TRAINING_VERSION} "
                        f"({'exactly' if exact else f'within {TOLERANCE}'}): bump it and pin them again. "
                        + "; ".join(wrong[:5]))
 
@@ -195,5 +195,5 @@ if __name__ == "__main__":  # pin the golden values of this TRAINING_VERSION, un
 
     with tempfile.TemporaryDirectory() as folder:
         values = numbers(golden_data(Path(folder)))
-    GOLDEN.write_text(json.dumps({"training_version": store.TRAINING_VERSION, **here(), "runs": values}, indent=1) + "\n")
-    print(f"pinned {GOLDEN} for TRAINING_VERSION {store.TRAINING_VERSION} under {here()}")
+    GOLDEN.write_text(json.dumps({"training_version": training.TRAINING_VERSION, **here(), "runs": values}, indent=1) + "\n")
+    print(f"pinned {GOLDEN} for TRAINING_VERSION {training.TRAINING_VERSION} under {here()}")

@@ -1,13 +1,16 @@
 """The layering of the project's modules, read from their source with `ast` (nothing is imported): checks.py, the
 checks of what a person gives, is the bottom and imports no project module; settings.py imports only checks; the
-top-level modules (checks, model, utils, data, figures, records, store, settings) are the lower layer and never import
-`experiments`; the experiments (and experiments/publish.py) import them. No module imports, through others, one that
-imports it."""
+top-level modules are the lower layer and never import `experiments`; the experiments import them. The notebook's
+road (ROAD: what S6_Normalization.ipynb imports, and all that imports) holds neither store.py nor any experiment: the
+research road stands on it, never the other way. No module imports, through others, one that imports it. The norms'
+names in words are one map, checks.NORM_NAMES, that every module reads."""
 
 import ast
+import json
 from pathlib import Path
 
-from conftest import ROOT
+from checks import NORM_NAMES
+from conftest import ROAD, ROOT
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -18,31 +21,43 @@ def modules(root: Path) -> dict[str, Path]:
     return found
 
 
+def project_imports(source: str, package: str, names: set[str]) -> set[str]:
+    """The modules among `names` that `source` (of a module in `package`) imports, inside functions too."""
+    targets = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . import x, from .x import y
+                parts = package.split(".") if package else []
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            imported = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for module in imported:
+            parts = module.split(".")
+            # a submodule runs its packages first: `import experiments.report` imports experiments too
+            targets |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & names
+    return targets
+
+
 def import_graph(root: Path) -> dict[str, set[str]]:
     """{module: the project modules it imports}, from every import statement in it, those inside functions too."""
     names = modules(root)
-    graph = {}
-    for name, path in names.items():
-        package = name if path.stem == "__init__" else name.rpartition(".")[0]
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                imported = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # relative: from . import x, from .x import y
-                    parts = package.split(".") if package else []
-                    parts = parts[: len(parts) - (node.level - 1)]
-                    base = ".".join(parts + ([node.module] if node.module else []))
-                imported = [base] + [f"{base}.{alias.name}" for alias in node.names]
-            else:
-                continue
-            for module in imported:
-                parts = module.split(".")
-                # a submodule runs its packages first: `import experiments.report` imports experiments too
-                targets |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & names.keys()
-        graph[name] = targets - {name}
-    return graph
+    return {name: project_imports(path.read_text(), name if path.stem == "__init__" else name.rpartition(".")[0],
+                                  set(names)) - {name} for name, path in names.items()}
+
+
+def reached(graph: dict[str, set[str]], start: set[str]) -> set[str]:
+    """`start` and every module they import, directly or through others."""
+    found, todo = set(), set(start)
+    while todo:
+        name = todo.pop()
+        found.add(name)
+        todo |= graph[name] - found
+    return found
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -67,9 +82,9 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_is_read_from_every_module():
     graph = import_graph(ROOT)
-    assert {"checks", "model", "utils", "data", "figures", "records", "store", "settings", "experiments.publish",
+    assert {"checks", "model", "utils", "data", "figures", "records", "training", "store", "settings", "publish",
             "experiments.report", "experiments.runner"} <= graph.keys()
-    assert "utils" in graph["data"] and "records" in graph["experiments.publish"]  # the reading sees imports
+    assert "utils" in graph["data"] and "records" in graph["publish"]  # the reading sees imports
 
 
 def test_no_module_imports_one_that_imports_it():
@@ -90,6 +105,22 @@ def test_checks_is_the_bottom_and_settings_stands_on_it_alone():
     assert graph["settings"] == {"checks"}, f"settings.py imports {sorted(graph['settings'])}, not checks alone"
 
 
+def test_the_notebook_stands_on_its_road_alone():
+    graph = import_graph(ROOT)
+    cells = json.loads((ROOT / "S6_Normalization.ipynb").read_text())["cells"]
+    code = "\n".join(line for cell in cells if cell["cell_type"] == "code"
+                     for line in "".join(cell["source"]).splitlines() if not line.startswith("%"))  # no magics
+    assert reached(graph, project_imports(code, "", set(graph))) == ROAD
+
+
 def test_a_cycle_is_found():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_no_module_but_checks_spells_a_norms_name_of_its_own():
+    # a second map of names (as runner.LABELS, main.NAMES and report.NAMES once were) would spell them again
+    spelled = [f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}" for name, path in modules(ROOT).items()
+               if name != "checks" for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Constant) and node.value in NORM_NAMES.values()]
+    assert not spelled, f"norms named apart from checks.NORM_NAMES: {spelled}"

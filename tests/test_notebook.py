@@ -16,10 +16,10 @@ import nbformat
 import papermill
 import pytest
 
+import publish
 import records
 import settings
 from conftest import MNIST_ROOT, ROOT, needs_mnist
-from experiments import publish
 
 NOTEBOOK = ROOT / "S6_Normalization.ipynb"
 FIGURES = ["test_loss", "test_accuracy"] + [f"{kind}_{name}" for kind in ("curves", "misclassified") for name in ("BN+L1", "LN", "GN")]
@@ -132,6 +132,44 @@ def test_notebook_runs_end_to_end(tmp_path):
         assert {"torch", "python", "device", "threads", "git_commit"} <= set(run["environment"])
     (run_dir,) = (tmp_path / "runs").glob("study-*")  # the run's own copy stays
     assert json.loads((run_dir / "results" / "history.json").read_text()) == runs
+
+
+# The research road's packages (the run store's safetensors, the statistics' scipy, the cluster's dask): the notebook's
+# road (tests/test_imports.py's ROAD) needs none of them
+RESEARCH_ONLY = ("safetensors", "scipy", "dask")
+REFUSER = """# tests/test_notebook.py's: this Python cannot import {names}, as a runtime without them; it notes each start
+import sys
+from pathlib import Path
+
+
+class Refuser:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {names!r}:
+            raise ImportError(f"{{name}} is refused here (tests/test_notebook.py)")
+        return None
+
+
+sys.meta_path.insert(0, Refuser())
+with open(Path(__file__).with_name("started"), "a") as log:
+    log.write(" ".join(sys.orig_argv) + "\\n")
+"""
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_the_notebook_runs_without_the_research_roads_packages(tmp_path, monkeypatch):
+    """In a kernel that cannot import safetensors, scipy or dask (a sitecustomize.py on its PYTHONPATH refuses them),
+    the notebook runs end to end, as quick as test_notebook_runs_end_to_end."""
+    refuser = tmp_path / "refuser"
+    refuser.mkdir()
+    (refuser / "sitecustomize.py").write_text(REFUSER.format(names=RESEARCH_ONLY))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(refuser), os.environ.get("PYTHONPATH")])))
+    for name in RESEARCH_ONLY:  # the refuser works: where it is on the path, each import fails
+        done = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True)
+        assert f"{name} is refused here" in done.stderr
+    execute(tmp_path)
+    assert any("ipykernel" in line for line in (refuser / "started").read_text().splitlines())  # the kernel had it
+    assert len(json.loads(next(tmp_path.glob("runs/study-*/results/history.json")).read_text())) == 3
 
 
 @pytest.mark.slow

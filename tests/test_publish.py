@@ -1,4 +1,4 @@
-"""experiments/publish.py: the committed results change only on purpose, all files or none, never after an interrupt."""
+"""publish.py: the committed results change only on purpose, all files or none, never after an interrupt."""
 
 import json
 import os
@@ -14,10 +14,10 @@ import torch
 import torch.nn as nn
 
 import data
+import publish
 import records
 import utils
 from conftest import ROOT, raises
-from experiments import publish
 
 CPU = torch.device("cpu")
 
@@ -299,5 +299,5 @@ def test_parent_ignores_sigint_reads_the_parent(ignored):
     # a parent process that ignores SIGINT (or not) starts a child that asks
     parent = ("import signal, subprocess, sys; "
               + ("signal.signal(signal.SIGINT, signal.SIG_IGN); " if ignored else "signal.signal(signal.SIGINT, signal.SIG_DFL); ")
-              + "sys.exit(subprocess.run([sys.executable, '-c', 'import sys; from experiments import publish; sys.exit(publish._parent_ignores_sigint())']).returncode)")
+              + "sys.exit(subprocess.run([sys.executable, '-c', 'import sys, publish; sys.exit(publish._parent_ignores_sigint())']).returncode)")
     assert subprocess.run([sys.executable, "-c", parent], cwd=ROOT).returncode == int(ignored)

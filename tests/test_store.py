@@ -19,47 +19,13 @@ import data
 import records
 import settings
 import store
+import training
 from conftest import ELSEWHERE, MNIST_ROOT, ROOT, needs_mnist, raises, write_idx, write_sums
 from experiments import l1, runner
 from model import Net
 
 SETTINGS = settings.RECIPE
 FAKE = {**SETTINGS, "DATA": ELSEWHERE}  # fake records: of digits not here, so their predictions are not scored
-
-
-def test_spec_is_canonical_and_checked():
-    gn = store.run_spec(SETTINGS, "group", seed=1)
-    assert gn["groups"] == 2 and gn["norm"] == "G" and gn["data"] == data.MNIST_DIGEST
-    assert store.key(gn) == store.key(store.run_spec(SETTINGS, "G", seed=1, groups=2))
-    assert store.run_spec(SETTINGS, "L", seed=1)["groups"] is None
-    plain = [store.key(store.run_spec({**SETTINGS, "AUGMENTATION": a}, "L", seed=1)) for a in (None, {})]
-    assert plain[0] == plain[1]  # no augmentation, however it is said, is one run
-    with pytest.raises(ValueError, match="norm_batch=128"):
-        store.run_spec(SETTINGS, "B", seed=1, norm_batch=128)  # the whole batch is plain BN: one run, one label
-    with pytest.raises(ValueError, match="max_lrr"):
-        store.run_spec(SETTINGS, "B", seed=1, max_lrr=0.1)
-    keys = {store.key(store.run_spec(SETTINGS, "B", seed=s)) for s in (1, 2)}
-    keys |= {store.key(store.run_spec(SETTINGS, "B", seed=1, split="validation"))}
-    keys |= {store.key(store.run_spec({**SETTINGS, "DATA": "0" * 64}, "B", seed=1))}
-    assert len(keys) == 4
-
-
-@pytest.mark.parametrize("norm, missing", [("B", "EPOCHS"), ("L", "TRAIN_LIMIT"), ("G", "GROUPS")])
-def test_a_recipe_without_a_setting_is_named(norm, missing):
-    recipe = {name: value for name, value in SETTINGS.items() if name != missing}
-    with pytest.raises(ValueError, match=rf"^run_spec: the recipe lacks \['{missing}'\]; it needs every setting"):
-        store.run_spec(recipe, norm, seed=1)
-
-
-@pytest.mark.parametrize("field, value, message", [
-    ("seed", "1/../../../x", "seed must be a whole number"), ("seed", -1, "seed must be"),
-    ("split", "../test", "split must be one of"), ("norm_batch", "4/..", "norm_batch must be"),
-    ("groups", 3, "groups=3 does not divide"), ("l1_lambda", float("nan"), "l1_lambda must be a finite"),
-])
-def test_spec_fields_that_could_name_a_path_or_a_wrong_run_are_refused(field, value, message):
-    arguments = {"norm": "G" if field == "groups" else "B", "seed": 1, field: value}
-    with pytest.raises(ValueError, match=message):
-        store.run_spec(SETTINGS, **arguments)
 
 
 @pytest.mark.parametrize("override, value, message", [
@@ -81,21 +47,10 @@ def test_a_recipe_override_is_checked_as_its_setting_is(override, value, message
 
 @pytest.mark.parametrize("extra", [None, "lr"])
 def test_a_dict_that_is_not_a_run_spec_is_named(extra):
-    spec = {} if extra is None else {**store.run_spec(SETTINGS, "B", seed=1), extra: 0.1}
+    spec = {} if extra is None else {**training.run_spec(SETTINGS, "B", seed=1), extra: 0.1}
     with raises(ValueError, "not a run spec", "unknown ['lr']" if extra else "missing ['augmentation', 'batch_size',",
-                "build one with store.run_spec(settings.RECIPE, norm, seed, ...)"):
+                "build one with training.run_spec(settings.RECIPE, norm, seed, ...)"):
         store.Store().get(spec)
-
-
-def test_key_is_what_a_run_computes_not_where(monkeypatch):
-    spec = store.run_spec(SETTINGS, "B", seed=1)
-    before = store.key(spec)
-    monkeypatch.setattr(torch, "__version__", "9.9.9+other")
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
-    monkeypatch.setattr(records, "cpu_name", lambda: "another CPU")
-    assert store.key(spec) == before  # another torch, thread count or CPU: the same run
-    monkeypatch.setattr(store, "TRAINING_VERSION", store.TRAINING_VERSION + 1)
-    assert store.key(spec) != before  # another training version: another run
 
 
 def test_runs_made_elsewhere_are_counted_once_and_named(capsys):
@@ -115,7 +70,7 @@ def test_runs_made_elsewhere_are_counted_once_and_named(capsys):
 def test_a_refactor_that_moves_training_code_keeps_every_key(tmp_path):
     """Move the weight EMA and the L1 penalty out of utils.py into a module of their own, as a code split would: every
     committed record's key, computed from that copy of the code, is the same."""
-    for name in ("checks.py", "model.py", "utils.py", "data.py", "figures.py", "records.py", "store.py", "settings.py"):
+    for name in ("checks.py", "model.py", "utils.py", "data.py", "records.py", "settings.py", "training.py"):
         (tmp_path / name).write_text((ROOT / name).read_text())
     source = (tmp_path / "utils.py").read_text()
     moved = [source[source.index(start):source.index(end)] for start, end in
@@ -127,8 +82,8 @@ def test_a_refactor_that_moves_training_code_keeps_every_key(tmp_path):
     (tmp_path / "engine.py").write_text("import copy\n\nimport torch\nimport torch.nn as nn\n\n\n" + "".join(moved)
                                         .replace("check_ema_decay(", "(lambda *a, **k: None)("))
     specs = [r["identity"]["spec"] for r in committed_records()]
-    script = ("import json, sys, store, utils, engine; assert 'WeightEMA' not in vars(utils) or utils.WeightEMA is "
-              "engine.WeightEMA; print(json.dumps([store.key(s) for s in json.load(sys.stdin)]))")
+    script = ("import json, sys, training, utils, engine; assert 'WeightEMA' not in vars(utils) or utils.WeightEMA is "
+              "engine.WeightEMA; print(json.dumps([training.key(s) for s in json.load(sys.stdin)]))")
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, input=json.dumps(specs), capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}, check=True).stdout
     assert json.loads(out) == [r["key"] for r in committed_records()]
@@ -142,21 +97,21 @@ def test_every_committed_record_is_under_its_key():
     records = committed_records()
     assert len(records) >= 118
     for record in records:
-        assert record["key"] == store.key(record["identity"]["spec"]) and record["identity"]["training"] == \
-            store.TRAINING_VERSION
+        assert record["key"] == training.key(record["identity"]["spec"]) and record["identity"]["training"] == \
+            training.TRAINING_VERSION
 
 
 def fake_record(spec: dict) -> tuple[dict, dict]:
     """A record of `spec` whose numbers agree on the tiny fake MNIST's test digits (labels 0-9): 5 of 10 right."""
     model = torch.nn.Linear(3, 2)
-    record = {"key": store.key(spec), "identity": store.identity(spec), "environment": {"git_commit": "abc"},
+    record = {"key": training.key(spec), "identity": training.identity(spec), "environment": {"git_commit": "abc"},
               "seconds": 1.5, "history": [{"epoch": 1, "test_acc": 50.0}], "predictions": "0123400000"}
     return record, model.state_dict()
 
 
 def test_record_round_trips_and_damage_is_caught(tmp_path):
     runs = store.Store(tmp_path)
-    spec = store.run_spec(FAKE, "B", seed=1)
+    spec = training.run_spec(FAKE, "B", seed=1)
     record, tensors = fake_record(spec)
     path = runs.put(record, tensors)
     got, got_tensors = runs.get(spec)
@@ -185,7 +140,7 @@ def test_record_round_trips_and_damage_is_caught(tmp_path):
     ({"predictions": ""}, ["predictions must be a string of digits 0-9"]),
 ])
 def test_a_record_that_would_not_read_back_never_enters_the_store(tmp_path, change, message):
-    record, tensors = fake_record(store.run_spec(FAKE, "B", seed=1))
+    record, tensors = fake_record(training.run_spec(FAKE, "B", seed=1))
     with raises(ValueError, "put: ", *message):
         store.Store(tmp_path).put({**record, **change}, tensors)
     assert not list(tmp_path.iterdir())
@@ -290,7 +245,7 @@ def test_dask_cluster_stores_the_same_runs_bit_for_bit(tmp_path, monkeypatch):
 def test_a_cluster_that_cannot_train_this_repository_is_named_before_any_run_is_sent(tmp_path):
     for name, source in (("missing", "import mnist_tools  # a module this machine lacks\n"), ("old", "TRAINING_VERSION = 0\n")):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "store.py").write_text(source)  # found before the installed store
+        (tmp_path / name / "training.py").write_text(source)  # found before the installed training
     with dask_cluster(tmp_path, scheduler_path=tmp_path / "missing", worker_path=tmp_path / "old") as address:
         with pytest.raises(ValueError) as error:
             runner.execute(l1, True, 1, tmp_path / "out", tmp_path / "store", address)
@@ -304,7 +259,7 @@ def test_a_cluster_that_cannot_train_this_repository_is_named_before_any_run_is_
 def test_a_failed_run_is_reported_and_the_others_are_stored(tmp_path, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    specs = [store.run_spec(FAKE, "B", seed=s) for s in (1, 2, 3)]
+    specs = [training.run_spec(FAKE, "B", seed=s) for s in (1, 2, 3)]
 
     def train(spec):
         if spec["seed"] == 2:
@@ -316,14 +271,14 @@ def test_a_failed_run_is_reported_and_the_others_are_stored(tmp_path, monkeypatc
     monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield ThreadPoolExecutor(1))))
     with pytest.raises(RuntimeError, match=r"2 of 3 runs failed.*FloatingPointError.*another-key"):
         runner.ensure(specs, store.Store(tmp_path))
-    assert [p.name for p in tmp_path.glob("*.safetensors")] == [store.key(specs[0]) + ".safetensors"]
+    assert [p.name for p in tmp_path.glob("*.safetensors")] == [training.key(specs[0]) + ".safetensors"]
 
 
 # ---- What the store hands back: only what was asked for --------------------------------------------------------------
 
 def stored(tmp_path, seed: int = 1, recipe: dict = FAKE) -> tuple[store.Store, dict, dict, dict]:
     runs = store.Store(tmp_path)
-    spec = store.run_spec(recipe, "L", seed=seed)
+    spec = training.run_spec(recipe, "L", seed=seed)
     record, tensors = fake_record(spec)
     runs.put(record, tensors)
     return runs, spec, record, tensors
@@ -390,8 +345,8 @@ def test_where_the_runs_digits_are_not_here_only_finite_numbers_are_required(tin
 
 def test_the_held_out_labels_are_read_once_per_data_setting(tiny_store, monkeypatch):
     runs, one, record, tensors = tiny_store
-    two = store.run_spec({**SETTINGS, "DATA": one["data"]}, "L", seed=2)
-    runs.put({**record, "key": store.key(two), "identity": store.identity(two)}, tensors)
+    two = training.run_spec({**SETTINGS, "DATA": one["data"]}, "L", seed=2)
+    runs.put({**record, "key": training.key(two), "identity": training.identity(two)}, tensors)
     calls = []
     monkeypatch.setattr(store, "_labels", {})
     monkeypatch.setattr(data, "held_out_labels", lambda *args, read=data.held_out_labels: calls.append(args) or read(*args))
@@ -401,9 +356,9 @@ def test_the_held_out_labels_are_read_once_per_data_setting(tiny_store, monkeypa
 
 def test_a_record_copied_under_another_runs_name_is_refused_as_foreign(tmp_path):
     runs, one, _, _ = stored(tmp_path)
-    two = store.run_spec(FAKE, "L", seed=2)
+    two = training.run_spec(FAKE, "L", seed=2)
     runs.file(two).write_bytes(runs.file(one).read_bytes())  # seed 1's record under seed 2's file name
-    with pytest.warns(RuntimeWarning, match=f"holds another run \\({store.key(one)}\\), not {store.key(two)}"):
+    with pytest.warns(RuntimeWarning, match=f"holds another run \\({training.key(one)}\\), not {training.key(two)}"):
         assert runs.get(two) is None
     assert runs.get(one) is not None and runs.file(two).with_name(runs.file(two).name + ".corrupt").exists()
 
@@ -415,13 +370,13 @@ def test_a_worker_trains_without_progress_bars_whatever_its_environment(tiny_mni
 
     monkeypatch.setattr(utils, "tqdm", functools.partial(utils.tqdm, disable=False))  # bars on, as such a worker has
     monkeypatch.setenv("MNIST_ROOT", str(tiny_mnist))  # the worker's digits
-    spec = store.run_spec({**SETTINGS, "DATA": data.mnist_digest(tiny_mnist)}, "L", seed=1, epochs=2, batch_size=10)
+    spec = training.run_spec({**SETTINGS, "DATA": data.mnist_digest(tiny_mnist)}, "L", seed=1, epochs=2, batch_size=10)
     record, tensors = store.train_for_store(spec)
     assert len(record["history"]) == 2 and tensors
     printed = capfd.readouterr()
     assert "%|" not in printed.err + printed.out  # tqdm's bar: "epoch 1:   0%|          | 0/2"
     assert "epoch  2  lr" in printed.out  # the plain line per epoch stays
-    store.train(spec)
+    training.train(spec)
     assert "epoch 1:   0%|" in capfd.readouterr().err  # the bars were on: elsewhere they are the environment's to set
 
 
@@ -436,10 +391,10 @@ def test_a_relabelled_copy_of_the_digits_is_another_run(tiny_mnist, tmp_path):
     write_sums(copy)  # with a checksum list that agrees with the changed file
     digests = [data.mnist_digest(root) for root in (tiny_mnist, copy)]
     assert digests[0] != digests[1] and data.MNIST_DIGEST not in digests
-    specs = [store.run_spec({**SETTINGS, "DATA": d}, "L", seed=1) for d in digests]
-    assert store.key(specs[0]) != store.key(specs[1])
+    specs = [training.run_spec({**SETTINGS, "DATA": d}, "L", seed=1) for d in digests]
+    assert training.key(specs[0]) != training.key(specs[1])
     with pytest.raises(ValueError, match="are not the digits this run was specified on"):
-        store.loaders(specs[0], "cpu", copy)  # the spec of one copy never trains on the other
+        training.loaders(specs[0], "cpu", copy)  # the spec of one copy never trains on the other
 
 
 @pytest.mark.parametrize("name", ["../../escaped", "a/b", "", ".hidden", "x\0y"])
@@ -547,7 +502,7 @@ def test_a_reader_waits_for_a_writer_and_sets_aside_only_what_is_still_corrupt(t
 
 def test_a_record_without_a_weight_the_network_needs_is_reported_as_corrupt(tmp_path):
     runs = store.Store(tmp_path)
-    spec = store.run_spec(FAKE, "L", seed=1)
+    spec = training.run_spec(FAKE, "L", seed=1)
     record, _ = fake_record(spec)
     tensors = Net("L").state_dict()
     del tensors["fc.bias"]
@@ -557,7 +512,7 @@ def test_a_record_without_a_weight_the_network_needs_is_reported_as_corrupt(tmp_
 
 
 def test_a_missing_run_says_how_to_train_it(tmp_path):
-    with pytest.raises(store.NotStored, match=r"no stored run G-g2-seed77-test-.*store.train\(spec\)"):
+    with pytest.raises(store.NotStored, match=r"no stored run G-g2-seed77-test-.*training.train\(spec\)"):
         store.load("G", seed=77, path=tmp_path)
     assert store.load("G", seed=3).training is False  # a committed run, in eval mode
 
@@ -574,7 +529,7 @@ def test_score_is_a_stored_models_accuracy_on_the_digits_its_run_holds_out(tiny_
     write_sums(tiny_mnist)
     monkeypatch.setenv("MNIST_ROOT", str(tiny_mnist))
     monkeypatch.setattr(data, "MNIST_DIGEST", data.mnist_digest(tiny_mnist))  # as if these digits were MNIST
-    spec = store.run_spec(SETTINGS, "L", seed=1, batch_size=4)
+    spec = training.run_spec(SETTINGS, "L", seed=1, batch_size=4)
     record = {**fake_record(spec)[0], "history": [{"epoch": 1, "test_acc": 70.0}],
               "predictions": "".join(map(str, predicted.tolist()))}
     store.Store(tmp_path / "store").put(record, net.state_dict())
@@ -603,11 +558,11 @@ def test_a_store_that_cannot_take_records_is_refused_before_training(tmp_path, m
         monkeypatch.setattr(store.tempfile, "TemporaryFile",
                             lambda **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     with raises(ValueError, f"the run store {path} {says}", "--store"):
-        runner.ensure([store.run_spec(SETTINGS, "L", seed=1)], store.Store(path))
+        runner.ensure([training.run_spec(SETTINGS, "L", seed=1)], store.Store(path))
 
 
 def test_a_store_that_cannot_be_read_is_not_an_empty_one(tmp_path, monkeypatch):
-    spec = store.run_spec(FAKE, "L", seed=1)
+    spec = training.run_spec(FAKE, "L", seed=1)
     assert store.Store(tmp_path / "new").get(spec) is None  # a store yet to be made: empty
     (tmp_path / "file").write_text("not a folder")
     with raises(ValueError, f"the run store {tmp_path / 'file'} cannot be read (Not a directory)"):
@@ -622,7 +577,7 @@ def test_a_store_that_cannot_be_read_is_not_an_empty_one(tmp_path, monkeypatch):
 
 def writer(path: str, seed: int, count: int) -> None:
     runs = store.Store(path)
-    record, tensors = fake_record(store.run_spec(FAKE, "L", seed=1))
+    record, tensors = fake_record(training.run_spec(FAKE, "L", seed=1))
     for i in range(count):
         runs.put({**record, "seconds": float(seed * 1000 + i)}, tensors)
 
@@ -651,5 +606,5 @@ def test_local_workers_are_at_most_the_runs_to_train(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "train_for_store", fake_record)
     monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield started.append(jobs) or
                                                                                     ThreadPoolExecutor(1))))
-    runner.ensure([store.run_spec(FAKE, "B", seed=s) for s in range(1, 5)], store.Store(tmp_path), jobs=16)
+    runner.ensure([training.run_spec(FAKE, "B", seed=s) for s in range(1, 5)], store.Store(tmp_path), jobs=16)
     assert started == [4]  # --jobs 16 for 4 runs starts 4 workers, not 12 idle ones besides

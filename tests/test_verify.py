@@ -10,6 +10,7 @@ import torch
 
 import settings
 import store
+import training
 from conftest import ELSEWHERE
 from experiments import runner, verify
 
@@ -18,7 +19,7 @@ RUNS = [("B", {}), ("B", {"seed": 2}), ("B", {"norm_batch": 4}), ("L", {"split":
 
 
 def fake(spec: dict) -> tuple[dict, dict]:
-    record = {"key": store.key(spec), "identity": store.identity(spec), "environment": {"torch": "2.14.1", "cpu": "X"},
+    record = {"key": training.key(spec), "identity": training.identity(spec), "environment": {"torch": "2.14.1", "cpu": "X"},
               "seconds": 1.0, "history": [{"epoch": 1, "test_acc": 99.0, "seconds": 1.0}], "predictions": "0123456789"}
     return record, {"weight": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
 
@@ -28,7 +29,7 @@ def filled(tmp_path, monkeypatch) -> store.Store:
     """A store of fake records for RUNS; local training replaced by threads."""
     runs = store.Store(tmp_path / "store")
     for norm, options in RUNS:
-        runs.put(*fake(store.run_spec({**settings.RECIPE, "DATA": ELSEWHERE}, norm, **{"seed": 1, **options})))
+        runs.put(*fake(training.run_spec({**settings.RECIPE, "DATA": ELSEWHERE}, norm, **{"seed": 1, **options})))
     monkeypatch.setattr(runner, "executor", contextmanager(lambda jobs, scheduler: (yield ThreadPoolExecutor(1))))
     return runs
 
@@ -131,12 +132,12 @@ def test_a_sample_larger_than_the_store_or_empty_is_refused(filled, n):
 
 def test_the_commit_recorded_is_the_one_that_started_the_work(filled, monkeypatch):
     """A commit made while runs train (or are verified) is not the one that made them: the environment is taken at
-    the start, by verify and by store.train."""
+    the start, by verify and by training.train."""
     commits = iter(f"commit{i}" for i in range(100))
     monkeypatch.setattr(store.records, "environment", lambda device: {"torch": "t", "cpu": "c", "device": "cpu",
                                                                     "threads": 1, "git_commit": next(commits)})
     monkeypatch.setattr(store, "train_for_store", fake)
     assert verify.run(1, filled.path, jobs=1)["environment"]["git_commit"] == "commit0"
-    monkeypatch.setattr(store, "fit_model", lambda *a: (store.records.environment("cpu"), [], torch.zeros(2, dtype=torch.long)))
-    spec = store.run_spec(settings.RECIPE, "L", seed=1)
-    assert store.train(spec)[1]["environment"]["git_commit"] == "commit1"  # fit_model's own call took commit2
+    monkeypatch.setattr(training, "fit_model", lambda *a: (store.records.environment("cpu"), [], torch.zeros(2, dtype=torch.long)))
+    spec = training.run_spec(settings.RECIPE, "L", seed=1)
+    assert training.train(spec)[1]["environment"]["git_commit"] == "commit1"  # fit_model's own call took commit2

@@ -1,6 +1,7 @@
 """Publishing a finished study (the notebook's last cell): `watch_interrupts` records what must keep a run from
-being published, `publish` copies a whole, uninterrupted run into the output folder, with README.md and STUDY.md's
-generated numbers made from it (experiments/report.py), all of its files or none.
+being published, `publish` copies a whole, uninterrupted run into the output folder, with the blocks of README.md and
+STUDY.md that the notebook's history makes (records.notebook_blocks) made from it, all of its files or none. As every
+module the notebook imports, it imports neither store.py nor anything under experiments/.
 """
 
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from checks import canonical_norm
-from records import ROOT, committed_place, load_history, replace_files
+from records import DOCUMENTS, ROOT, committed_place, load_history, notebook_blocks, render, replace_files
 from settings import COLAB_SETTINGS, SETTINGS, WHERE
 from utils import CHANCE_ACC
 
@@ -199,12 +200,12 @@ def publish(run_dir: str | os.PathLike, out_dir: str | os.PathLike, histories: d
 
 
 def _documents(out_dir: Path, runs: dict) -> dict[Path, bytes]:
-    """README.md and STUDY.md under out_dir with their generated numbers made from this run's history
-    (experiments/report.py), where out_dir is a copy of the repository that holds them; {} elsewhere (a folder of
-    the user's, a Colab session with the files uploaded). So a published run brings its README along, in one step."""
-    if not all((out_dir / name).is_file() for name in ("README.md", "STUDY.md", "experiments/report.py")):
+    """README.md and STUDY.md under out_dir with the blocks the notebook's history makes (records.notebook_blocks)
+    made from this run's, every other block as it is (none reads the history), where out_dir holds both documents;
+    {} elsewhere (a folder of the user's, a Colab session with the files uploaded). So a published run brings its
+    README along, in one step."""
+    if not all((out_dir / name).is_file() for name in DOCUMENTS):
         return {}
-    from experiments import report
-
-    generated = report.blocks({**report.load(out_dir), "history": runs})
-    return {out_dir / name: report.render((out_dir / name).read_text(), generated).encode() for name in report.DOCUMENTS}
+    generated = notebook_blocks(runs)
+    return {out_dir / name: render((out_dir / name).read_text(), generated, partial=True).encode()
+            for name in DOCUMENTS}
