@@ -60,8 +60,9 @@ def tables(results: dict) -> list[str]:
 def headline(results: dict) -> str:
     summary = results["summary"]
     test = summary["test"]
-    return (f"**Scarce data.** With {summary['train_digits']:,} training digits, each at its own rate: "
-            + ", ".join(f"{v} {mean(a):.2f}% (worst {min(a):.2f}%)" for v, a in test.items()) + "; "
+    return (f"**Scarce data.** Trained on the first {summary['train_digits']:,} training digits (each variant at the rate "
+            f"chosen for the full set), {len(test['BN'])} seeds: "
+            + ", ".join(f"{v} {mean(a):.2f}% (worst seed {min(a):.2f}%)" for v, a in test.items()) + ". "
             + "; ".join(primary.in_words(c) for c in summary["primary"]) + ".")
 
 
