@@ -72,10 +72,13 @@ def figure(results: dict) -> plt.Figure:
     summary = results["summary"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for rate, row in summary["validation"].items():
-        axes[0].scatter([float(rate)] * len(row["acc"]), row["acc"], color="grey", s=10)
-        axes[0].scatter([float(rate)], [sum(row["acc"]) / len(row["acc"])], color="tab:blue", s=30)
-    axes[0].set_xscale("log")
-    axes[0].set(xlabel="peak learning rate", ylabel="validation accuracy (%)", title="no normalisation: its rate")
+        axes[0].scatter([float(rate)] * len(row["acc"]), [100 - a for a in row["acc"]], color="grey", s=10)
+        axes[0].scatter([float(rate)], [100 - mean(row["acc"])], color="tab:blue", s=30)
+    rates = [float(rate) for rate in summary["validation"]]
+    axes[0].set(xscale="log", yscale="log", xticks=rates, xticklabels=[f"{rate:g}" for rate in rates],
+                xlabel="peak learning rate", ylabel="validation error (%), log scale",
+                title="no normalisation: its rate (a seed at chance is at the top)")
+    axes[0].minorticks_off()
     primary.variant_dots(axes[1], summary.get("test", {}))
     axes[1].set(ylabel="test error (%)", title="each variant at its own rate, ten seeds")
     for ax in axes:
