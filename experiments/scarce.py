@@ -19,11 +19,16 @@ PRIMARY = (("BN", "N"), ("LN", "N"), ("GN", "N"), ("BN", "LN"), ("BN", "GN"))  #
 SECONDARY = (("BN+L1", "BN"), ("BN+L1", "N"), ("LN", "GN"))
 
 
+def digits(settings: dict) -> int:
+    """The training digits: TRAIN_DIGITS, or fewer where the settings limit them (--quick's 2,048)."""
+    return min(TRAIN_DIGITS, settings["TRAIN_LIMIT"] or TRAIN_DIGITS)
+
+
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
     """Seed by seed; N once its rate is chosen (no_norm.RATE)."""
     chosen = {**main.variants(settings), "N": dict(norm="N")}
     rates = {**own_rate.RATES, "N": no_norm.RATE}
-    return [dict(variant=v, seed=s, spec=training.run_spec(settings, seed=s, train_limit=TRAIN_DIGITS, max_lr=rates[v],
+    return [dict(variant=v, seed=s, spec=training.run_spec(settings, seed=s, train_limit=digits(settings), max_lr=rates[v],
                                                            **chosen[v]))
             for s in seeds for v in chosen if rates[v] is not None]
 
@@ -32,7 +37,7 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
     test = {v: [r["record"]["history"][-1]["test_acc"] for r in sorted(trained, key=lambda r: r["seed"]) if r["variant"] == v]
             for v in dict.fromkeys(r["variant"] for r in trained)}
     pair = lambda a, b: primary.comparison(f"{a} - {b}", test[a], test[b])
-    out = dict(test=test, train_digits=TRAIN_DIGITS)
+    out = dict(test=test, train_digits=digits(settings))
     if "N" in test:
         out.update(primary=primary.decide("scarce", [pair(a, b) for a, b in PRIMARY]),
                    secondary=[pair(a, b) for a, b in SECONDARY])
@@ -43,7 +48,7 @@ def figure(results: dict) -> plt.Figure:
     test = results["summary"]["test"]
     fig, ax = plt.subplots(figsize=(7, 4))
     primary.variant_dots(ax, test)
-    ax.set(ylabel="test error (%)", title=f"{TRAIN_DIGITS:,} training digits, each variant at its own rate")
+    ax.set(ylabel="test error (%)", title=f"{results['summary']['train_digits']:,} training digits, each variant at its own rate")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
