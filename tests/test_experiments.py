@@ -2,6 +2,7 @@
 in its quick mode; their statistics are tested in tests/test_stats.py."""
 
 import contextlib
+import fnmatch
 import importlib
 import inspect
 import io
@@ -57,6 +58,11 @@ def test_every_experiment_module_is_an_experiment(name):
         assert callable(found) and list(inspect.signature(found).parameters) == declared, \
             f"{name}.{function} is not {function}({', '.join(declared)})"
 
+
+def test_no_experiment_module_reads_as_a_test_file(pytestconfig):
+    # pytest's default python_files would take experiments/bn_test.py for a test module
+    patterns = pytestconfig.getini("python_files")
+    assert not [name for name in EXPERIMENTS if any(fnmatch.fnmatch(f"{name}.py", p) for p in patterns)]
 
 
 @pytest.mark.parametrize("name", PROTOCOL2)
