@@ -22,7 +22,7 @@ import records
 import store
 import training
 from checks import NORM_NAMES
-from experiments import EXPERIMENTS, PROTOCOL2, main, runner, stats, study, verify
+from experiments import EXPERIMENTS, PROTOCOL2, REGISTRY, main, runner, stats, study, verify
 from model import Net, count_macs, count_parameters
 
 ROOT = records.ROOT
@@ -172,18 +172,9 @@ def rates_block(results: dict) -> dict[str, str]:
          "lowest seed (%)", "goal"], rows)}
 
 
-STUDY = "STUDY.md#"  # the README's links into the study, by section heading
-SECTIONS = {"main": "the-main-comparison-four-variants-ten-seeds",
-            "own_rate": "the-main-comparison-at-each-norms-own-learning-rate",
-            "norm_batch": "normalisation-batch-size", "shift": "test-digits-that-drift", "gn_groups": "groupnorms-groups",
-            "l1": "the-l1-lambda-on-validation", "lr": "each-norms-learning-rate-on-validation",
-            "bn_test": "batchnorm-at-test-time", "study": "every-verdict-in-its-family-and-study-wide",
-            "no_norm": "what-normalising-buys-no-normalisation", "real_batch": "real-small-batches",
-            "drift": "drift-on-fresh-models", "scarce": "scarce-data-5000-training-digits"}
-
-
 def link(name: str) -> str:
-    return f"[{name}]({STUDY}{SECTIONS[name]})"
+    """A link to an experiment's section of STUDY.md."""
+    return f"[{name}](STUDY.md#{REGISTRY[name].section})"
 
 
 def pick(results: dict, found: list[dict]) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 import records
 import store
 from checks import NORM_NAMES, norm_name
-from experiments import gn_groups, runner, stats
+from experiments import VERDICTS, gn_groups, runner, stats
 
 def walk(node, path: tuple = ()):
     """Every comparison (a dict with a "verdict" and a "p") under `node`, with its path."""
@@ -106,7 +106,7 @@ def digit_counts(name: str, result: dict, path: tuple, comparison: dict) -> list
 def rows(results: dict) -> list[dict]:
     """Every comparison of the committed results with its family, tests and both verdicts."""
     out = []
-    for name in ("main", "own_rate", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "ghost_stats", "shift"):
+    for name in VERDICTS:
         if name not in results:
             continue
         summary = results[name]["summary"]

@@ -23,7 +23,7 @@ from conftest import MNIST_ROOT, ROOT, needs_mnist
 import settings
 import store
 import training
-from experiments import EXPERIMENTS, PROTOCOL2, main, runner, shift
+from experiments import DECLARED, EXPERIMENTS, PROTOCOL2, REGISTRY, VERDICTS, main, runner, shift
 from experiments.interface import Answer, Experiment
 
 
@@ -57,6 +57,11 @@ def test_every_experiment_module_is_an_experiment(name):
         found = getattr(module, function, None)
         assert callable(found) and list(inspect.signature(found).parameters) == declared, \
             f"{name}.{function} is not {function}({', '.join(declared)})"
+
+
+def test_the_registry_names_each_experiment_once_for_every_reader():
+    assert sorted(VERDICTS) == sorted(name for name, entry in REGISTRY.items() if entry.protocol == 1)
+    assert set(DECLARED) <= set(REGISTRY) and {entry.protocol for entry in REGISTRY.values()} == {1, 2}
 
 
 def test_no_experiment_module_reads_as_a_test_file(pytestconfig):

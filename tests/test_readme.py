@@ -11,7 +11,7 @@ import pytest
 import publish
 import records
 from conftest import ROAD, ROOT, below_the_rest, drift_results, summarised
-from experiments import report
+from experiments import REGISTRY, report
 
 GENERATED = report.blocks()
 RESULTS = report.load()
@@ -156,10 +156,17 @@ def anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+HEADINGS = {anchor(m.group(1)) for m in re.finditer(r"^#+ (.+)$", DOCUMENTS["STUDY.md"], re.M)}
+
+
 def test_every_link_into_study_md_lands_on_a_heading():
-    headings = {anchor(m.group(1)) for m in re.finditer(r"^#+ (.+)$", DOCUMENTS["STUDY.md"], re.M)}
     links = re.findall(r"\]\(STUDY\.md#([^)]+)\)", DOCUMENTS["README.md"])
-    assert links and set(links) <= headings, set(links) - headings
+    assert links and set(links) <= HEADINGS, set(links) - HEADINGS
+
+
+def test_every_experiments_section_is_a_heading_of_study_md():
+    missing = {name: entry.section for name, entry in REGISTRY.items() if entry.section not in HEADINGS}
+    assert not missing, missing
 
 
 def test_the_pick_table_states_the_study_wide_verdict_not_the_family_one():
