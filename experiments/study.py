@@ -137,6 +137,11 @@ def rows(results: dict) -> list[dict]:
     return out
 
 
+def verdict(found: list[dict], family: str, comparison: str) -> str:
+    """A comparison's verdict under the study-wide correction, from `found` (the rows of `rows`)."""
+    return next(row["study_verdict"] for row in found if (row["family"], row["comparison"]) == (family, comparison))
+
+
 def stands(row: dict, field: str) -> bool:
     """An equivalence stands under `field`'s correction if that TOST is below ALPHA and the bootstrap's interval
     lies inside the margin."""
@@ -189,3 +194,8 @@ def counts(out: list[dict]) -> str:
     return (f"{len(out)} comparisons and trends, {sum(len(row['tests']) for row in out)} tests (an invariant "
             "comparison is none). Within their families: "
             f"{said('family_verdict')}; under the one study-wide correction: {said('study_verdict')}.")
+
+
+def blocks(found: list[dict]) -> dict[str, str]:
+    """STUDY.md's count of the verdicts and its table of every verdict, from `found` (the rows of `rows`)."""
+    return {"study_counts": counts(found), "study_table": table(found)}
