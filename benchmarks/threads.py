@@ -136,5 +136,24 @@ def table(summary: dict) -> str:
                                      + ["quiet, against the fastest", "busiest against quiet"], rows))
 
 
+
+def blocks(results: dict) -> dict[str, str]:
+    """The README's sentence on this benchmark's finding, and STUDY.md's table, from `results` (every committed result,
+    by name: results/threads.json under "threads")."""
+    if "threads" not in results:
+        return {"threads": "Not measured yet: `python benchmarks/threads.py --out results/threads.json`.", "threads_table": ""}
+    found = results["threads"]
+    row = {r["way"]: r for r in found["rows"]}
+    one, default = row["1 thread"], row["default"]
+    return {"threads": f"Every command here trains with one CPU thread per process (`OMP_NUM_THREADS=1`, set before "
+                       f"torch loads, unless you set it). On this project's {found['environment']['cpu']} with "
+                       f"{found['cores']} cores, the notebook's three variants (an epoch of {found['train_digits']:,} "
+                       f"digits each) took {one['seconds']['0']:.1f} s with one thread on a quiet machine and "
+                       f"{one['seconds']['2']:.1f} s beside two busy processes; with the default {default['threads']} "
+                       f"threads, {default['seconds']['0']:.1f} s and {default['seconds']['2']:.1f} s, since idle "
+                       f"OpenMP threads spin (median of {found['repeats']}; benchmarks/threads.py).",
+            "threads_table": table(found)}
+
+
 if __name__ == "__main__":
     main()

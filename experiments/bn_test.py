@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import records
 import store
 import training
-from experiments import main, runner, stats
+from experiments import main, runner, stats, study
 
 NAME = "bn_test"
 SHOWS = "BatchNorm at test time: test batch size, train mode, recomputed statistics (trains nothing)"  # its line in python -m experiments --help
@@ -93,3 +93,18 @@ def tables(results: dict) -> list[str]:
             [f"{variant}: seed", "running statistics (%)", "recomputed statistics (%)", "digits only recomputed / only running gets right",
              "McNemar p"] + [f"test batch {k:,}, own statistics (%)" for k in TEST_BATCHES], rows))
     return out
+
+
+def pick(results: dict, found: list[dict]) -> dict | None:
+    """The row on BatchNorm at test time (README's pick table; experiments/interface.py, Words)."""
+    if "bn_test" not in results:
+        return None
+    bn = results["bn_test"]["summary"]
+    first = next(iter(bn["bn"].values()))
+    one = sum(x["batch_statistics"]["1"] for x in first["rows"]) / len(first["rows"])
+    recomputed = study.verdict(found, "bn_test", f"{next(iter(bn['bn']))}: recomputed - running statistics")
+    return dict(situation="BatchNorm at test time", pick="eval mode (its running statistics)",
+                why=f"in eval mode no prediction changes with the test batch ({bn['invariance']['changed']} over "
+                    f"{bn['invariance']['models']} models); left in train mode with one test digit at a time it falls "
+                    f"to {one:.1f}%; statistics recomputed over the training digits: {recomputed} to the running ones",
+                evidence=[NAME], norms="")

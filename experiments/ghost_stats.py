@@ -54,3 +54,47 @@ def figure(results: dict) -> plt.Figure:
 def tables(results: dict) -> list[str]:
     rows = results["summary"]["rows"]
     return [runner.ways_table(rows, "k", [r["k"] for r in rows])]
+
+
+# ---- Its words in STUDY.md (experiments/interface.py, Words) ---------------------------------------------------------
+
+def k1_comparisons(summary: dict) -> tuple[dict, list[dict]]:
+    """At k = 1: the test digits' own statistics, and the two recomputed ones, each against running."""
+    against = next(row for row in summary["rows"] if row["k"] == 1)["against"]
+    return against[WAYS[3]], [against[WAYS[1]], against[WAYS[2]]]
+
+
+def k1_mechanism_holds(summary: dict) -> bool:
+    """The test digits' own statistics restore the k = 1 models (the corrected test says so) and neither recomputed
+    statistics comes near: each one's upper 95% bound lies below the own statistics' lower bound."""
+    own, recomputed = k1_comparisons(summary)
+    return own["verdict"] == "differs" and own["difference"] > 0 and all(c["ci"][1] < own["ci"][0] for c in recomputed)
+
+
+def blocks(results: dict, found: list[dict]) -> dict[str, str]:
+    """What restores BatchNorm trained on ghost batches, in words, and the mechanism only where the tests support it:
+    the test digits' own statistics restore the k = 1 models and neither recomputed statistics comes near
+    (ghost_mechanism)."""
+    if "ghost_stats" not in results:
+        return {"ghost_mechanism": runner.not_yet("ghost_stats")}
+    summary = results["ghost_stats"]["summary"]
+    out = []
+    for row in summary["rows"]:
+        ways = list(row["acc"])
+        out.append(f"At k = {row['k']}, against the running statistics ({row['mean'][ways[0]]:.2f}%): " + "; ".join(
+            f"{w} {row['mean'][w]:.2f}% ({runner.interval(row['against'][w])} points, {row['against'][w]['verdict']})"
+            for w in ways[1:]) + ".")
+    own, recomputed = k1_comparisons(summary)
+    if k1_mechanism_holds(summary):
+        out.append(
+            "So at k = 1 the models need each test digit normalised by its own statistics, as in training, where "
+            "BatchNorm over one image is a per-image, per-channel normalisation (InstanceNorm's). Statistics shared by "
+            "many digits do not restore them, whether recomputed in groups of one (what the running average estimates, "
+            "without its lag) or over whole batches (with the spread of the images' means that the running variance "
+            f"lacks): their gains end at {max(c['ci'][1] for c in recomputed):+.1f} points at most (upper 95% bounds), "
+            f"where the digits' own statistics give {own['ci'][0]:+.1f} at least. What breaks these models is any "
+            "statistics but each image's own, not the running average.")
+    else:
+        out.append(f"With {summary['seeds']} seeds these tests do not yet separate the explanations at k = 1: the mechanism "
+                   "is left open.")
+    return {"ghost_mechanism": " ".join(out)}

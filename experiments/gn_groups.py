@@ -86,3 +86,17 @@ def tables(results: dict) -> list[str]:
                                   "against 2 groups (points) [95% interval]", "paired t p (Holm)",
                                   f"equivalence p, +-{margin:.2f} (Holm)", "verdict"], body),
             runner.trend_table(results["summary"]["trend"], f"GroupNorm over {groups} groups", "doubling of the groups")]
+
+
+def pick(results: dict, found: list[dict]) -> dict | None:
+    """The row on GroupNorm's groups (README's pick table; experiments/interface.py, Words)."""
+    if "gn_groups" not in results:
+        return None
+    gn = [row for row in found if row["family"] == "gn_groups"]
+    instance = next(row for row in gn if NORM_NAMES["I"] in row["comparison"])
+    others = [row for row in gn if row is not instance]
+    return dict(situation="How many groups for GroupNorm",
+                pick="GroupNorm, not with one group per channel; among 1 (LayerNorm) to 8 groups none is shown better",
+                why=f"InstanceNorm (one group per channel) is {-instance['difference']:.2f} points below 2 groups "
+                    f"({instance['study_verdict']}); 1, 4 and 8 groups against 2: "
+                    + ", ".join(sorted({row["study_verdict"] for row in others})), evidence=[NAME], norms="LG")

@@ -1,7 +1,8 @@
 """What an experiment is: the names every module experiments/NAME.py gives, written once (`Experiment`), which
 `python -m experiments NAME` (runner.execute and runner.replot), experiments/protocol.py and experiments/report.py
 read. experiments/own_rate.py is the shortest whole example; tests/test_experiments.py holds every experiment to it.
-Protocol 2's experiments (experiments.PROTOCOL2) also answer in the README's words (`Answer`).
+Protocol 2's experiments (experiments.PROTOCOL2) also answer in the README's words (`Answer`); Protocol 1's say in
+words what their tables show, beside them (`Words`). experiments/report.py only collects and renders what they say.
 """
 
 from typing import Protocol
@@ -59,3 +60,18 @@ class Answer(Experiment, Protocol):
     def pick(self, results: dict) -> dict:
         """Its row of the README's pick table: situation, pick (what its verdicts show, nothing more), why (each
         primary comparison in words) and norms (the letters of the norms whose cost the row shows)."""
+
+
+class Words(Protocol):
+    """What a Protocol 1 experiment says in README.md and STUDY.md beside its tables: generated blocks, a row of the
+    README's pick table, or both; a module gives those it has. Both read `results`, every committed result by name
+    (report.load), and `found`, the rows of STUDY.md's table of every verdict (study.rows), since its words may quote
+    another experiment's numbers and quote the verdicts under the study-wide correction."""
+
+    def blocks(self, results: dict, found: list[dict]) -> dict[str, str]:
+        """Its generated blocks, by name; until its results are committed, each says so (runner.not_yet)."""
+
+    def pick(self, results: dict, found: list[dict]) -> dict | None:
+        """Its row of the README's pick table, as Answer.pick's (situation, pick, why, norms), and evidence: the
+        experiments whose STUDY.md sections hold it. None while what it rests on is not committed, or where a
+        Protocol 2 row answers instead (report.PICK orders the rows)."""

@@ -15,7 +15,7 @@ import torch
 import records
 import store
 import training
-from experiments import runner, stats
+from experiments import runner, stats, study
 
 NAME = "l1"
 SHOWS = "BatchNorm + L1's lambda, chosen on the validation split"  # its line in python -m experiments --help
@@ -93,3 +93,42 @@ def tables(results: dict) -> list[str]:
     return [records.markdown_table(["L1 lambda", "validation acc per seed (%)", "mean (%)",
                                   "against lambda 0 (points) [95% interval]", "paired t p (Holm)", "verdict",
                                   "final sum of abs(w)", f"weights with abs(w) < {ZERO:g}"], body)]
+
+
+# ---- Its words in README.md and STUDY.md (experiments/interface.py, Words) -------------------------------------------
+
+def final(row: dict) -> float:
+    """A lambda's penalised weights' sum of abs(w) after the last epoch, the mean over its seeds."""
+    return sum(w[-1] for w in row["weights_l1"]) / len(row["weights_l1"])
+
+
+def blocks(results: dict, found: list[dict]) -> dict[str, str]:
+    """STUDY.md's account of what L1 acts on (l1_mechanism)."""
+    if "l1" not in results:
+        return {"l1_mechanism": runner.not_yet("l1")}
+    summary = results["l1"]["summary"]
+    rows = {row["l1_lambda"]: row for row in summary["rows"]}
+    chosen, none = rows[summary["chosen"]], rows[0.0]
+    mean = lambda values: sum(values) / len(values)
+    return {"l1_mechanism": (
+        f"Chosen on validation: lambda = {summary['chosen']:g}, the best mean of the non-zero lambdas ({chosen['mean']:.2f}% "
+        f"against {none['mean']:.2f}% without L1; {chosen['against_0']['verdict']} with {len(chosen['seeds'])} seeds). "
+        f"Of the {summary['penalised']:,} weights L1 penalises, {summary['before_norm']:,} ({summary['before_norm'] / summary['penalised']:.0%}) "
+        f"are in convolutions that feed a norm. At lambda = {summary['chosen']:g} the penalised weights' sum of abs(w) ends at {final(chosen):.0f} "
+        f"against {final(none):.0f} without L1 (mean over seeds), and "
+        f"{mean(chosen['near_zero']):.1%} of the weights end below {summary['zero']:g} against "
+        f"{mean(none['near_zero']):.1%}; at the larger lambdas, " + ", ".join(
+            f"{lam:g}: {mean(row['near_zero']):.0%}" for lam, row in rows.items() if lam > summary["chosen"]) + ".")}
+
+
+def pick(results: dict, found: list[dict]) -> dict | None:
+    """The row on L1: BatchNorm with and without it at the shared rate, and what it does to the weights."""
+    if "l1" not in results or "main" not in results:
+        return None
+    summary = results["l1"]["summary"]
+    rows = {row["l1_lambda"]: row for row in summary["rows"]}
+    return dict(situation="L1 on BatchNorm's weights", pick="not for accuracy",
+                why=f"at lambda = {summary['chosen']:g} (chosen on validation), BatchNorm with and without L1 at the shared "
+                    f"rate: {study.verdict(found, 'main (pairs)', 'BN - BN+L1')}; L1 shrinks the penalised weights' sum of "
+                    f"abs(w) from {final(rows[0.0]):,.0f} to {final(rows[summary['chosen']]):,.0f}",
+                evidence=[NAME], norms="")

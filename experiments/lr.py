@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import records
 import store
 import training
-from experiments import main, runner, stats
+from experiments import main, runner, stats, study
 
 NAME = "lr"
 SHOWS = "each variant's peak learning rate, on the validation split"  # its line in python -m experiments --help
@@ -89,3 +89,19 @@ def tables(results: dict) -> list[str]:
     return [records.markdown_table(["variant"] + [f"validation acc at {r:g} (%)" for r in summary["rates"]]
                                  + ["best rate", f"best - shared {summary['shared']:g} (points) [95% interval]",
                                     "paired t p (Holm)", "verdict"], body)]
+
+
+def pick(results: dict, found: list[dict]) -> dict | None:
+    """The row on each norm's learning rate: whether any variant does better at its best rate than at the shared one
+    (README's pick table; experiments/interface.py, Words)."""
+    if "lr" not in results:
+        return None
+    summary = results["lr"]["summary"]
+    better = [v for v in summary["variants"] if summary["variants"][v]["best_vs_shared"]
+              and study.verdict(found, "lr", f"{v}: best rate - shared") == "differs"]
+    return dict(situation="Each norm's learning rate",
+                pick=f"no norm is shown to need another rate than {summary['shared']:g}" if not better else "each its own",
+                why="best on validation: " + ", ".join(f"{v} {y['best']:g}" for v, y in summary["variants"].items())
+                    + f"; none is shown better than {summary['shared']:g} (a test of a difference only: nothing shows the "
+                      "rates equivalent)" if not better else f"{', '.join(better)} do better at their own rates",
+                evidence=[NAME], norms="")

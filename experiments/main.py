@@ -17,6 +17,7 @@ import records
 import store
 import training
 from experiments import runner, stats
+from model import Net, count_parameters
 
 NAME = "main"
 SHOWS = "BN, BN + L1, LN and GN at the shared recipe, ten seeds: paired, equivalence and Holm-adjusted tests"  # its line in python -m experiments --help
@@ -150,3 +151,95 @@ def tables(results: dict) -> list[str]:
         records.markdown_table(["pair", "target", "difference in first epoch at target [95% interval]", "paired t p (Holm)",
                               "verdict (equivalence: +-1 epoch)"], times),
     ]
+
+
+# ---- Its words in README.md and STUDY.md (experiments/interface.py, Words) -------------------------------------------
+
+GOAL = (99.55, 99.50)  # PROTOCOL.md B: the accuracy goal, a variant's mean over seeds and its lowest seed (%)
+
+
+def accuracies(result: dict, variant: str) -> dict[int, float]:
+    """A main-style experiment's test accuracy of one variant, by seed."""
+    return {run["seed"]: run["test_acc"] for run in result["runs"] if run["variant"] == variant}
+
+
+def goal_met(acc: dict[int, float]) -> str:
+    """Whether accuracies by seed meet GOAL: "met" or "not met"."""
+    met = statistics.mean(acc.values()) >= GOAL[0] and min(acc.values()) >= GOAL[1]
+    return "met" if met else "not met"
+
+
+def pairs_said(found: list[dict], family: str) -> str:
+    """Which pairs of a main-style family are equivalent, differ or neither, study-wide, in words."""
+    rows = [row for row in found if row["family"] == family]
+    named = lambda kind: [row["comparison"].replace(" - ", " and ") for row in rows if row["study_verdict"].startswith(kind)]
+    parts = [f"{', '.join(named(kind))} are shown {word}"
+             for kind, word in (("equivalent", "equivalent"), ("differs", "to differ")) if named(kind)]
+    rest = len(named("inconclusive"))
+    return (", ".join(parts) or "no pair is shown equivalent or different") + (
+        f", and the other {rest} pairs are inconclusive" if rest and parts else "")
+
+
+def plain_words(results: dict, found: list[dict]) -> str:
+    """The README's answer in plain words: how close the four variants are, at the shared rate and at their own, and
+    which pairs the study-wide correction shows equivalent or different, with what "equivalent" means; the intervals
+    and p-values are in STUDY.md."""
+    if "main" not in results:
+        return records.notebook_blocks(results["history"])["notebook_run"] + " The ten-seed comparison is not committed yet."
+    summary = results["main"]["summary"]
+    means = [x["mean"] for x in summary["variants"].values()]
+    margin = f"{summary['margin']:.2f}"
+    text = (f"With batches of {results['main']['settings']['BATCH_SIZE']} images, BatchNorm, LayerNorm and GroupNorm (and BatchNorm with L1) give this "
+            f"{count_parameters(Net('B')):,}-parameter network mean test accuracies between {min(means):.2f}% and "
+            f"{max(means):.2f}% over {len(summary['seeds'])} seeds at one shared learning rate")
+    if "own_rate" in results:
+        own = [x["mean"] for x in results["own_rate"]["summary"]["variants"].values()]
+        text += f", and between {min(own):.2f}% and {max(own):.2f}% with each at its own rate (chosen on validation)"
+    return text + (f". Under one correction over all the study's tests, at the shared rate, {pairs_said(found, 'main (pairs)')}"
+                   + (f"; at their own rates, {pairs_said(found, 'own_rate (pairs)')}" if "own_rate" in results else "") + ". "
+                   f"Equivalent within +-{margin} points means the 90% interval of the difference (paired by seed, counting "
+                   f"the test digits' sampling too) lies inside +-{margin}: a difference may exist, but it is smaller than "
+                   f"that; inconclusive means these seeds can show neither.")
+
+
+def replication(results: dict) -> str:
+    """The main comparison's seeds 1-5 (committed before the margin was set) and 6-10 (the replication) apart, and
+    whether each variant meets the accuracy goal over all ten."""
+    if "main" not in results:
+        return "The main comparison is not committed yet."
+    rows = []
+    for variant in results["main"]["summary"]["variants"]:
+        acc = accuracies(results["main"], variant)
+        mean = lambda seeds: statistics.mean(acc[s] for s in seeds)
+        rows.append([variant, f"{mean(range(1, 6)):.2f}", f"{mean(range(6, 11)):.2f}", f"{mean(acc):.2f}",
+                     f"{min(acc.values()):.2f}", goal_met(acc)])
+    return records.markdown_table(
+        ["variant", "mean, seeds 1-5 (%)", "mean, seeds 6-10 (%)", "mean, seeds 1-10 (%)", "lowest seed (%)",
+         f"goal: mean >= {GOAL[0]:.2f}, every seed >= {GOAL[1]:.2f}"], rows)
+
+
+def blocks(results: dict, found: list[dict]) -> dict[str, str]:
+    """The README's headline and STUDY.md's replication table."""
+    return {"headline": plain_words(results, found), "main_replication": replication(results)}
+
+
+def pick(results: dict, found: list[dict]) -> dict | None:
+    """The first row: batches as here, where no pair of BN, LN and GN is shown to differ at either rate."""
+    if "main" not in results:
+        return None
+    core = [row for row in found if row["family"] in ("main (pairs)", "own_rate (pairs)")
+            and "+" not in row["comparison"]]  # BN, LN and GN against each other
+    differ = [row for row in core if row["study_verdict"] == "differs"]
+    def spread(name: str) -> float:
+        means = [x["mean"] for v, x in results[name]["summary"]["variants"].items() if v in ("BN", "LN", "GN")]
+        return max(means) - min(means)
+    rates = [name for name in ("main", "own_rate") if name in results]
+    equivalent = [f"{row['comparison'].replace(' - ', ' and ')} {'at the shared rate' if row['family'].startswith('main') else 'at their own rates'}"
+                  for row in core if row["study_verdict"].startswith("equivalent")]
+    return dict(situation=f"Batches of about {results['main']['settings']['BATCH_SIZE']} images, as here",
+                pick="no norm is shown better than another" if not differ else "see the evidence",
+                why="their mean accuracies differ by at most " + " and ".join(
+                    f"{spread(name):.2f} points {'at the shared learning rate' if name == 'main' else 'at their own rates'}"
+                    for name in rates) + "; no pair is shown to differ; shown equivalent within +-0.10: "
+                + (", ".join(equivalent) or "none") + "; every other pair is inconclusive" if not differ else
+                f"{len(differ)} pairs differ", evidence=rates, norms="BLG")

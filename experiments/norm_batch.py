@@ -17,7 +17,7 @@ import records
 import store
 import training
 from checks import norm_name
-from experiments import runner, stats
+from experiments import runner, stats, study
 
 NAME = "norm_batch"
 SHOWS = "BatchNorm against the number of images it normalises over (ghost batches), LN and GN as controls"  # its line in python -m experiments --help
@@ -107,3 +107,20 @@ def tables(results: dict) -> list[str]:
          f"equivalence p, +-{margin:.2f} (Holm)", "verdict"], body),
         runner.trend_table(results["summary"]["trend"], f"BatchNorm, running statistics, over k = {ks}",
                            "doubling of k")]
+
+
+def pick(results: dict, found: list[dict]) -> dict | None:
+    """The row on normalising over one or two images (README's pick table; experiments/interface.py, Words)."""
+    if "norm_batch" not in results:
+        return None
+    batch = results["norm_batch"]["settings"]["BATCH_SIZE"]
+    nb = {(x["norm"], x["k"]): x for x in results["norm_batch"]["summary"]["rows"]}
+    k2 = study.verdict(found, "norm_batch", "k = 2 - whole batch")
+    trend = next(row for row in found if row["comparison"].startswith("norm_batch: slope"))
+    return dict(situation=f"One or two images per normalisation group (ghost batches within a batch of {batch})",
+                pick="LayerNorm or GroupNorm, not BatchNorm",
+                why=f"BatchNorm over groups of one image ends at {nb[('B', 1)]['mean']:.0f}% accuracy; over two it is "
+                    f"{-nb[('B', 2)]['against_whole_batch']['difference']:.2f} points below the whole batch ({k2}); and "
+                    f"from 2 to {batch} images accuracy rises with the group ({trend['study_verdict']}: "
+                    f"{trend['difference']:+.3f} points per doubling). LayerNorm and GroupNorm do not depend on the batch",
+                evidence=[NAME], norms="LG")

@@ -17,20 +17,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads: as python -
 import records
 import store
 import training
-from experiments import runner
-
-# The seeds of each experiment whose runs a protocol adds. PROTOCOL.md (all stored): A, lr; D, norm_batch and
-# gn_groups; B, own_rate. PROTOCOL2.md, cheapest arms first: no normalisation's validation sweep (its test runs and
-# scarce's N once its rate is chosen), scarce data, drift's fresh models (36 runs, about 3 CPU-hours), real batches
-# (60 runs, about 8 CPU-hours; 32 before 8).
-DECLARED = {"lr": tuple(range(1, 6)), "norm_batch": tuple(range(1, 11)), "gn_groups": tuple(range(1, 11)),
-            "own_rate": tuple(range(1, 11)), "no_norm": tuple(range(1, 11)), "scarce": tuple(range(1, 11)),
-            "drift": tuple(range(11, 23)), "real_batch": tuple(range(1, 11))}
+from experiments import DECLARED, runner
 
 
 def specs() -> list[dict]:
-    """Every declared run once, in the order they should train: experiment by experiment as DECLARED lists them, each
-    in its own order."""
+    """Every declared run once, in the order they should train: experiment by experiment as experiments.DECLARED
+    lists them, each in its own order."""
     found = {}
     for name, seeds in DECLARED.items():
         module = importlib.import_module(f"experiments.{name}")

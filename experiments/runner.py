@@ -322,6 +322,12 @@ def printed(tables: list[str]) -> str:
     return "\n\n".join(table + ("\n" + CORRECTION if "(Holm)" in table else "") for table in tables)
 
 
+def not_yet(name: str) -> str:
+    """What the documents say in place of an experiment's tables and words until its results are committed."""
+    return (f"Not run yet at the protocol's length: `python -m experiments {name}` makes results/{name}.json from the "
+            "run store, training the runs it does not hold (see the compute table).")
+
+
 def load_results(path: Path, name: str) -> dict:
     """An experiment's results JSON, checked: a ValueError names the file and what is wrong with it."""
     if not path.is_file():

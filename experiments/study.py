@@ -23,7 +23,7 @@ import numpy as np
 import records
 import store
 from checks import NORM_NAMES, norm_name
-from experiments import gn_groups, runner, stats
+from experiments import VERDICTS, gn_groups, runner, stats
 
 def walk(node, path: tuple = ()):
     """Every comparison (a dict with a "verdict" and a "p") under `node`, with its path."""
@@ -106,7 +106,7 @@ def digit_counts(name: str, result: dict, path: tuple, comparison: dict) -> list
 def rows(results: dict) -> list[dict]:
     """Every comparison of the committed results with its family, tests and both verdicts."""
     out = []
-    for name in ("main", "own_rate", "l1", "lr", "norm_batch", "gn_groups", "bn_test", "ghost_stats", "shift"):
+    for name in VERDICTS:
         if name not in results:
             continue
         summary = results[name]["summary"]
@@ -135,6 +135,11 @@ def rows(results: dict) -> list[dict]:
                         bootstrap=None))
     study_wide(out)
     return out
+
+
+def verdict(found: list[dict], family: str, comparison: str) -> str:
+    """A comparison's verdict under the study-wide correction, from `found` (the rows of `rows`)."""
+    return next(row["study_verdict"] for row in found if (row["family"], row["comparison"]) == (family, comparison))
 
 
 def stands(row: dict, field: str) -> bool:
@@ -189,3 +194,8 @@ def counts(out: list[dict]) -> str:
     return (f"{len(out)} comparisons and trends, {sum(len(row['tests']) for row in out)} tests (an invariant "
             "comparison is none). Within their families: "
             f"{said('family_verdict')}; under the one study-wide correction: {said('study_verdict')}.")
+
+
+def blocks(found: list[dict]) -> dict[str, str]:
+    """STUDY.md's count of the verdicts and its table of every verdict, from `found` (the rows of `rows`)."""
+    return {"study_counts": counts(found), "study_table": table(found)}

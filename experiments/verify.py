@@ -145,6 +145,15 @@ def verdict(results: dict) -> str:
             f"{sum(run['seconds'] for run in results['runs']) / 60:.0f} CPU-minutes.")
 
 
+def blocks(results: dict) -> dict[str, str]:
+    """The README's verdict and STUDY.md's table of what `python -m experiments verify --publish` found, from
+    `results` (every committed result, by name)."""
+    if "verify" not in results:
+        return {"verify": "Not run yet: `python -m experiments verify --publish` writes results/verify.json.",
+                "verify_table": ""}
+    return {"verify": verdict(results["verify"]), "verify_table": table(results["verify"])}
+
+
 def main(n: int, store_dir, jobs: int, scheduler: str | None, out_dir, keep=None) -> dict:
     """`run`, then out_dir/results/verify.json (from a clean commit where out_dir is the repository)."""
     commit = records.git_commit()

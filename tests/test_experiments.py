@@ -2,6 +2,7 @@
 in its quick mode; their statistics are tested in tests/test_stats.py."""
 
 import contextlib
+import fnmatch
 import importlib
 import inspect
 import io
@@ -22,8 +23,8 @@ from conftest import MNIST_ROOT, ROOT, needs_mnist
 import settings
 import store
 import training
-from experiments import EXPERIMENTS, PROTOCOL2, main, runner, shift
-from experiments.interface import Answer, Experiment
+from experiments import DECLARED, EXPERIMENTS, PROTOCOL2, REGISTRY, VERDICTS, main, runner, shift
+from experiments.interface import Answer, Experiment, Words
 
 
 def test_an_experiment_starts_from_the_study_settings():
@@ -52,20 +53,44 @@ def test_every_experiment_module_is_an_experiment(name):
     assert module.NAME == name and module.SHOWS and module.SEEDS
     assert all(type(seed) is int for seed in module.SEEDS) and set(module.OVERRIDES) <= set(settings.SETTINGS)
     for function in FUNCTIONS:
-        declared = list(inspect.signature(getattr(Experiment, function)).parameters)[1:]  # less self
-        found = getattr(module, function, None)
-        assert callable(found) and list(inspect.signature(found).parameters) == declared, \
-            f"{name}.{function} is not {function}({', '.join(declared)})"
+        assert follows(module, Experiment, function), \
+            f"{name}.{function} is not {function}({', '.join(declared(Experiment, function))})"
 
+
+def declared(interface: type, function: str) -> list[str]:
+    """The parameters an interface of experiments/interface.py declares for `function`, less self."""
+    return list(inspect.signature(getattr(interface, function)).parameters)[1:]
+
+
+def follows(module, interface: type, function: str) -> bool:
+    """Whether `module` gives `function` with the parameters `interface` declares."""
+    found = getattr(module, function, None)
+    return callable(found) and list(inspect.signature(found).parameters) == declared(interface, function)
+
+
+def test_the_registry_names_each_experiment_once_for_every_reader():
+    assert sorted(VERDICTS) == sorted(name for name, entry in REGISTRY.items() if entry.protocol == 1)
+    assert set(DECLARED) <= set(REGISTRY) and {entry.protocol for entry in REGISTRY.values()} == {1, 2}
+
+
+def test_no_experiment_module_reads_as_a_test_file(pytestconfig):
+    # pytest's default python_files would take experiments/bn_test.py for a test module
+    patterns = pytestconfig.getini("python_files")
+    assert not [name for name in EXPERIMENTS if any(fnmatch.fnmatch(f"{name}.py", p) for p in patterns)]
 
 
 @pytest.mark.parametrize("name", PROTOCOL2)
 def test_every_protocol2_experiment_answers_in_the_readmes_words(name):
     module = importlib.import_module(f"experiments.{name}")
     for function in ("headline", "pick"):
-        declared = list(inspect.signature(getattr(Answer, function)).parameters)[1:]
-        found = getattr(module, function, None)
-        assert callable(found) and list(inspect.signature(found).parameters) == declared, f"{name}.{function}"
+        assert follows(module, Answer, function), f"{name}.{function}"
+
+
+@pytest.mark.parametrize("name", VERDICTS)
+def test_protocol1_words_beside_the_tables_follow_the_interface(name):
+    module = importlib.import_module(f"experiments.{name}")
+    for function in ("blocks", "pick"):
+        assert not hasattr(module, function) or follows(module, Words, function), f"{name}.{function}"
 
 def test_a_table_prints_a_p_value_to_three_decimals():
     assert runner.p_value(None) == "-" and runner.p_value(0.0004) == "< 0.001" and runner.p_value(0.25) == "0.250"

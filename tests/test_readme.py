@@ -2,6 +2,7 @@
 results: each block must be as generated, and what the documents show must be committed."""
 
 import copy
+import importlib
 import json
 import re
 import shutil
@@ -11,7 +12,7 @@ import pytest
 import publish
 import records
 from conftest import ROAD, ROOT, below_the_rest, drift_results, summarised
-from experiments import report
+from experiments import EXPERIMENTS, REGISTRY, ghost_stats, main, report
 
 GENERATED = report.blocks()
 RESULTS = report.load()
@@ -47,8 +48,8 @@ def test_generated_sentences_state_the_settings_their_results_record():
     results = report.load()
     history = {name: {**entry, "settings": {**entry["settings"], "SEED": 7}} for name, entry in results["history"].items()}
     assert "In the committed notebook run (seed 7) " in records.notebook_blocks(history)["notebook_run"]
-    main = {**results["main"], "settings": {**results["main"]["settings"], "BATCH_SIZE": 64}}
-    assert report.main_blocks({**results, "main": main}, [])["headline"].startswith("With batches of 64 images, ")
+    batch_64 = {**results["main"], "settings": {**results["main"]["settings"], "BATCH_SIZE": 64}}
+    assert main.blocks({**results, "main": batch_64}, [])["headline"].startswith("With batches of 64 images, ")
 
 
 def test_worked_example_prose_matches_the_code():
@@ -108,23 +109,23 @@ def test_ghost_mechanism_is_stated_only_where_the_tests_support_it():
     one["statistics of k test digits"].update(verdict="differs", difference=76.0, ci=[45.0, 107.0])
     for way in ("recomputed in groups of k", "recomputed over whole batches"):
         one[way].update(ci=[-6.0, 6.5])
-    supported = report.ghost_blocks(dict(ghost_stats=results))["ghost_mechanism"]
+    supported = ghost_stats.blocks(dict(ghost_stats=results), [])["ghost_mechanism"]
     assert "need each test digit normalised by its own statistics" in supported and "+6.5 points at most" in supported
     one["recomputed over whole batches"]["ci"] = [-6.0, 50.0]  # might restore most of the way: no mechanism
-    assert "the mechanism is left open" in report.ghost_blocks(dict(ghost_stats=results))["ghost_mechanism"]
+    assert "the mechanism is left open" in ghost_stats.blocks(dict(ghost_stats=results), [])["ghost_mechanism"]
     one["recomputed over whole batches"]["ci"] = [-6.0, 6.5]
     one["statistics of k test digits"]["verdict"] = "inconclusive"
-    assert "the mechanism is left open" in report.ghost_blocks(dict(ghost_stats=results))["ghost_mechanism"]
+    assert "the mechanism is left open" in ghost_stats.blocks(dict(ghost_stats=results), [])["ghost_mechanism"]
 
 
 def test_the_replication_table_agrees_with_the_main_summary():
     """Seeds 1-10 in the replication table are the main comparison's means; the goal follows from the seeds."""
-    main = json.loads((ROOT / "results" / "main.json").read_text())
+    committed = json.loads((ROOT / "results" / "main.json").read_text())
     lines = GENERATED["main_replication"].splitlines()[2:]
-    assert len(lines) == len(main["summary"]["variants"])
-    for line, (variant, summary) in zip(lines, main["summary"]["variants"].items()):
+    assert len(lines) == len(committed["summary"]["variants"])
+    for line, (variant, summary) in zip(lines, committed["summary"]["variants"].items()):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        acc = [r["test_acc"] for r in main["runs"] if r["variant"] == variant]
+        acc = [r["test_acc"] for r in committed["runs"] if r["variant"] == variant]
         assert cells[0] == variant and cells[3] == f"{summary['mean']:.2f}" and cells[4] == f"{min(acc):.2f}"
         assert cells[5] == ("met" if summary["mean"] >= 99.55 and min(acc) >= 99.50 else "not met")
 
@@ -133,22 +134,22 @@ def test_the_headline_says_each_pairs_study_wide_verdict_in_words():
     r, found = results_and_rows()
     shared = [row for row in found if row["family"] == "main (pairs)"]
     kinds = [row["study_verdict"].split()[0] for row in shared]
-    headline = report.main_blocks(r, found)["headline"]
+    headline = main.blocks(r, found)["headline"]
     assert f"the other {kinds.count('inconclusive')} pairs are inconclusive" in headline
     for row in shared:
         row["study_verdict"] = "inconclusive"
     shared[0]["study_verdict"], shared[1]["study_verdict"] = "differs", "equivalent within +-0.10"
     pair = lambda row: row["comparison"].replace(" - ", " and ")
-    headline = report.main_blocks(r, found)["headline"]
+    headline = main.blocks(r, found)["headline"]
     assert (f"at the shared rate, {pair(shared[1])} are shown equivalent, {pair(shared[0])} are shown to differ, and "
             f"the other {len(shared) - 2} pairs are inconclusive") in headline
     assert "Equivalent within +-0.10 points means the 90% interval" in headline
 
 
 def test_the_accuracy_goal_needs_the_mean_and_every_seed():
-    assert report.goal_met({1: 99.55, 2: 99.55}) == "met"
-    assert report.goal_met({1: 99.62, 2: 99.49}) == "not met"  # mean 99.555, one seed below 99.50
-    assert report.goal_met({1: 99.54, 2: 99.54}) == "not met"
+    assert main.goal_met({1: 99.55, 2: 99.55}) == "met"
+    assert main.goal_met({1: 99.62, 2: 99.49}) == "not met"  # mean 99.555, one seed below 99.50
+    assert main.goal_met({1: 99.54, 2: 99.54}) == "not met"
 
 
 def anchor(heading: str) -> str:
@@ -156,10 +157,17 @@ def anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+HEADINGS = {anchor(m.group(1)) for m in re.finditer(r"^#+ (.+)$", DOCUMENTS["STUDY.md"], re.M)}
+
+
 def test_every_link_into_study_md_lands_on_a_heading():
-    headings = {anchor(m.group(1)) for m in re.finditer(r"^#+ (.+)$", DOCUMENTS["STUDY.md"], re.M)}
     links = re.findall(r"\]\(STUDY\.md#([^)]+)\)", DOCUMENTS["README.md"])
-    assert links and set(links) <= headings, set(links) - headings
+    assert links and set(links) <= HEADINGS, set(links) - HEADINGS
+
+
+def test_every_experiments_section_is_a_heading_of_study_md():
+    missing = {name: entry.section for name, entry in REGISTRY.items() if entry.section not in HEADINGS}
+    assert not missing, missing
 
 
 def test_the_pick_table_states_the_study_wide_verdict_not_the_family_one():
@@ -200,6 +208,11 @@ def test_the_pick_table_takes_protocol2s_rows_and_drifts_replaces_protocol1s():
     assert "| Whether to normalise at all" in table and "| Test digits that drift (7 shifts, fresh models)" in table
     assert "declared rank test" not in table  # Protocol 1's drift row, whose test could not conclude, gives way
     assert "no normalisation 3.2 / 7.4 / 25.6" in table  # the no-normalisation row's cost names it too
+
+
+def test_the_pick_table_takes_a_row_from_every_experiment_that_gives_one():
+    gives = [name for name in EXPERIMENTS if hasattr(importlib.import_module(f"experiments.{name}"), "pick")]
+    assert sorted(report.PICK) == sorted(gives)
 
 
 def test_the_compute_table_counts_committed_runs_only(monkeypatch):
