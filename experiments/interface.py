@@ -10,7 +10,6 @@ from typing import Protocol
 from matplotlib.figure import Figure
 
 import store
-import training
 
 
 class Experiment(Protocol):
