@@ -11,7 +11,6 @@ import matplotlib.pyplot as plt
 import records
 import store
 import training
-import utils
 from experiments import own_rate, primary, runner
 
 NAME = "no_norm"
@@ -80,7 +79,7 @@ def figure(results: dict) -> plt.Figure:
                 title="no normalisation: its rate (a seed at chance is at the top)")
     axes[0].minorticks_off()
     primary.variant_dots(axes[1], summary.get("test", {}))
-    axes[1].set(ylabel="test error (%)", title="each variant at its own rate, ten seeds")
+    axes[1].set(ylabel="test error (%), log scale", title="each variant at its own rate, ten seeds")
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -101,13 +100,6 @@ def tables(results: dict) -> list[str]:
             primary.secondary_table(summary["secondary"])]
 
 
-def at_chance(summary: dict) -> list[str]:
-    """The validation sweep's rates where a seed ended at chance level, as "0.04 (seed 4 at 10.64%)"."""
-    return [f"{rate} (" + ", ".join(f"seed {seed} at {a:.2f}%" for seed, a in zip(VALIDATION_SEEDS, row["acc"])
-                                    if a <= utils.CHANCE_ACC) + ")"
-            for rate, row in summary["validation"].items() if min(row["acc"]) <= utils.CHANCE_ACC]
-
-
 def bought(c: dict) -> str:
     """A primary comparison "N - X" in words, as what normalising with X buys: "GN buys 0.10 points [0.05, 0.16]
     here (differs)", "BN +0.07 points [+0.02, +0.12] (inconclusive)"."""
@@ -121,7 +113,7 @@ def headline(results: dict) -> str:
     """README's sentence: what normalising buys this network, in the family's verdicts."""
     summary = results["summary"]
     test = summary["test"]
-    chance = at_chance(summary)
+    chance = primary.at_chance({rate: row["acc"] for rate, row in summary["validation"].items()}, VALIDATION_SEEDS)
     return (f"**What normalising buys.** Without normalisation the same network (peak rate {summary['rate']:g}, chosen "
             f"on validation) reaches {mean(test['N']):.2f}% over {len(test['N'])} seeds (worst seed {min(test['N']):.2f}%), "
             f"{', '.join(f'{v} {mean(test[v]):.2f}%' for v in AGAINST)} at their own rates. Against none, "
@@ -132,7 +124,7 @@ def headline(results: dict) -> str:
 
 def pick(results: dict) -> dict:
     summary = results["summary"]
-    chance = at_chance(summary)
+    chance = primary.at_chance({rate: row["acc"] for rate, row in summary["validation"].items()}, VALIDATION_SEEDS)
     return dict(situation="Whether to normalise at all (batches of 128)", pick=primary.pick_words(summary["primary"]),
                 why="; ".join(primary.in_words(c) for c in summary["primary"])
                     + (f". Seen, not tested: without normalisation, the peak rate {' and '.join(chance)} fell to chance "

@@ -5,6 +5,7 @@ verdict. The experiments of Protocol 2 (no_norm, scarce, real_batch, drift) buil
 """
 
 import records
+import utils
 from experiments import feasibility, runner, stats
 
 
@@ -47,11 +48,13 @@ def variants_table(acc: dict[str, list[float]], label: str = "variant") -> str:
 
 
 def variant_dots(ax, acc: dict[str, list[float]]) -> None:
-    """On `ax`, each variant's test error per seed (grey dots) and its mean (a blue one), the variants along x."""
+    """On `ax`, each variant's test error per seed (grey dots) and its mean (a blue one), the variants along x, the
+    error on a log scale."""
     for x, a in enumerate(acc.values()):
         ax.scatter([x] * len(a), [100 - v for v in a], color="grey", s=10)
         ax.scatter([x], [100 - sum(a) / len(a)], color="tab:blue", s=30)
     ax.set_xticks(range(len(acc)), list(acc))
+    ax.set_yscale("log")  # a seed at chance and the rest, a tenth of a point apart, both read
 
 
 def primary_table(family: str, comparisons: list[dict]) -> str:
@@ -89,6 +92,14 @@ def pick_words(comparisons: list[dict]) -> str:
     if all(above[v] == above[top[0]] for v in top):
         return f"{' or '.join(top)}: {'each ' if len(top) > 1 else ''}shown above {', '.join(above[top[0]])}"
     return "; ".join(f"{v}: shown above {', '.join(above[v])}" for v in top)
+
+
+def at_chance(acc: dict[str, list[float]], seeds: tuple[int, ...]) -> list[str]:
+    """Each entry of `acc` (accuracies in `seeds`' order) with a seed that ended at chance level, in words:
+    "0.04 (seed 4 at 10.64%)"."""
+    return [f"{name} (" + ", ".join(f"seed {seed} at {a:.2f}%" for seed, a in zip(seeds, values, strict=True)
+                                    if a <= utils.CHANCE_ACC) + ")"
+            for name, values in acc.items() if min(values) <= utils.CHANCE_ACC]
 
 
 def choose_rate(correct_by_rate: dict[float, list[int]]) -> float:

@@ -48,7 +48,7 @@ def figure(results: dict) -> plt.Figure:
     test = results["summary"]["test"]
     fig, ax = plt.subplots(figsize=(7, 4))
     primary.variant_dots(ax, test)
-    ax.set(ylabel="test error (%)", title=f"{results['summary']['train_digits']:,} training digits, each variant at its own rate")
+    ax.set(ylabel="test error (%), log scale", title=f"{results['summary']['train_digits']:,} training digits, each variant at its own rate")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -62,16 +62,22 @@ def tables(results: dict) -> list[str]:
     return out
 
 
+def stalled(results: dict) -> str:
+    """"Seen, not tested": the variants with a seed that stayed at chance level, which the paired tests carry."""
+    chance = primary.at_chance(results["summary"]["test"], SEEDS)
+    return f" Seen, not tested: {' and '.join(chance)} stayed at chance level." if chance else ""
+
+
 def headline(results: dict) -> str:
     summary = results["summary"]
     test = summary["test"]
     return (f"**Scarce data.** Trained on the first {summary['train_digits']:,} training digits (each variant at the rate "
             f"chosen for the full set), {len(test['BN'])} seeds: "
             + ", ".join(f"{v} {mean(a):.2f}% (worst seed {min(a):.2f}%)" for v, a in test.items()) + ". "
-            + "; ".join(primary.in_words(c) for c in summary["primary"]) + ".")
+            + "; ".join(primary.in_words(c) for c in summary["primary"]) + "." + stalled(results))
 
 
 def pick(results: dict) -> dict:
     summary = results["summary"]
     return dict(situation=f"Few training digits ({summary['train_digits']:,})", pick=primary.pick_words(summary["primary"]),
-                why="; ".join(primary.in_words(c) for c in summary["primary"]), norms="BLGN")
+                why="; ".join(primary.in_words(c) for c in summary["primary"]) + "." + stalled(results), norms="BLGN")
