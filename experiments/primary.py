@@ -77,6 +77,21 @@ def in_words(c: dict) -> str:
     return f"{c['comparison']} {runner.interval(c)} points ({c.get('verdict', 'exploratory')})"
 
 
+def verdicts_in_words(comparisons: list[dict]) -> str:
+    """A family's verdicts for the README: each difference shown, as "BN above N by 0.86 points [0.70, 1.03]
+    (differs)", then the inconclusive ones with their differences."""
+    shown, rest = [], []
+    for c in comparisons:
+        a, b = c["comparison"].split(" - ")[:2]
+        if c["verdict"] == "differs":
+            (ahead, behind), sign = ((a, b), 1) if c["difference"] > 0 else ((b, a), -1)
+            low, high = sorted(sign * x for x in c["ci"])
+            shown.append(f"{ahead} above {behind} by {abs(c['difference']):.2f} points [{low:.2f}, {high:.2f}] (differs)")
+        else:
+            rest.append(f"{c['comparison']} {c['difference']:+.2f}")
+    return "; ".join(shown + ([f"inconclusive: {', '.join(rest)} points"] if rest else []))
+
+
 def pick_words(comparisons: list[dict]) -> str:
     """The pick a family's verdicts allow: the variants shown above another and below none, and whom each is shown
     above ("BN or LN: each shown above N"); "none is shown better" where nothing differs."""

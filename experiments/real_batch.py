@@ -80,11 +80,13 @@ def at_batch(summary: dict, batch: int) -> list[dict]:
 def headline(results: dict) -> str:
     summary = results["summary"]
     acc = summary["acc"]
-    return ("**Real small batches.** Trained with real batches of " + " and ".join(map(str, feasibility.SMALL_BATCHES)) + " images (peak rate "
-            "scaled with the batch): " + "; ".join(
-                f"at {b}, " + ", ".join(f"{v} {mean(acc[str(b)][v]):.2f}% (worst {min(acc[str(b)][v]):.2f}%)" for v in NORMS)
-                for b in feasibility.SMALL_BATCHES) + "; "
-            + "; ".join(primary.in_words(c) for c in summary["primary"]) + ".")
+    return ("**Real small batches.** Trained with optimiser batches of " + " and ".join(map(str, feasibility.SMALL_BATCHES))
+            + f" images (the peak rate scaled with the batch), {len(acc[str(feasibility.SMALL_BATCHES[0])]['BN'])} seeds: "
+            + "; ".join(
+                f"at {b}, {primary.verdicts_in_words(at_batch(summary, b))}" for b in feasibility.SMALL_BATCHES)
+            + ". Mean (worst seed): " + "; ".join(
+                f"at {b}, " + ", ".join(f"{v} {mean(acc[str(b)][v]):.2f}% ({min(acc[str(b)][v]):.2f}%)" for v in NORMS)
+                for b in feasibility.SMALL_BATCHES) + ".")
 
 
 def pick(results: dict) -> dict:
@@ -92,4 +94,5 @@ def pick(results: dict) -> dict:
     return dict(situation="Real small batches (the optimiser's batch of "
                           + " or ".join(map(str, feasibility.SMALL_BATCHES)) + " images)",
                 pick="; ".join(f"at {b}: {primary.pick_words(at_batch(summary, b))}" for b in feasibility.SMALL_BATCHES),
-                why="; ".join(primary.in_words(c) for c in summary["primary"]), norms="BLG")
+                why="; ".join(f"at {b}, {primary.verdicts_in_words(at_batch(summary, b))}"
+                              for b in feasibility.SMALL_BATCHES), norms="BLG")

@@ -71,13 +71,13 @@ def stalled(results: dict) -> str:
 def headline(results: dict) -> str:
     summary = results["summary"]
     test = summary["test"]
-    return (f"**Scarce data.** Trained on the first {summary['train_digits']:,} training digits (each variant at the rate "
-            f"chosen for the full set), {len(test['BN'])} seeds: "
-            + ", ".join(f"{v} {mean(a):.2f}% (worst seed {min(a):.2f}%)" for v, a in test.items()) + ". "
-            + "; ".join(primary.in_words(c) for c in summary["primary"]) + "." + stalled(results))
+    return (f"**Scarce data.** Trained on the first {summary['train_digits']:,} training digits, {len(test['BN'])} seeds, "
+            f"each variant at the rate chosen for the full set: {primary.verdicts_in_words(summary['primary'])}. Mean "
+            "(worst seed): " + ", ".join(f"{v} {mean(a):.2f}% ({min(a):.2f}%)" for v, a in test.items()) + "."
+            + stalled(results))
 
 
 def pick(results: dict) -> dict:
     summary = results["summary"]
     return dict(situation=f"Few training digits ({summary['train_digits']:,})", pick=primary.pick_words(summary["primary"]),
-                why="; ".join(primary.in_words(c) for c in summary["primary"]) + "." + stalled(results), norms="BLGN")
+                why=primary.verdicts_in_words(summary["primary"]) + "." + stalled(results), norms="BLGN")
