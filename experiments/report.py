@@ -12,6 +12,7 @@ run (publish.py) rewrites the blocks made from its history alone (records.notebo
 the results it publishes; no other block reads the history.
 """
 
+import functools
 import importlib
 import json
 import math
@@ -127,6 +128,20 @@ def committed_runs() -> set[str] | None:
     return {Path(line).name for line in listed.splitlines()}
 
 
+@functools.cache
+def full_runs(name: str) -> dict[str, dict]:
+    """The runs an experiment lists at its full settings and seeds, by key (computed once per process)."""
+    module = importlib.import_module(f"experiments.{name}")
+    runs = module.runs(runner.settings_for(False, **module.OVERRIDES), module.SEEDS)
+    return {training.key(run["spec"]): run["spec"] for run in runs}
+
+
+@functools.cache
+def trained_seconds(path: Path) -> float:
+    """A stored run's training time (its record's seconds), read once per process: a record never changes."""
+    return store.Store(path.parent).read(path)[0]["seconds"]
+
+
 def compute_table() -> str:
     """What every experiment needs of the run store, at its full settings: the runs it lists, how many the committed
     store holds, and its training time: the stored runs' own seconds, plus, for each missing run, the mean seconds of
@@ -136,13 +151,11 @@ def compute_table() -> str:
     runs_store = store.Store()
     needed, rows = {}, []
     for name in EXPERIMENTS:
-        module = importlib.import_module(f"experiments.{name}")
-        specs = {training.key(run["spec"]): run["spec"] for run in module.runs(runner.settings_for(False, **module.OVERRIDES),
-                                                                         module.SEEDS)}
+        specs = full_runs(name)
         needed.update({k: (name, spec) for k, spec in specs.items() if k not in needed})
         rows.append([name, specs])
     held = committed_runs()
-    seconds = {k: runs_store.read(runs_store.file(spec))[0]["seconds"] for k, (_, spec) in needed.items()
+    seconds = {k: trained_seconds(runs_store.file(spec)) for k, (_, spec) in needed.items()
                if runs_store.file(spec).exists() and (held is None or runs_store.file(spec).name in held)}
     by_split = {split: [seconds[k] for k, (_, spec) in needed.items() if k in seconds and spec["split"] == split]
                 for split in ("test", "validation")}

@@ -454,8 +454,9 @@ def test_the_protocol_lists_every_declared_run_once_and_keeps_the_published_ones
     and 32 (BN, LN, GN, 10 seeds; 128 is main's), drift's fresh models (seeds 11-22), cheapest arm first."""
     from experiments import drift, gn_groups, lr, no_norm, norm_batch, own_rate, protocol, real_batch, scarce
 
-    declared = {training.key(s): s for s in protocol.specs()}
-    assert len(declared) == len(protocol.specs())
+    specs = protocol.specs()
+    declared = {training.key(s): s for s in specs}
+    assert len(declared) == len(specs)
     first = [s for s in declared.values() if s["norm"] != "N" and s["train_limit"] is None and s["batch_size"] == 128
              and s["seed"] <= 10]
     by_split = lambda split: [s for s in first if s["split"] == split]
