@@ -87,16 +87,19 @@ def figure(results: dict) -> plt.Figure:
 
 
 def tables(results: dict) -> list[str]:
+    """The validation sweep, the chosen rate marked (most correct digits, then the lower rate; at an end of the grid
+    the edge rule runs the next rate past it), then the test runs and their comparisons."""
     summary = results["summary"]
+    chosen = lambda rate: (" (chosen" + (", at an end of the grid: the edge rule runs the next rate" if summary["at_edge"]
+                                         else "") + ")") if float(rate) == summary["chosen"] else ""
     sweep = records.markdown_table(
-        ["peak rate", "seeds", "mean validation accuracy (%)", "lowest seed (%)", "correct digits over the seeds"],
-        [[rate, len(row["acc"]), f"{sum(row['acc']) / len(row['acc']):.3f}", f"{min(row['acc']):.2f}",
-          f"{row['correct']:,}"] for rate, row in summary["validation"].items()])
-    choice = (f"Chosen on validation (most correct digits, then the lower rate): {summary['chosen']:g}"
-              + (" — at an end of the grid: the edge rule runs the next rate past it" if summary["at_edge"] else ""))
+        ["peak rate", "seeds", "mean validation accuracy (%)", "lowest seed (%)",
+         "correct digits over the seeds (the most chosen, then the lower rate)"],
+        [[rate + chosen(rate), len(row["acc"]), f"{mean(row['acc']):.3f}", f"{min(row['acc']):.2f}", f"{row['correct']:,}"]
+         for rate, row in summary["validation"].items()])
     if "primary" not in summary:
-        return [sweep, choice]
-    return [sweep, choice, primary.variants_table(summary["test"]), primary.primary_table("none", summary["primary"]),
+        return [sweep]
+    return [sweep, primary.variants_table(summary["test"]), primary.primary_table("none", summary["primary"]),
             primary.secondary_table(summary["secondary"])]
 
 
