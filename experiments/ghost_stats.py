@@ -53,7 +53,7 @@ def figure(results: dict) -> plt.Figure:
 
 def tables(results: dict) -> list[str]:
     rows = results["summary"]["rows"]
-    return [runner.ways_table(rows, "k", [r["k"] for r in rows])]
+    return [runner.ways_table(rows, "k", [r["k"] for r in rows], stats.without_bootstrap)]  # no predictions kept
 
 
 # ---- Its words in STUDY.md (experiments/interface.py, Words) ---------------------------------------------------------
@@ -82,7 +82,8 @@ def blocks(results: dict, found: list[dict]) -> dict[str, str]:
     for row in summary["rows"]:
         ways = list(row["acc"])
         out.append(f"At k = {row['k']}, against the running statistics ({row['mean'][ways[0]]:.2f}%): " + "; ".join(
-            f"{w} {row['mean'][w]:.2f}% ({runner.interval(row['against'][w])} points, {row['against'][w]['verdict']})"
+            f"{w} {row['mean'][w]:.2f}% ({runner.interval(row['against'][w])} points, "
+            f"{stats.without_bootstrap(row['against'][w]['verdict'])})"
             for w in ways[1:]) + ".")
     own, recomputed = k1_comparisons(summary)
     if k1_mechanism_holds(summary):

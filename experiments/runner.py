@@ -272,13 +272,13 @@ def trend_table(trend: dict, over: str, per: str) -> str:
           ", ".join(f"{x:+.3f}" for x in trend["slopes"]), p_value(trend["p"])]])
 
 
-def ways_table(rows: list[dict], label: str, labels: list[str]) -> str:
+def ways_table(rows: list[dict], label: str, labels: list[str], said=lambda verdict: verdict) -> str:
     """Markdown table of several ways of evaluating one set of models (rows of stats.compare_ways): the reference
     way's mean, then each other way's mean with its difference from the reference [95% interval], Holm-adjusted
-    paired p and verdict."""
+    paired p and verdict, as `said` puts it (stats.without_bootstrap where no equivalence can stand)."""
     ways = list(rows[0]["acc"])
     body = [[name, f"{r['mean'][ways[0]]:.2f}"] + [f"{r['mean'][w]:.2f}: {interval(r['against'][w])}, "
-                                                     f"p {p_value(r['against'][w]['p_holm'])}, {r['against'][w]['verdict']}"
+                                                     f"p {p_value(r['against'][w]['p_holm'])}, {said(r['against'][w]['verdict'])}"
                                                      for w in ways[1:]] for name, r in zip(labels, rows)]
     return records.markdown_table([label, f"{ways[0]} (%)"] + [f"{w} (%): against {ways[0]} [95% interval], paired t p "
                                                               "(Holm), verdict" for w in ways[1:]], body)

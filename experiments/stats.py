@@ -167,6 +167,13 @@ def compare_ways(acc: dict[str, list[float]]) -> dict:
                 against={w: compare(a, acc[reference]) for w, a in acc.items() if w != reference})
 
 
+def without_bootstrap(verdict: str) -> str:
+    """A family's verdict where the digit-level bootstrap cannot be drawn (times to a target, test-time ways whose
+    predictions are not kept): PROTOCOL.md's "equivalent" needs it as well as the TOST, so an equivalence does not
+    stand."""
+    return "inconclusive (bootstrap)" if verdict.startswith("equivalent") else verdict
+
+
 def bootstrap(counts: list[tuple[int, int]], digits: int = TEST_DIGITS, resamples: int = RESAMPLES,
               seed: int = BOOTSTRAP_SEED) -> list[float]:
     """The 90% percentile interval (points) of the mean over seeds of A's accuracy minus B's, resampling seeds and,

@@ -163,7 +163,7 @@ def study_wide(out: list[dict]) -> None:
         differs = lambda column: all(row["tests"][kind][column] is not None and row["tests"][kind][column] < stats.ALPHA
                                      for kind in ("t", "Wilcoxon") if kind in row["tests"])
         if row["family_verdict"].startswith("equivalent") and not stands(row, "family"):
-            row["family_verdict"] = "inconclusive (bootstrap)"
+            row["family_verdict"] = stats.without_bootstrap(row["family_verdict"])
         row["study_verdict"] = ("differs" if differs(2) else
                                 row["family_verdict"] if "equivalence" in row["tests"] and stands(row, "study")
                                 and row["family_verdict"].startswith("equivalent") else "inconclusive")

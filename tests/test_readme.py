@@ -224,3 +224,16 @@ def test_the_compute_table_counts_committed_runs_only(monkeypatch):
     monkeypatch.setattr(report, "committed_runs", lambda: held - {next(p.name for p in sorted(
         (ROOT / "results" / "runs").glob("N-seed1-test-*.safetensors")))})
     assert total() == before - 1
+
+
+def test_no_equivalence_stands_where_the_bootstrap_cannot_be_drawn():
+    """PROTOCOL.md's "equivalent" needs the digit-level bootstrap: times to a target (epochs) and ghost_stats's
+    test-time ways (predictions not kept) have none, so their sections read as the study table does, never twice."""
+    from experiments import ghost_stats, main
+
+    r, found = results_and_rows()
+    said = [main.tables(r[name])[-1] for name in ("main", "own_rate")] + ghost_stats.tables(r["ghost_stats"]) \
+        + [ghost_stats.blocks(r, found)["ghost_mechanism"]]
+    assert all("equivalent" not in text for text in said) and all("inconclusive (bootstrap)" in text for text in said)
+    bootstrapless = [row for row in found if row["bootstrap"] == "not available" and row["tests"]]
+    assert bootstrapless and all(not row["family_verdict"].startswith("equivalent") for row in bootstrapless)
