@@ -143,10 +143,10 @@ def pick(results: dict) -> dict:
     ways = by_way(results["summary"])
     running, adapted = ways[RUNNING], ways[ADAPTED]
     n = len(running["tests"])
-    parts = ([f"LN rather than {RUNNING} (shown below LN under {len(running['below'])} of {n} shifts)"]
-             if running["below"] else [])
-    parts += ([f"{ADAPTED} on unlabelled shifted digits (shown above LN under {len(adapted['above'])} of {n})"]
-              if adapted["above"] else [])
+    parts = ([f"LayerNorm rather than BatchNorm with its running statistics (shown below LN under "
+              f"{len(running['below'])} of {n} shifts)"] if running["below"] else [])
+    parts += ([f"BatchNorm with statistics re-estimated on unlabelled shifted digits (shown above LN under "
+               f"{len(adapted['above'])} of {n})"] if adapted["above"] else [])
     return dict(situation=f"Test digits that drift ({n} shifts, fresh models)", pick="; ".join(parts) or "none is shown better",
                 why="; ".join(against_ln(label, found) for label, found in ways.items()) + " (exact tests, Holm within the family)",
                 norms="BLG")

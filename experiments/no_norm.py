@@ -112,24 +112,25 @@ def bought(c: dict) -> str:
     return f"{norm} {'buys' if gain > 0 else 'costs'} {abs(gain):.2f} points [{low:+.2f}, {high:+.2f}] here (differs)"
 
 
+def seen(summary: dict) -> str:
+    """"Seen, not tested": the sweep's rates at which a seed without normalisation stayed at chance level."""
+    chance = primary.at_chance({rate: row["acc"] for rate, row in summary["validation"].items()}, VALIDATION_SEEDS)
+    return (f" Seen, not tested: without normalisation, the peak rate {' and '.join(chance)} fell to chance on "
+            "validation." if chance else "")
+
+
 def headline(results: dict) -> str:
     """README's sentence: what normalising buys this network, in the family's verdicts."""
     summary = results["summary"]
     test = summary["test"]
-    chance = primary.at_chance({rate: row["acc"] for rate, row in summary["validation"].items()}, VALIDATION_SEEDS)
     return (f"**What normalising buys.** Without normalisation the same network (peak rate {summary['rate']:g}, chosen "
             f"on validation) reaches {mean(test['N']):.2f}% over {len(test['N'])} seeds (worst seed {min(test['N']):.2f}%), "
             f"{', '.join(f'{v} {mean(test[v]):.2f}%' for v in AGAINST)} at their own rates. Against none, "
-            + "; ".join(bought(c) for c in summary["primary"]) + "."
-            + (f" Seen, not tested: without normalisation, the peak rate {' and '.join(chance)} fell to chance on "
-               "validation." if chance else ""))
+            + "; ".join(bought(c) for c in summary["primary"]) + "." + seen(summary))
 
 
 def pick(results: dict) -> dict:
     summary = results["summary"]
-    chance = primary.at_chance({rate: row["acc"] for rate, row in summary["validation"].items()}, VALIDATION_SEEDS)
     return dict(situation="Whether to normalise at all (batches of 128)", pick=primary.pick_words(summary["primary"]),
-                why="; ".join(primary.in_words(c) for c in summary["primary"])
-                    + (f". Seen, not tested: without normalisation, the peak rate {' and '.join(chance)} fell to chance "
-                       "on validation" if chance else ""),
+                why="Against none, " + "; ".join(bought(c) for c in summary["primary"]) + "." + seen(summary),
                 norms="NBLG")

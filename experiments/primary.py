@@ -6,6 +6,7 @@ verdict. The experiments of Protocol 2 (no_norm, scarce, real_batch, drift) buil
 
 import records
 import utils
+from checks import NORM_NAMES
 from experiments import feasibility, runner, stats
 
 
@@ -92,9 +93,15 @@ def verdicts_in_words(comparisons: list[dict]) -> str:
     return "; ".join(shown + ([f"inconclusive: {', '.join(rest)} points"] if rest else []))
 
 
+def named(label: str) -> str:
+    """A variant's label in words (checks.NORM_NAMES): "GN" is GroupNorm, "N" no normalisation, "BN+L1" BatchNorm + L1."""
+    return NORM_NAMES[label[0]] + (" + L1" if label.endswith("+L1") else "")
+
+
 def pick_words(comparisons: list[dict]) -> str:
     """The pick a family's verdicts allow: the variants shown above another and below none, and whom each is shown
-    above ("BN or LN: each shown above N"); "none is shown better" where nothing differs."""
+    above, in words ("BatchNorm or LayerNorm: each shown above no normalisation"); "none is shown better" where
+    nothing differs."""
     above: dict[str, list[str]] = {}
     for c in comparisons:
         if c["verdict"] == "differs":
@@ -102,11 +109,12 @@ def pick_words(comparisons: list[dict]) -> str:
             ahead, behind = (a, b) if c["difference"] > 0 else (b, a)
             above.setdefault(ahead, []).append(behind)
     top = [v for v in above if not any(v in behind for behind in above.values())]
+    listed = lambda labels: ", ".join(map(named, labels))
     if not top:
         return "none is shown better"
     if all(above[v] == above[top[0]] for v in top):
-        return f"{' or '.join(top)}: {'each ' if len(top) > 1 else ''}shown above {', '.join(above[top[0]])}"
-    return "; ".join(f"{v}: shown above {', '.join(above[v])}" for v in top)
+        return f"{' or '.join(map(named, top))}: {'each ' if len(top) > 1 else ''}shown above {listed(above[top[0]])}"
+    return "; ".join(f"{named(v)}: shown above {listed(above[v])}" for v in top)
 
 
 def at_chance(acc: dict[str, list[float]], seeds: tuple[int, ...]) -> list[str]:

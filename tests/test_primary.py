@@ -64,9 +64,10 @@ def test_blur_and_elastic_keep_a_blank_image_blank_and_move_strokes():
 
 
 @pytest.mark.parametrize("name, variant, picked", [
-    ("no_norm", "N", "BN or LN or GN: each shown above N"),
-    ("scarce", "N", "LN or GN: each shown above N, BN"),
-    ("real_batch", "BN", "at 8: LN or GN: each shown above BN; at 32: LN or GN: each shown above BN")])
+    ("no_norm", "N", "BatchNorm or LayerNorm or GroupNorm: each shown above no normalisation"),
+    ("scarce", "N", "LayerNorm or GroupNorm: each shown above no normalisation, BatchNorm"),
+    ("real_batch", "BN", "at 8: LayerNorm or GroupNorm: each shown above BatchNorm; at 32: LayerNorm or GroupNorm: "
+                   "each shown above BatchNorm")])
 def test_a_protocol2_pick_says_what_its_verdicts_show_and_nothing_where_they_show_nothing(name, variant, picked):
     import importlib
 
@@ -85,7 +86,8 @@ def test_drifts_pick_follows_its_exact_tests():
     from experiments import drift
 
     row = drift.pick(drift_results(-30.0, 2.0))
-    assert row["pick"] == ("LN rather than BN running (shown below LN under 7 of 7 shifts); BN re-estimated on "
-                           "unlabelled shifted digits (shown above LN under 7 of 7)")
+    assert row["pick"] == ("LayerNorm rather than BatchNorm with its running statistics (shown below LN under 7 of 7 "
+                           "shifts); BatchNorm with statistics re-estimated on unlabelled shifted digits (shown above LN "
+                           "under 7 of 7)")
     assert "BN running is shown below LN under 7 of 7 shifts" in drift.headline(drift_results(-30.0, 2.0))
     assert drift.pick(drift_results(0.0, 0.0))["pick"] == "none is shown better"
