@@ -110,6 +110,23 @@ def check_groups(groups, channels: tuple[int, ...] = WIDTHS) -> None:
             raise ValueError(f"groups={groups} does not divide a layer's {width} channels; use a divisor of {width}")
 
 
+def check_net(norm: str, groups=None, dropout=0.0, norm_batch=None) -> str:
+    """model.Net's settings checked together, without building one: the norm, made canonical and returned; groups,
+    GroupNorm's only, dividing every layer's channels; dropout; norm_batch, BatchNorm's only, a whole number."""
+    letter = canonical_norm(norm)
+    if groups is not None and letter != "G":
+        raise ValueError(f"groups is GroupNorm's setting; norm {norm!r} has no groups to set (use norm='G', or "
+                         "groups=None)")
+    check_dropout(dropout)
+    if norm_batch is not None and letter != "B":
+        raise ValueError(f"norm_batch is BatchNorm's setting; norm {norm!r} normalises each image alone")
+    if groups is not None:
+        check_groups(groups)
+    if norm_batch is not None:
+        whole_number("norm_batch", norm_batch, "a whole number of images >= 1")
+    return letter
+
+
 def available_devices() -> list[str]:
     """The device names this machine can run on: "cpu", then "cuda" and "cuda:0", ... and "mps" where present."""
     gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from checks import WIDTHS, canonical_norm, check_dropout, check_groups, whole_number
+from checks import WIDTHS, canonical_norm, check_groups, check_net, whole_number
 
 INPUT_SHAPE = (1, 28, 28)
 GROUPS = 2  # GroupNorm's default number of groups: divides every layer's channels
@@ -116,13 +116,7 @@ class Net(nn.Module):
 
     def __init__(self, norm: str = "B", groups: int | None = None, dropout: float = 0.0, norm_batch: int | None = None):
         super().__init__()
-        self.norm = canonical_norm(norm)
-        if groups is not None and self.norm != "G":
-            raise ValueError(f"groups is GroupNorm's setting; norm {norm!r} has no groups to set (use norm='G', or "
-                             "groups=None)")
-        check_dropout(dropout)
-        if norm_batch is not None and self.norm != "B":
-            raise ValueError(f"norm_batch is BatchNorm's setting; norm {norm!r} normalises each image alone")
+        self.norm = check_net(norm, groups, dropout, norm_batch)
         widths = WIDTHS
         # Convolutions carry no bias: the norm's shift that follows would cancel it. Without a norm ("N") they do.
         bias = self.norm == "N"

@@ -21,8 +21,8 @@ import data
 import records
 import settings
 import utils
-from checks import (canonical_norm, check_augmentation, check_ema_decay, check_limit, check_seed, finite_number,
-                    whole_number)
+from checks import (canonical_norm, check_augmentation, check_ema_decay, check_limit, check_net, check_seed,
+                    finite_number, whole_number)
 from model import Net
 
 # The version of the training path: model.py's network (its widths: checks.py's WIDTHS), data.py's digits and
@@ -76,7 +76,7 @@ def run_spec(recipe: dict, norm: str, seed: int, l1_lambda: float = 0.0, groups:
     groups = recipe["GROUPS"] if norm == "G" and groups is None else groups  # one spec for the notebook's GN
     spec["augmentation"] = spec["augmentation"] or None  # None and {} are the same run: no augmentation
     spec.update(norm=norm, seed=seed, l1_lambda=float(l1_lambda), groups=groups, norm_batch=norm_batch, split=split)
-    net(spec)  # the network checks groups, dropout and the ghost batch against the norm
+    check_net(norm, groups, spec["dropout"], norm_batch)  # groups, dropout and the ghost batch against the norm
     return spec
 
 
