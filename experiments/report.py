@@ -136,6 +136,18 @@ def full_runs(name: str) -> dict[str, dict]:
     return {training.key(run["spec"]): run["spec"] for run in runs}
 
 
+def is_committed(runs_store: store.Store, held: set[str] | None, spec: dict) -> bool:
+    """Whether the committed store holds the run: stored, and among git's files (`held`, committed_runs) in a checkout."""
+    path = runs_store.file(spec)
+    return path.exists() and (held is None or path.name in held)
+
+
+def committed(name: str) -> int:
+    """How many of an experiment's runs the committed store holds."""
+    runs_store, held = store.Store(), committed_runs()
+    return sum(is_committed(runs_store, held, spec) for spec in full_runs(name).values())
+
+
 @functools.cache
 def trained_seconds(path: Path) -> float:
     """A stored run's training time (its record's seconds), read once per process: a record never changes."""
@@ -156,7 +168,7 @@ def compute_table() -> str:
         rows.append([name, specs])
     held = committed_runs()
     seconds = {k: trained_seconds(runs_store.file(spec)) for k, (_, spec) in needed.items()
-               if runs_store.file(spec).exists() and (held is None or runs_store.file(spec).name in held)}
+               if is_committed(runs_store, held, spec)}
     by_split = {split: [seconds[k] for k, (_, spec) in needed.items() if k in seconds and spec["split"] == split]
                 for split in ("test", "validation")}
     fallback = statistics.mean(seconds.values()) if seconds else float("nan")
@@ -180,8 +192,10 @@ def protocol2_headline(results: dict) -> dict[str, str]:
     said = [importlib.import_module(f"experiments.{name}").headline(results[name]) for name in PROTOCOL2 if name in results]
     waiting = [name for name in PROTOCOL2 if name not in results]
     if waiting:
-        said.append(f"**Still training:** {', '.join(waiting)} (`python -m experiments.protocol --list` shows what is "
-                    "missing).")
+        said.append("**Still training:** " + "; ".join(
+            f"{importlib.import_module(f'experiments.{name}').SHOWS} ({committed(name)} of {len(full_runs(name))} runs "
+            "committed)" for name in waiting) + ". Until they are in, Protocol 1's rows on ghost batches and drift, in "
+            "the table below, say what was seen.")
     if "cost" in results:
         said.append(f"**What a norm costs.** Milliseconds per training step at batches of 8 / 32 / 128 images on this "
                     f"CPU, one thread: {cost(results, 'BLGN')} (benchmarks/cost.py, median of {results['cost']['rounds']} "
