@@ -260,7 +260,8 @@ class Store:
         if problem:
             raise CorruptRecord(f"{path} is not a record of a run: {problem}")
         predictions = tensors.pop(PREDICTIONS)
-        record = {**body, "predictions": "".join(map(str, predictions.tolist()))}
+        digits = (predictions.to(torch.uint8) + ord("0")).numpy().tobytes().decode("ascii")  # "0".."9" each
+        record = {**body, "predictions": digits}
         return record, {name.removeprefix("model."): t for name, t in tensors.items()}
 
     def _read_as(self, path: Path, spec: dict) -> tuple[dict, dict[str, torch.Tensor]]:
