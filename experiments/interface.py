@@ -3,6 +3,9 @@
 read. experiments/own_rate.py is the shortest whole example; tests/test_experiments.py holds every experiment to it.
 Protocol 2's experiments (experiments.PROTOCOL2) also answer in the README's words (`Answer`); Protocol 1's say in
 words what their tables show, beside them (`Words`). experiments/report.py only collects and renders what they say.
+
+A new experiment is a module that follows `Experiment`, one line in experiments.REGISTRY (its protocol and the anchor
+of its STUDY.md heading), and that heading in STUDY.md with the generated block NAME_tables under it.
 """
 
 from typing import Protocol
