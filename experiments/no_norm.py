@@ -119,18 +119,23 @@ def seen(summary: dict) -> str:
             "validation." if chance else "")
 
 
+def against_none(summary: dict) -> str:
+    """The family's verdicts as what normalising buys, then what was seen at chance on validation."""
+    return "Against none, " + "; ".join(bought(c) for c in summary["primary"]) + "." + seen(summary)
+
+
 def headline(results: dict) -> str:
     """README's sentence: what normalising buys this network, in the family's verdicts."""
     summary = results["summary"]
     test = summary["test"]
     return (f"**What normalising buys.** Without normalisation the same network (peak rate {summary['rate']:g}, chosen "
             f"on validation) reaches {mean(test['N']):.2f}% over {len(test['N'])} seeds (worst seed {min(test['N']):.2f}%), "
-            f"{', '.join(f'{v} {mean(test[v]):.2f}%' for v in AGAINST)} at their own rates. Against none, "
-            + "; ".join(bought(c) for c in summary["primary"]) + "." + seen(summary))
+            f"{', '.join(f'{v} {mean(test[v]):.2f}%' for v in AGAINST)} at their own rates. "
+            + against_none(summary))
 
 
 def pick(results: dict) -> dict:
     summary = results["summary"]
     return dict(situation="Whether to normalise at all (batches of 128)", pick=primary.pick_words(summary["primary"]),
-                why="Against none, " + "; ".join(bought(c) for c in summary["primary"]) + "." + seen(summary),
+                why=against_none(summary),
                 norms="NBLG")

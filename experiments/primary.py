@@ -73,9 +73,10 @@ def secondary_table(comparisons: list[dict]) -> str:
         [[c["comparison"], c["n"], runner.interval(c), f"{c['worst']:+.2f}"] for c in comparisons])
 
 
-def in_words(c: dict) -> str:
-    """A comparison in words: "N - BN -0.110 [-0.160, -0.060] points (differs)"; a secondary one is "exploratory"."""
-    return f"{c['comparison']} {runner.interval(c)} points ({c.get('verdict', 'exploratory')})"
+def ahead(c: dict) -> tuple[str, str]:
+    """The variants of a comparison "A - B", the one its difference puts ahead first."""
+    a, b = c["comparison"].split(" - ")[:2]
+    return (a, b) if c["difference"] > 0 else (b, a)
 
 
 def verdicts_in_words(comparisons: list[dict]) -> str:
@@ -83,11 +84,10 @@ def verdicts_in_words(comparisons: list[dict]) -> str:
     (differs)", then the inconclusive ones with their differences."""
     shown, rest = [], []
     for c in comparisons:
-        a, b = c["comparison"].split(" - ")[:2]
         if c["verdict"] == "differs":
-            (ahead, behind), sign = ((a, b), 1) if c["difference"] > 0 else ((b, a), -1)
-            low, high = sorted(sign * x for x in c["ci"])
-            shown.append(f"{ahead} above {behind} by {abs(c['difference']):.2f} points [{low:.2f}, {high:.2f}] (differs)")
+            first, second = ahead(c)
+            low, high = sorted(x if c["difference"] > 0 else -x for x in c["ci"])
+            shown.append(f"{first} above {second} by {abs(c['difference']):.2f} points [{low:.2f}, {high:.2f}] (differs)")
         else:
             rest.append(f"{c['comparison']} {c['difference']:+.2f}")
     return "; ".join(shown + ([f"inconclusive: {', '.join(rest)} points"] if rest else []))
@@ -105,9 +105,8 @@ def pick_words(comparisons: list[dict]) -> str:
     above: dict[str, list[str]] = {}
     for c in comparisons:
         if c["verdict"] == "differs":
-            a, b = c["comparison"].split(" - ")[:2]
-            ahead, behind = (a, b) if c["difference"] > 0 else (b, a)
-            above.setdefault(ahead, []).append(behind)
+            first, second = ahead(c)
+            above.setdefault(first, []).append(second)
     top = [v for v in above if not any(v in behind for behind in above.values())]
     listed = lambda labels: ", ".join(map(named, labels))
     if not top:

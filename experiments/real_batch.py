@@ -77,13 +77,17 @@ def at_batch(summary: dict, batch: int) -> list[dict]:
             if c["comparison"].endswith(f" at batch {batch}")]
 
 
+def verdicts(summary: dict) -> str:
+    """The family's verdicts in words, batch by batch."""
+    return "; ".join(f"at {b}, {primary.verdicts_in_words(at_batch(summary, b))}" for b in feasibility.SMALL_BATCHES)
+
+
 def headline(results: dict) -> str:
     summary = results["summary"]
     acc = summary["acc"]
     return ("**Real small batches.** Trained with optimiser batches of " + " and ".join(map(str, feasibility.SMALL_BATCHES))
             + f" images (the peak rate scaled with the batch), {len(acc[str(feasibility.SMALL_BATCHES[0])]['BN'])} seeds: "
-            + "; ".join(
-                f"at {b}, {primary.verdicts_in_words(at_batch(summary, b))}" for b in feasibility.SMALL_BATCHES)
+            + verdicts(summary)
             + ". Mean (worst seed): " + "; ".join(
                 f"at {b}, " + ", ".join(f"{v} {mean(acc[str(b)][v]):.2f}% ({min(acc[str(b)][v]):.2f}%)" for v in NORMS)
                 for b in feasibility.SMALL_BATCHES) + ".")
@@ -94,5 +98,4 @@ def pick(results: dict) -> dict:
     return dict(situation="Real small batches (the optimiser's batch of "
                           + " or ".join(map(str, feasibility.SMALL_BATCHES)) + " images)",
                 pick="; ".join(f"at {b}: {primary.pick_words(at_batch(summary, b))}" for b in feasibility.SMALL_BATCHES),
-                why="; ".join(f"at {b}, {primary.verdicts_in_words(at_batch(summary, b))}"
-                              for b in feasibility.SMALL_BATCHES), norms="BLG")
+                why=verdicts(summary), norms="BLG")
