@@ -91,3 +91,8 @@ def test_drifts_pick_follows_its_exact_tests():
                            "under 7 of 7)")
     assert "BN running is shown below LN under 7 of 7 shifts" in drift.headline(drift_results(-30.0, 2.0))
     assert drift.pick(drift_results(0.0, 0.0))["pick"] == "none is shown better"
+    results = drift_results(-30.0, 2.0)
+    for c in results["summary"]["primary"]:
+        c["verdict"] = "inconclusive"  # large differences, but no test that shows them
+    assert drift.pick(results)["pick"] == "none is shown better"
+    assert "is not shown to differ from LN under any of the 7 shifts" in drift.headline(results)
