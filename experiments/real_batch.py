@@ -2,7 +2,9 @@
 the whole batch (no ghost batch), at B = 8 and 32, seeds 1-10; B = 128 is the main comparison's runs. With B, the
 peak rate scales linearly (0.02 x B / 128) and the weights' moving average decays per step by 0.998^(B / 128), so
 that it spans the same number of images; weight decay, epochs and augmentation stay (PROTOCOL2.md says why). The
-family "batch": at each small B, BN against LN and against GN.
+family "batch": at each small B, BN against LN and against GN. Beside them, as PROTOCOL2.md declares (secondary):
+Protocol 1's BN on ghost batches of B within batches of 128 (norm_batch's stored runs, the same seeds), so that real
+and ghost batches of one size read side by side.
 """
 
 from statistics import mean
@@ -19,6 +21,7 @@ SEEDS = tuple(range(1, 11))
 OVERRIDES: dict = {}
 BATCHES = feasibility.SMALL_BATCHES + (128,)
 NORMS = {"BN": "B", "LN": "L", "GN": "G"}
+GHOST = "BN ghost"  # BatchNorm over groups of B images within an optimiser batch of 128 (norm_batch's runs)
 
 
 def scaled(settings: dict, batch: int) -> dict:
@@ -28,35 +31,52 @@ def scaled(settings: dict, batch: int) -> dict:
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
-    """Batch by batch (the larger, cheaper ones first), seed by seed."""
-    return [dict(variant=v, batch=b, seed=s, spec=training.run_spec(settings, norm, s, **scaled(settings, b)))
-            for b in sorted(BATCHES, reverse=True) for s in seeds for v, norm in NORMS.items()]
+    """Batch by batch (the larger, cheaper ones first), seed by seed; then the ghost batches of the same sizes."""
+    return ([dict(variant=v, batch=b, seed=s, spec=training.run_spec(settings, norm, s, **scaled(settings, b)))
+             for b in sorted(BATCHES, reverse=True) for s in seeds for v, norm in NORMS.items()]
+            + [dict(variant=GHOST, batch=b, seed=s, spec=training.run_spec(settings, "B", s, norm_batch=b))
+               for b in feasibility.SMALL_BATCHES for s in seeds])
 
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
-    acc = {b: {v: [r["record"]["history"][-1]["test_acc"] for r in sorted(trained, key=lambda r: r["seed"])
-                   if (r["batch"], r["variant"]) == (b, v)] for v in NORMS} for b in BATCHES}
+    """Test accuracy per batch and variant (real batches, and BN's ghost batches at the small sizes), the primary
+    tests and the secondary comparisons."""
+    by_seed = sorted(trained, key=lambda r: r["seed"])
+    got = lambda b, v: [r["record"]["history"][-1]["test_acc"] for r in by_seed if (r["batch"], r["variant"]) == (b, v)]
+    acc = {b: {v: got(b, v) for v in NORMS} for b in BATCHES}
+    ghost = {b: got(b, GHOST) for b in feasibility.SMALL_BATCHES}
     tests = [primary.comparison(f"BN - {v} at batch {b}", acc[b]["BN"], acc[b][v])
              for b in feasibility.SMALL_BATCHES for v in ("LN", "GN")]
     secondary = ([primary.comparison(f"LN - GN at batch {b}", acc[b]["LN"], acc[b]["GN"]) for b in BATCHES]
                  + [primary.comparison(f"{v} at batch {b} - at 128", acc[b][v], acc[128][v])
-                    for b in feasibility.SMALL_BATCHES for v in NORMS])
-    return dict(acc={str(b): a for b, a in acc.items()}, primary=primary.decide("batch", tests), secondary=secondary)
+                    for b in feasibility.SMALL_BATCHES for v in NORMS]
+                 + [primary.comparison(f"BN at batch {b} - {ghost_label(b)}", acc[b]["BN"], ghost[b])
+                    for b in feasibility.SMALL_BATCHES])
+    return dict(acc={str(b): a for b, a in acc.items()}, ghost={str(b): a for b, a in ghost.items()},
+                primary=primary.decide("batch", tests), secondary=secondary)
+
+
+def ghost_label(batch: int) -> str:
+    return f"BN on ghost batches of {batch} within 128"
 
 
 def figure(results: dict) -> plt.Figure:
-    """Test error of each norm against the batch (log scales): each seed a dot, the mean a line."""
-    acc = results["summary"]["acc"]
+    """Test error of each norm against the batch (log scales): each seed a dot, the mean a line; BN on ghost batches
+    of the same sizes within 128 (Protocol 1) dashed, meeting BN at 128, where the ghost batch is the whole batch."""
+    acc, ghost = results["summary"]["acc"], results["summary"]["ghost"]
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, v in enumerate(NORMS):
         batches = sorted(int(b) for b in acc)
         for b in batches:
             ax.scatter([b] * len(acc[str(b)][v]), [100 - a for a in acc[str(b)][v]], color=f"C{i}", s=8, alpha=0.5)
-        ax.plot(batches, [100 - sum(acc[str(b)][v]) / len(acc[str(b)][v]) for b in batches], marker="o", color=f"C{i}",
-                label=v)
+        ax.plot(batches, [100 - mean(acc[str(b)][v]) for b in batches], marker="o", color=f"C{i}", label=f"{v}, real batch")
+    ghosts = sorted(int(b) for b in ghost)
+    ax.plot(ghosts + [128], [100 - mean(ghost[str(b)]) for b in ghosts] + [100 - mean(acc["128"]["BN"])], marker="s",
+            linestyle="--", color="C0", label="BN, ghost batch within 128 (Protocol 1)")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(BATCHES), [str(b) for b in sorted(BATCHES)])
     ax.set_yscale("log")
-    ax.set(xlabel="optimiser batch = normalisation batch (images)", ylabel="test error (%)",
+    ax.set(xlabel="normalisation batch (images): the optimiser's too, but for the ghost batches", ylabel="test error (%)",
            title="real batches, peak rate 0.02 x B / 128")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
@@ -66,8 +86,8 @@ def figure(results: dict) -> plt.Figure:
 
 def tables(results: dict) -> list[str]:
     summary = results["summary"]
-    return [primary.variants_table({f"{v} at batch {b}": a for b, by in summary["acc"].items() for v, a in by.items()},
-                                   "norm and batch"),
+    return [primary.variants_table({f"{v} at batch {b}": a for b, by in summary["acc"].items() for v, a in by.items()}
+                                   | {ghost_label(int(b)): a for b, a in summary["ghost"].items()}, "norm and batch"),
             primary.primary_table("batch", summary["primary"]), primary.secondary_table(summary["secondary"])]
 
 
@@ -90,7 +110,10 @@ def headline(results: dict) -> str:
             + verdicts(summary)
             + ". Mean (worst seed): " + "; ".join(
                 f"at {b}, " + ", ".join(f"{v} {mean(acc[str(b)][v]):.2f}% ({min(acc[str(b)][v]):.2f}%)" for v in NORMS)
-                for b in feasibility.SMALL_BATCHES) + ".")
+                for b in feasibility.SMALL_BATCHES)
+            + ". Exploratory, beside them: BN normalising over ghost batches of the same sizes within optimiser batches "
+            "of 128 (Protocol 1), " + ", ".join(f"at {b}, {mean(a):.2f}% ({min(a):.2f}%)" for b, a in summary["ghost"].items())
+            + ".")
 
 
 def pick(results: dict) -> dict:

@@ -46,6 +46,25 @@ def test_each_protocol2_experiment_tests_what_was_declared():
     assert labels == primary.declared("drift")
 
 
+def test_real_batches_sit_beside_norm_batchs_ghost_batches_of_the_same_size():
+    """PROTOCOL2.md 2's secondary: BN at a real batch of B against norm_batch's own runs of BN over ghost batches of B
+    within 128 (stored once, reused), seed by seed, in the table, the comparisons and the headline."""
+    import training
+    from experiments import norm_batch, real_batch, runner
+
+    settings = runner.settings_for(False)
+    ghost = {training.key(r["spec"]) for r in real_batch.runs(settings, real_batch.SEEDS) if r["variant"] == real_batch.GHOST}
+    ghost_batch = {training.key(r["spec"]) for r in norm_batch.runs(settings, real_batch.SEEDS)
+                   if r["k"] in feasibility.SMALL_BATCHES}
+    assert ghost == ghost_batch and len(ghost) == 20
+    results = summarised("real_batch", lambda r: 99.5 - 0.3 * (r["variant"] == real_batch.GHOST) - 0.02 * (r["seed"] % 2))
+    found = {c["comparison"]: c["difference"] for c in results["summary"]["secondary"]}
+    assert found["BN at batch 8 - BN on ghost batches of 8 within 128"] == pytest.approx(0.3)
+    assert found["BN at batch 32 - BN on ghost batches of 32 within 128"] == pytest.approx(0.3)
+    assert "ghost batches of the same sizes within optimiser batches of 128 (Protocol 1), at 8, 99.19%" \
+        in real_batch.headline(results)
+
+
 def test_blur_and_elastic_keep_a_blank_image_blank_and_move_strokes():
     import torch
 
