@@ -85,6 +85,7 @@ def link(name: str) -> str:
 
 # The README's pick table, row by row: the main comparison's, Protocol 2's, then the rest of Protocol 1's
 PICK = ("main", "no_norm", "real_batch", "drift", "scarce", "norm_batch", "shift", "gn_groups", "l1", "lr", "bn_test")
+NEAREST = {"real_batch": "ghost batches", "drift": "drift"}  # Protocol 1's pick rows nearest a Protocol 2 question
 
 
 def row(name: str, results: dict, found: list[dict]) -> dict | None:
@@ -192,10 +193,13 @@ def protocol2_headline(results: dict) -> dict[str, str]:
     said = [importlib.import_module(f"experiments.{name}").headline(results[name]) for name in PROTOCOL2 if name in results]
     waiting = [name for name in PROTOCOL2 if name not in results]
     if waiting:
+        near = [NEAREST[name] for name in waiting if name in NEAREST]
         said.append("**Still training:** " + "; ".join(
             f"{importlib.import_module(f'experiments.{name}').SHOWS} ({committed(name)} of {len(full_runs(name))} runs "
-            "committed)" for name in waiting) + ". Until they are in, Protocol 1's rows on ghost batches and drift, in "
-            "the table below, say what was seen.")
+            "committed)" for name in waiting) + "." + (
+            f" Until {'they are' if len(waiting) > 1 else 'it is'} in, Protocol 1's "
+            f"{'rows' if len(near) > 1 else 'row'} on {' and '.join(near)}, in the table below, "
+            f"{'say' if len(near) > 1 else 'says'} what was seen." if near else ""))
     if "cost" in results:
         said.append(f"**What a norm costs.** Milliseconds per training step at batches of 8 / 32 / 128 images on this "
                     f"CPU, one thread: {cost(results, 'BLGN')} (benchmarks/cost.py, median of {results['cost']['rounds']} "

@@ -210,6 +210,18 @@ def test_the_pick_table_takes_protocol2s_rows_and_drifts_replaces_protocol1s():
     assert "no normalisation 3.2 / 7.4 / 25.6" in table  # the no-normalisation row's cost names it too
 
 
+def test_the_still_training_line_names_protocol1s_rows_for_what_is_still_training_only():
+    results, _ = results_and_rows()
+    for name in ("drift", "real_batch"):
+        results.pop(name, None)
+    line = lambda: next(x for x in report.protocol2_headline(results)["protocol2_headline"].splitlines()
+                        if x.startswith("- **Still training:**"))
+    assert "Until they are in, Protocol 1's rows on ghost batches and drift, in the table below, say" in line()
+    results["drift"] = drift_results(-30.0, 2.0)
+    assert "Until it is in, Protocol 1's row on ghost batches, in the table below, says" in line()
+    assert "drift" not in line().split("Until")[1]
+
+
 def test_the_pick_table_takes_a_row_from_every_experiment_that_gives_one():
     gives = [name for name in EXPERIMENTS if hasattr(importlib.import_module(f"experiments.{name}"), "pick")]
     assert sorted(report.PICK) == sorted(gives)
