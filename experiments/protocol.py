@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads: as python -
 import records
 import store
 import training
-from experiments import DECLARED, runner
+from experiments import DECLARED, report, runner
 
 
 def specs() -> list[dict]:
@@ -35,8 +35,11 @@ def main(jobs: int, store_dir: Path, listing: bool) -> None:
     runs_store = store.Store(store_dir)
     declared = specs()
     missing = [s for s in declared if not runs_store.file(s).exists()]
-    print(f"{len(declared)} declared runs, {len(declared) - len(missing)} stored in {runs_store.path}, "
-          f"{len(missing)} to train (about {len(missing) * 5.5 / jobs / 60:.1f} hours at {jobs} at a time)", flush=True)
+    stored = {training.key(s): s for s in declared if runs_store.file(s).exists()}
+    estimate = report.estimator({k: report.trained_seconds(runs_store.file(s)) for k, s in stored.items()}, stored)
+    hours = sum(estimate(training.key(s), s) for s in missing) / jobs / 3600
+    print(f"{len(declared)} declared runs, {len(stored)} stored in {runs_store.path}, {len(missing)} to train (about "
+          f"{hours:.1f} hours at {jobs} at a time, from the stored runs most like each)", flush=True)
     if listing:
         print("\n".join(training.key(s) for s in missing))
         return

@@ -238,6 +238,18 @@ def test_the_compute_table_counts_committed_runs_only(monkeypatch):
     assert total() == before - 1
 
 
+def test_a_missing_runs_time_is_estimated_from_the_stored_runs_of_its_kind():
+    """A batch of 8 costs several times a batch of 128: a missing run takes the mean of its kind (split, batch,
+    training digits), then of its split, then of all."""
+    spec = lambda split, batch, limit=None: dict(split=split, batch_size=batch, train_limit=limit)
+    specs = {"a": spec("test", 128), "b": spec("test", 8), "c": spec("test", 8), "d": spec("validation", 128)}
+    estimate = report.estimator({"a": 300.0, "b": 700.0, "c": 900.0}, specs)
+    assert estimate("c", specs["c"]) == 900.0  # its own
+    assert estimate("x", spec("test", 8)) == 800.0  # its kind
+    assert estimate("x", spec("test", 8, 5000)) == estimate("x", spec("test", 32)) == pytest.approx(1900 / 3)  # its split
+    assert estimate("x", spec("validation", 128)) == pytest.approx(1900 / 3)  # none of its split held: all
+
+
 def test_no_equivalence_stands_where_the_bootstrap_cannot_be_drawn():
     """PROTOCOL.md's "equivalent" needs the digit-level bootstrap: times to a target (epochs) and ghost_stats's
     test-time ways (predictions not kept) have none, so their sections read as the study table does, never twice."""
