@@ -26,6 +26,8 @@ ADAPT = (16, 128, 1024, 10_000)  # unlabelled shifted validation digits BatchNor
 RUNNING, ADAPTED, PER_BATCH = "BN running", "BN re-estimated", "BN per test batch"
 WAYS = (RUNNING, *(f"{ADAPTED} on {n:,}" for n in ADAPT), PER_BATCH, "LN", "GN")
 PRIMARY_WAYS = {RUNNING: RUNNING, ADAPTED: f"{ADAPTED} on {ADAPT[-1]:,}"}  # the declared label -> its way here
+IN_WORDS = {RUNNING: "BatchNorm with its running statistics (BN running)",
+            ADAPTED: f"BatchNorm with statistics re-estimated on {ADAPT[-1]:,} unlabelled shifted digits (BN re-estimated)"}
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
@@ -112,16 +114,18 @@ def shift_of(c: dict) -> str:
     return c["comparison"].split(", ")[-1]
 
 
-def against_ln(label: str, found: dict[str, list[dict]]) -> str:
-    """One way's primary verdicts in words: under which shifts it is shown below or above LN, by how much."""
+def against_ln(label: str, found: dict[str, list[dict]], named: str | None = None) -> str:
+    """One way's primary verdicts in words: under which shifts it is shown below or above LN, by how much; the way
+    called `named` where given, else by its label."""
     n = len(found["tests"])
     listed = lambda tests: ", ".join(f"{shift_of(c)} {c['difference']:+.1f}" for c in tests)
     shown = ([f"below LN under {len(found['below'])} of {n} shifts ({listed(found['below'])} points)"] if found["below"] else []) \
         + ([f"above LN under {len(found['above'])} of {n} ({listed(found['above'])})"] if found["above"] else [])
+    named = named or label
     if not shown:
-        return f"{label} is not shown to differ from LN under any of the {n} shifts"
+        return f"{named} is not shown to differ from LN under any of the {n} shifts"
     rest = n - len(found["below"]) - len(found["above"])
-    return f"{label} is shown " + " and ".join(shown) + (f", inconclusive under the other {rest}" if rest else "")
+    return f"{named} is shown " + " and ".join(shown) + (f", inconclusive under the other {rest}" if rest else "")
 
 
 def headline(results: dict) -> str:
@@ -131,8 +135,8 @@ def headline(results: dict) -> str:
     adapt = " / ".join(f"{mean(mean(row['acc'][f'{ADAPTED} on {n:,}']) for row in full):.1f}%" for n in ADAPT)
     return (f"**Drifting test digits.** On {summary['seeds']} fresh models per norm, at full severity of {len(full)} "
             "shifts (exact sign-flip tests on counts of correct digits): "
-            + "; ".join(against_ln(label, found) for label, found in by_way(summary).items())
-            + f". Worst: under {worst['shift']}, BN running keeps {mean(worst['acc'][RUNNING]):.1f}% (worst seed "
+            + "; ".join(against_ln(label, found, IN_WORDS[label]) for label, found in by_way(summary).items())
+            + f". Worst case: under the {worst['shift']} shift, BN running keeps {mean(worst['acc'][RUNNING]):.1f}% (worst seed "
             f"{min(worst['acc'][RUNNING]):.1f}%) where LN keeps {mean(worst['acc']['LN']):.1f}% (worst seed "
             f"{min(worst['acc']['LN']):.1f}%). Exploratory: averaged over the {len(full)} shifts, BN re-estimated on "
             f"{' / '.join(f'{n:,}' for n in ADAPT)} unlabelled shifted digits reaches {adapt}, LN "

@@ -108,10 +108,11 @@ def test_drifts_pick_follows_its_exact_tests():
     assert row["pick"] == ("LayerNorm rather than BatchNorm with its running statistics (shown below LN under 7 of 7 "
                            "shifts); BatchNorm with statistics re-estimated on unlabelled shifted digits (shown above LN "
                            "under 7 of 7)")
-    assert "BN running is shown below LN under 7 of 7 shifts" in drift.headline(drift_results(-30.0, 2.0))
+    assert "BatchNorm with its running statistics (BN running) is shown below LN under 7 of 7 shifts" \
+        in drift.headline(drift_results(-30.0, 2.0))
     assert drift.pick(drift_results(0.0, 0.0))["pick"] == "none is shown better"
     results = drift_results(-30.0, 2.0)
     for c in results["summary"]["primary"]:
         c["verdict"] = "inconclusive"  # large differences, but no test that shows them
     assert drift.pick(results)["pick"] == "none is shown better"
-    assert "is not shown to differ from LN under any of the 7 shifts" in drift.headline(results)
+    assert "(BN re-estimated) is not shown to differ from LN under any of the 7 shifts" in drift.headline(results)
