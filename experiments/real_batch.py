@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 
 import store
 import training
-from experiments import feasibility, primary
+from experiments import feasibility, norm_batch, primary
 
 NAME = "real_batch"
 SHOWS = "BN, LN and GN trained with real batches of 8 and 32 images (rate scaled with the batch), ten seeds"
@@ -31,11 +31,12 @@ def scaled(settings: dict, batch: int) -> dict:
 
 
 def runs(settings: dict, seeds: tuple[int, ...]) -> list[dict]:
-    """Batch by batch (the larger, cheaper ones first), seed by seed; then the ghost batches of the same sizes."""
+    """Batch by batch (the larger, cheaper ones first), seed by seed; then the ghost batches of the same sizes, those
+    below the batch (all, at the full settings; --quick's batch of 32 has no ghost batch of 32)."""
     return ([dict(variant=v, batch=b, seed=s, spec=training.run_spec(settings, norm, s, **scaled(settings, b)))
              for b in sorted(BATCHES, reverse=True) for s in seeds for v, norm in NORMS.items()]
-            + [dict(variant=GHOST, batch=b, seed=s, spec=training.run_spec(settings, "B", s, norm_batch=b))
-               for b in feasibility.SMALL_BATCHES for s in seeds])
+            + [dict(variant=GHOST, batch=r["k"], seed=r["seed"], spec=r["spec"]) for r in norm_batch.runs(settings, seeds)
+               if r["norm"] == "B" and r["k"] in feasibility.SMALL_BATCHES and r["spec"]["norm_batch"]])
 
 
 def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> dict:
@@ -44,26 +45,27 @@ def summarise(trained: list[dict], settings: dict, runs_store: store.Store) -> d
     by_seed = sorted(trained, key=lambda r: r["seed"])
     got = lambda b, v: [r["record"]["history"][-1]["test_acc"] for r in by_seed if (r["batch"], r["variant"]) == (b, v)]
     acc = {b: {v: got(b, v) for v in NORMS} for b in BATCHES}
-    ghost = {b: got(b, GHOST) for b in feasibility.SMALL_BATCHES}
+    ghost = {b: got(b, GHOST) for b in sorted({r["batch"] for r in trained if r["variant"] == GHOST})}
+    within = settings["BATCH_SIZE"]  # the ghost batches' optimiser batch: 128 (--quick's 32)
     tests = [primary.comparison(f"BN - {v} at batch {b}", acc[b]["BN"], acc[b][v])
              for b in feasibility.SMALL_BATCHES for v in ("LN", "GN")]
     secondary = ([primary.comparison(f"LN - GN at batch {b}", acc[b]["LN"], acc[b]["GN"]) for b in BATCHES]
                  + [primary.comparison(f"{v} at batch {b} - at 128", acc[b][v], acc[128][v])
                     for b in feasibility.SMALL_BATCHES for v in NORMS]
-                 + [primary.comparison(f"BN at batch {b} - {ghost_label(b)}", acc[b]["BN"], ghost[b])
-                    for b in feasibility.SMALL_BATCHES])
-    return dict(acc={str(b): a for b, a in acc.items()}, ghost={str(b): a for b, a in ghost.items()},
+                 + [primary.comparison(f"BN at batch {b} - {ghost_label(b, within)}", acc[b]["BN"], ghost[b])
+                    for b in ghost])
+    return dict(acc={str(b): a for b, a in acc.items()}, ghost={str(b): a for b, a in ghost.items()}, within=within,
                 primary=primary.decide("batch", tests), secondary=secondary)
 
 
-def ghost_label(batch: int) -> str:
-    return f"BN on ghost batches of {batch} within 128"
+def ghost_label(batch: int, within: int) -> str:
+    return f"BN on ghost batches of {batch} within {within}"
 
 
 def figure(results: dict) -> plt.Figure:
     """Test error of each norm against the batch (log scales): each seed a dot, the mean a line; BN on ghost batches
     of the same sizes within 128 (Protocol 1) dashed, meeting BN at 128, where the ghost batch is the whole batch."""
-    acc, ghost = results["summary"]["acc"], results["summary"]["ghost"]
+    acc, ghost, within = (results["summary"][k] for k in ("acc", "ghost", "within"))
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, v in enumerate(NORMS):
         batches = sorted(int(b) for b in acc)
@@ -71,8 +73,8 @@ def figure(results: dict) -> plt.Figure:
             ax.scatter([b] * len(acc[str(b)][v]), [100 - a for a in acc[str(b)][v]], color=f"C{i}", s=8, alpha=0.5)
         ax.plot(batches, [100 - mean(acc[str(b)][v]) for b in batches], marker="o", color=f"C{i}", label=f"{v}, real batch")
     ghosts = sorted(int(b) for b in ghost)
-    ax.plot(ghosts + [128], [100 - mean(ghost[str(b)]) for b in ghosts] + [100 - mean(acc["128"]["BN"])], marker="s",
-            linestyle="--", color="C0", label="BN, ghost batch within 128 (Protocol 1)")
+    ax.plot(ghosts + [within], [100 - mean(ghost[str(b)]) for b in ghosts] + [100 - mean(acc[str(within)]["BN"])],
+            marker="s", linestyle="--", color="C0", label=f"BN, ghost batch within {within} (Protocol 1)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(BATCHES), [str(b) for b in sorted(BATCHES)])
     ax.set_yscale("log")
@@ -87,7 +89,8 @@ def figure(results: dict) -> plt.Figure:
 def tables(results: dict) -> list[str]:
     summary = results["summary"]
     return [primary.variants_table({f"{v} at batch {b}": a for b, by in summary["acc"].items() for v, a in by.items()}
-                                   | {ghost_label(int(b)): a for b, a in summary["ghost"].items()}, "norm and batch"),
+                                   | {ghost_label(int(b), summary["within"]): a for b, a in summary["ghost"].items()},
+                                   "norm and batch"),
             primary.primary_table("batch", summary["primary"]), primary.secondary_table(summary["secondary"])]
 
 
@@ -112,7 +115,7 @@ def headline(results: dict) -> str:
                 f"at {b}, " + ", ".join(f"{v} {mean(acc[str(b)][v]):.2f}% ({min(acc[str(b)][v]):.2f}%)" for v in NORMS)
                 for b in feasibility.SMALL_BATCHES)
             + ". Exploratory, beside them: BN normalising over ghost batches of the same sizes within optimiser batches "
-            "of 128 (Protocol 1), " + ", ".join(f"at {b}, {mean(a):.2f}% ({min(a):.2f}%)" for b, a in summary["ghost"].items())
+            f"of {summary['within']} (Protocol 1), " + ", ".join(f"at {b}, {mean(a):.2f}% ({min(a):.2f}%)" for b, a in summary["ghost"].items())
             + ".")
 
 
