@@ -128,19 +128,25 @@ def against_ln(label: str, found: dict[str, list[dict]], named: str | None = Non
     return f"{named} is shown " + " and ".join(shown) + (f", inconclusive under the other {rest}" if rest else "")
 
 
+def over_shifts(rows: list[dict], way: str) -> list[float]:
+    """Each seed's accuracy under `way`, averaged over the shifts of `rows`."""
+    return [mean(seed) for seed in zip(*(row["acc"][way] for row in rows), strict=True)]
+
+
 def headline(results: dict) -> str:
     summary = results["summary"]
     full = [row for row in summary["rows"] if row["severity"] == 1.0]
     worst = min(full, key=lambda row: mean(row["acc"][RUNNING]))
-    adapt = " / ".join(f"{mean(mean(row['acc'][f'{ADAPTED} on {n:,}']) for row in full):.1f}%" for n in ADAPT)
+    adapt = [over_shifts(full, f"{ADAPTED} on {n:,}") for n in ADAPT]
     return (f"**Drifting test digits.** On {summary['seeds']} fresh models per norm, at full severity of {len(full)} "
             "shifts (exact sign-flip tests on counts of correct digits): "
             + "; ".join(against_ln(label, found, IN_WORDS[label]) for label, found in by_way(summary).items())
             + f". Worst case: under the {worst['shift']} shift, BN running keeps {mean(worst['acc'][RUNNING]):.1f}% (worst seed "
             f"{min(worst['acc'][RUNNING]):.1f}%) where LN keeps {mean(worst['acc']['LN']):.1f}% (worst seed "
             f"{min(worst['acc']['LN']):.1f}%). Exploratory: averaged over the {len(full)} shifts, BN re-estimated on "
-            f"{' / '.join(f'{n:,}' for n in ADAPT)} unlabelled shifted digits reaches {adapt}, LN "
-            f"{mean(mean(row['acc']['LN']) for row in full):.1f}%.")
+            f"{' / '.join(f'{n:,}' for n in ADAPT)} unlabelled shifted digits reaches "
+            f"{' / '.join(f'{mean(a):.1f}%' for a in adapt)} (worst seed {' / '.join(f'{min(a):.1f}%' for a in adapt)}), "
+            f"LN {mean(over_shifts(full, 'LN')):.1f}% (worst seed {min(over_shifts(full, 'LN')):.1f}%).")
 
 
 def pick(results: dict) -> dict:

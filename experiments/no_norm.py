@@ -130,7 +130,7 @@ def headline(results: dict) -> str:
     test = summary["test"]
     return (f"**What normalising buys.** Without normalisation the same network (peak rate {summary['rate']:g}, chosen "
             f"on validation) reaches {mean(test['N']):.2f}% over {len(test['N'])} seeds (worst seed {min(test['N']):.2f}%), "
-            f"{', '.join(f'{v} {mean(test[v]):.2f}%' for v in AGAINST)} at their own rates. "
+            f"{', '.join(f'{v} {mean(test[v]):.2f}% ({min(test[v]):.2f}%)' for v in AGAINST)} at their own rates. "
             + against_none(summary))
 
 

@@ -101,6 +101,15 @@ def test_a_protocol2_pick_says_what_its_verdicts_show_and_nothing_where_they_sho
     assert "shown above" not in row["pick"] and "(differs)" not in row["why"] + module.headline(results)
 
 
+def test_no_normalisations_sentence_gives_each_norms_lowest_seed_beside_its_mean():
+    import re
+
+    from experiments import no_norm
+
+    said = no_norm.headline(summarised("no_norm", below_the_rest("N")))
+    assert all(re.search(rf"{v} \d+\.\d\d% \(\d+\.\d\d%\)", said) for v in ("BN", "LN", "GN"))
+
+
 def test_drifts_pick_follows_its_exact_tests():
     from experiments import drift
 
@@ -108,8 +117,9 @@ def test_drifts_pick_follows_its_exact_tests():
     assert row["pick"] == ("LayerNorm rather than BatchNorm with its running statistics (shown below LN under 7 of 7 "
                            "shifts); BatchNorm with statistics re-estimated on unlabelled shifted digits (shown above LN "
                            "under 7 of 7)")
-    assert "BatchNorm with its running statistics (BN running) is shown below LN under 7 of 7 shifts" \
-        in drift.headline(drift_results(-30.0, 2.0))
+    said = drift.headline(drift_results(-30.0, 2.0))
+    assert "BatchNorm with its running statistics (BN running) is shown below LN under 7 of 7 shifts" in said
+    assert said.endswith("(worst seed 90.0%).")  # the exploratory means too, each with its lowest seed
     assert drift.pick(drift_results(0.0, 0.0))["pick"] == "none is shown better"
     results = drift_results(-30.0, 2.0)
     for c in results["summary"]["primary"]:
