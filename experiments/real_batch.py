@@ -115,8 +115,8 @@ def headline(results: dict) -> str:
                 f"at {b}, " + ", ".join(f"{v} {mean(acc[str(b)][v]):.2f}% ({min(acc[str(b)][v]):.2f}%)" for v in NORMS)
                 for b in feasibility.SMALL_BATCHES)
             + ". Exploratory, beside them: BN normalising over ghost batches of the same sizes within optimiser batches "
-            f"of {summary['within']} (Protocol 1), " + ", ".join(f"at {b}, {mean(a):.2f}% ({min(a):.2f}%)" for b, a in summary["ghost"].items())
-            + ".")
+            f"of {summary['within']} (Protocol 1), "
+            + ", ".join(f"at {b}, {mean(a):.2f}% ({min(a):.2f}%)" for b, a in summary["ghost"].items()) + ".")
 
 
 def pick(results: dict) -> dict:
