@@ -138,6 +138,7 @@ def headline(results: dict) -> str:
     full = [row for row in summary["rows"] if row["severity"] == 1.0]
     worst = min(full, key=lambda row: mean(row["acc"][RUNNING]))
     adapt = [over_shifts(full, f"{ADAPTED} on {n:,}") for n in ADAPT]
+    ln = over_shifts(full, "LN")
     return (f"**Drifting test digits.** On {summary['seeds']} fresh models per norm, at full severity of {len(full)} "
             "shifts (exact sign-flip tests on counts of correct digits): "
             + "; ".join(against_ln(label, found, IN_WORDS[label]) for label, found in by_way(summary).items())
@@ -146,7 +147,7 @@ def headline(results: dict) -> str:
             f"{min(worst['acc']['LN']):.1f}%). Exploratory: averaged over the {len(full)} shifts, BN re-estimated on "
             f"{' / '.join(f'{n:,}' for n in ADAPT)} unlabelled shifted digits reaches "
             f"{' / '.join(f'{mean(a):.1f}%' for a in adapt)} (worst seed {' / '.join(f'{min(a):.1f}%' for a in adapt)}), "
-            f"LN {mean(over_shifts(full, 'LN')):.1f}% (worst seed {min(over_shifts(full, 'LN')):.1f}%).")
+            f"LN {mean(ln):.1f}% (worst seed {min(ln):.1f}%).")
 
 
 def pick(results: dict) -> dict:

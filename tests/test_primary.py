@@ -1,6 +1,8 @@
 """PROTOCOL2.md's decision rules (experiments/primary.py): counts of correct digits, Holm within a family at its
 alpha, the declared comparisons only, and the tie rule (the exact sign-flip test is in tests/test_stats.py)."""
 
+import re
+
 import pytest
 from scipy import stats
 
@@ -102,8 +104,6 @@ def test_a_protocol2_pick_says_what_its_verdicts_show_and_nothing_where_they_sho
 
 
 def test_no_normalisations_sentence_gives_each_norms_lowest_seed_beside_its_mean():
-    import re
-
     from experiments import no_norm
 
     said = no_norm.headline(summarised("no_norm", below_the_rest("N")))
